@@ -1,0 +1,389 @@
+//! The in-process backend: the stamp protocol in one process's memory, bounded.
+//!
+//! It is the default when no Redis is configured, and the reference implementation of the
+//! [`Backend`] algorithms (the Redis scripts are translations of this file).
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use crate::protocol::{
+    Backend, BackendError, BypassReason, ReadReply, ReadRequest, Stamps, WriteRequest,
+    affected_keys, is_marker, split_value,
+};
+
+/// Default number of cached values (and simple-cache entries) kept in process.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug)]
+struct Entry {
+    data: Vec<u8>,
+    expires: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Stamp {
+    value: String,
+    expires: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct State {
+    values: LruCache<String, Entry>,
+    stamps: HashMap<String, Stamp>,
+    schemes: HashMap<String, BTreeMap<String, u64>>,
+    writers: HashMap<String, HashMap<String, (u64, Instant)>>,
+    seq: u64,
+    max_stamps: usize,
+}
+
+/// The in-process backend.
+///
+/// Values (and simple-cache entries) live in an LRU bounded by entry count; stamps are bounded
+/// too (expired ones are purged, then arbitrary stamps are dropped — which can only cause misses).
+/// Markers and writer records are never dropped before their lease ends.
+///
+/// ```
+/// # tokio_test_shim::run(async {
+/// use cacheops_core::MemoryBackend;
+/// use cacheops_core::protocol::Backend;
+/// let b = MemoryBackend::new(1000);
+/// b.set("k", b"v", None).await.unwrap();
+/// assert_eq!(b.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+/// # });
+/// # mod tokio_test_shim { pub fn run<F: std::future::Future>(f: F) -> F::Output {
+/// #   tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f) } }
+/// ```
+#[derive(Debug)]
+pub struct MemoryBackend {
+    state: Mutex<State>,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_ENTRIES)
+    }
+}
+
+impl MemoryBackend {
+    /// A backend holding at most `max_entries` values (at least 1).
+    pub fn new(max_entries: usize) -> Self {
+        let cap = NonZeroUsize::new(max_entries.max(1)).unwrap_or(NonZeroUsize::MIN);
+        MemoryBackend {
+            state: Mutex::new(State {
+                values: LruCache::new(cap),
+                stamps: HashMap::new(),
+                schemes: HashMap::new(),
+                writers: HashMap::new(),
+                seq: 0,
+                max_stamps: max_entries.max(1).saturating_mul(4).max(1024),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters for safety more than losing it would; recover the guard.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Number of cached values and simple entries currently held (expired ones included until
+    /// they are touched or evicted).
+    pub fn len(&self) -> usize {
+        self.lock().values.len()
+    }
+
+    /// Whether no value is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of stamp keys (stamps and markers) held.
+    pub fn stamp_count(&self) -> usize {
+        self.lock().stamps.len()
+    }
+}
+
+impl State {
+    fn get_stamp(&mut self, key: &str, now: Instant) -> Option<String> {
+        match self.stamps.get(key) {
+            Some(s) if s.expires.is_none_or(|e| e > now) => Some(s.value.clone()),
+            Some(_) => {
+                self.stamps.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn set_stamp(&mut self, key: &str, value: String, ttl: Option<Duration>, now: Instant) {
+        self.bound_stamps(now);
+        self.stamps.insert(key.to_owned(), Stamp { value, expires: ttl.map(|t| now + t) });
+    }
+
+    fn bound_stamps(&mut self, now: Instant) {
+        if self.stamps.len() < self.max_stamps {
+            return;
+        }
+        self.stamps.retain(|_, s| s.expires.is_none_or(|e| e > now));
+        if self.stamps.len() >= self.max_stamps {
+            // Dropping a stamp only makes the values that depend on it miss. Markers stay.
+            let target = self.max_stamps / 2;
+            let victims: Vec<String> = self
+                .stamps
+                .iter()
+                .filter(|(_, s)| !is_marker(&s.value))
+                .map(|(k, _)| k.clone())
+                .take(self.stamps.len().saturating_sub(target))
+                .collect();
+            for k in victims {
+                self.stamps.remove(&k);
+            }
+        }
+    }
+
+    fn get_value(&mut self, key: &str, now: Instant) -> Option<&Entry> {
+        let expired = self.values.peek(key).is_some_and(|e| e.expires.is_some_and(|x| x <= now));
+        if expired {
+            self.values.pop(key);
+            return None;
+        }
+        self.values.get(key).map(|e| &*e)
+    }
+
+    fn live_writers(&mut self, key: &str, now: Instant) -> Vec<u64> {
+        match self.writers.get_mut(key) {
+            Some(ws) => {
+                ws.retain(|_, (_, expiry)| *expiry > now);
+                ws.values().map(|(seq, _)| *seq).collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    fn schemes_of(&self, key: &str) -> Vec<String> {
+        self.schemes.get(key).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    fn add_marker(&mut self, key: &str, writer: &str, lease: Duration, now: Instant) {
+        let expires = now + lease;
+        match self.get_stamp(key, now) {
+            Some(v) if is_marker(&v) => {
+                let mut ids: Vec<&str> = v[1..].split(',').filter(|s| !s.is_empty()).collect();
+                if !ids.contains(&writer) {
+                    ids.push(writer);
+                }
+                let value = format!("!{}", ids.join(","));
+                let old_exp = self.stamps.get(key).and_then(|s| s.expires);
+                let expires = old_exp.map_or(expires, |o| o.max(expires));
+                self.stamps.insert(key.to_owned(), Stamp { value, expires: Some(expires) });
+            }
+            _ => {
+                self.bound_stamps(now);
+                self.stamps
+                    .insert(key.to_owned(), Stamp { value: format!("!{writer}"), expires: Some(expires) });
+            }
+        }
+    }
+
+    fn clear_key(&mut self, key: &str, writer: Option<&str>, now: Instant) {
+        let Some(v) = self.get_stamp(key, now) else { return };
+        if !is_marker(&v) {
+            self.stamps.remove(key);
+            return;
+        }
+        let Some(writer) = writer else { return };
+        let ids: Vec<&str> = v[1..].split(',').filter(|s| !s.is_empty() && *s != writer).collect();
+        if ids.is_empty() {
+            self.stamps.remove(key);
+        } else if let Some(s) = self.stamps.get_mut(key) {
+            s.value = format!("!{}", ids.join(","));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for MemoryBackend {
+    async fn read(&self, req: &ReadRequest) -> Result<ReadReply, BackendError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let mut stamps: Vec<String> = Vec::new();
+        let mut pending = false;
+        let epoch = match st.get_stamp(&req.epoch_key, now) {
+            Some(e) => e,
+            None => {
+                st.set_stamp(&req.epoch_key, req.new_stamp.clone(), None, now);
+                req.new_stamp.clone()
+            }
+        };
+        stamps.push(epoch);
+        for t in &req.tables {
+            let registered = st.schemes.contains_key(&t.schemes_key);
+            let ts = match st.get_stamp(&t.table_key, now) {
+                Some(s) if registered || is_marker(&s) => s,
+                _ => {
+                    st.set_stamp(&t.table_key, req.new_stamp.clone(), None, now);
+                    req.new_stamp.clone()
+                }
+            };
+            pending |= is_marker(&ts);
+            stamps.push(ts);
+            for c in &t.conjs {
+                let cs = match st.get_stamp(&c.key, now) {
+                    Some(s) => s,
+                    None => {
+                        st.set_stamp(&c.key, req.new_stamp.clone(), Some(req.conj_ttl), now);
+                        req.new_stamp.clone()
+                    }
+                };
+                pending |= is_marker(&cs);
+                stamps.push(cs);
+            }
+        }
+        let joined = stamps.join(" ");
+        if !pending {
+            if let Some(entry) = st.get_value(&req.value_key, now) {
+                if let Some((header, data)) = split_value(&entry.data) {
+                    if header == joined.as_bytes() {
+                        return Ok(ReadReply::Hit(data.to_vec()));
+                    }
+                }
+            }
+        }
+        let mut new_scheme = false;
+        for t in &req.tables {
+            let live = st.live_writers(&t.writers_key, now);
+            for c in &t.conjs {
+                let existing = st.schemes.get(&t.schemes_key).and_then(|m| m.get(&c.scheme)).copied();
+                let seq = match existing {
+                    Some(s) => s,
+                    None => {
+                        st.seq += 1;
+                        let seq = st.seq;
+                        st.schemes.entry(t.schemes_key.clone()).or_default().insert(c.scheme.clone(), seq);
+                        seq
+                    }
+                };
+                if live.iter().any(|mark| *mark < seq) {
+                    new_scheme = true;
+                }
+            }
+        }
+        if new_scheme {
+            return Ok(ReadReply::Bypass(BypassReason::NewScheme));
+        }
+        if pending {
+            return Ok(ReadReply::Bypass(BypassReason::Pending));
+        }
+        Ok(ReadReply::Miss(Stamps(joined)))
+    }
+
+    async fn store(
+        &self,
+        req: &ReadRequest,
+        stamps: &Stamps,
+        data: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let mut current = Vec::new();
+        for key in req.stamp_keys() {
+            match st.get_stamp(key, now) {
+                Some(s) => current.push(s),
+                None => return Ok(false),
+            }
+        }
+        if current.join(" ") != stamps.0 {
+            return Ok(false);
+        }
+        let mut stored = Vec::with_capacity(stamps.0.len() + 1 + data.len());
+        stored.extend_from_slice(stamps.0.as_bytes());
+        stored.push(b'\n');
+        stored.extend_from_slice(data);
+        st.values.put(req.value_key.clone(), Entry { data: stored, expires: Some(now + ttl) });
+        for t in &req.tables {
+            for c in &t.conjs {
+                if let Some(s) = st.stamps.get_mut(&c.key) {
+                    if s.expires.is_some_and(|e| e < now + ttl) {
+                        s.expires = Some(now + req.conj_ttl);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    async fn mark(&self, req: &WriteRequest) -> Result<(), BackendError> {
+        let Some(writer) = req.writer.as_deref() else {
+            return Err(BackendError::new("mark needs a writer id"));
+        };
+        let now = Instant::now();
+        let mut st = self.lock();
+        let seq = st.seq;
+        for t in &req.tables {
+            let schemes = st.schemes_of(&t.schemes_key);
+            for key in affected_keys(t, &schemes) {
+                st.add_marker(&key, writer, req.lease, now);
+            }
+            st.writers
+                .entry(t.writers_key.clone())
+                .or_default()
+                .insert(writer.to_owned(), (seq, now + req.lease));
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, req: &WriteRequest) -> Result<(), BackendError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        for t in &req.tables {
+            let schemes = st.schemes_of(&t.schemes_key);
+            for key in affected_keys(t, &schemes) {
+                st.clear_key(&key, req.writer.as_deref(), now);
+            }
+            if let Some(w) = req.writer.as_deref() {
+                if let Some(ws) = st.writers.get_mut(&t.writers_key) {
+                    ws.remove(w);
+                    if ws.is_empty() {
+                        st.writers.remove(&t.writers_key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete_stamps(&self, keys: &[String]) -> Result<(), BackendError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        for key in keys {
+            st.clear_key(key, None, now);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        Ok(st.get_value(key, now).map(|e| e.data.clone()))
+    }
+
+    async fn set(&self, key: &str, data: &[u8], ttl: Option<Duration>) -> Result<(), BackendError> {
+        let now = Instant::now();
+        let mut st = self.lock();
+        st.values.put(key.to_owned(), Entry { data: data.to_vec(), expires: ttl.map(|t| now + t) });
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, BackendError> {
+        Ok(self.lock().values.pop(key).is_some())
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,283 @@
+//! The stamp protocol as seen by a backend: requests, replies and the [`Backend`] trait.
+//!
+//! The full protocol, with the argument for why no reader can hit a stale value, is in
+//! `docs/protocol.md`. In short:
+//!
+//! * every dependency of a cached value (the epoch, each table, each conj key) holds a random
+//!   **stamp**; a value is stored with the stamps it was computed under and is a hit only while all
+//!   of them are unchanged;
+//! * a read that misses gets the stamps *before* the database is queried, so a write that commits
+//!   in between has already replaced them and the late store is refused;
+//! * a write first replaces its conj stamps by **markers** (`!writer-id,…`, with a TTL: the lease),
+//!   and deletes them after commit; a reader that meets a marker neither hits nor stores;
+//! * a scheme registered while a writer is in flight (`mark_seq < scheme_seq`) is not covered by the
+//!   writer's markers, so its readers do not store.
+//!
+//! Both backends ([`crate::MemoryBackend`] and the Redis one) implement exactly the algorithms
+//! documented on each method below; the Redis scripts are line-by-line translations.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::time::Duration;
+
+use crate::value::Value;
+
+/// A database row (or the part of it that is known): column → value.
+pub type Row = BTreeMap<String, Value>;
+
+/// A row with its values rendered ([`Value::render`]), as sent to a backend.
+pub type RenderedRow = BTreeMap<String, String>;
+
+/// Renders a row for a backend.
+pub fn render_row(row: &Row) -> RenderedRow {
+    row.iter().map(|(k, v)| (k.clone(), v.render())).collect()
+}
+
+/// The first byte of a marker (a write lease). Stamps never start with it.
+pub const MARKER_PREFIX: char = '!';
+
+/// Separates the stamp header from the data in a stored value.
+pub const HEADER_END: u8 = b'\n';
+
+/// One conj key a read depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConjRef {
+    /// Its scheme (sorted column names joined by `,`).
+    pub scheme: String,
+    /// The full key.
+    pub key: String,
+}
+
+/// One table a read depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableRead {
+    /// The table stamp key.
+    pub table_key: String,
+    /// The table's schemes key.
+    pub schemes_key: String,
+    /// The table's in-flight writers key.
+    pub writers_key: String,
+    /// The conj keys (at least one; the empty conj stands for "any row").
+    pub conjs: Vec<ConjRef>,
+}
+
+/// A read-check: is the value there and current?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRequest {
+    /// The value key.
+    pub value_key: String,
+    /// The epoch key.
+    pub epoch_key: String,
+    /// The scheme sequence key.
+    pub seq_key: String,
+    /// The tables read.
+    pub tables: Vec<TableRead>,
+    /// A fresh random stamp for keys that do not exist yet (never starts with `!`).
+    pub new_stamp: String,
+    /// TTL given to conj stamps created or extended (see [`crate::keys::conj_ttl`]).
+    pub conj_ttl: Duration,
+}
+
+impl ReadRequest {
+    /// The stamp keys in stamp-vector order: epoch, then per table its table key and conj keys.
+    pub fn stamp_keys(&self) -> Vec<&str> {
+        let mut keys = vec![self.epoch_key.as_str()];
+        for t in &self.tables {
+            keys.push(t.table_key.as_str());
+            keys.extend(t.conjs.iter().map(|c| c.key.as_str()));
+        }
+        keys
+    }
+}
+
+/// The stamp vector a missing value must be stored with (opaque).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamps(pub String);
+
+/// Why a read neither hit nor may store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BypassReason {
+    /// A dependency is under a write lease.
+    Pending,
+    /// A scheme was registered after a live writer marked its keys.
+    NewScheme,
+    /// The cache is unavailable or fenced (set by the engine, not by backends).
+    Unavailable,
+}
+
+/// The answer to a read-check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadReply {
+    /// The value is current: here is its data.
+    Hit(Vec<u8>),
+    /// Not cached (or outdated): query the database and store the result with these stamps.
+    Miss(Stamps),
+    /// Query the database and do not store.
+    Bypass(BypassReason),
+}
+
+/// One table touched by a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableWrite {
+    /// The table stamp key.
+    pub table_key: String,
+    /// The table's schemes key.
+    pub schemes_key: String,
+    /// The table's writers key.
+    pub writers_key: String,
+    /// The beginning of every conj key of the table.
+    pub conj_prefix: String,
+    /// Rows (old and new states) whose conj keys are affected, rendered.
+    pub rows: Vec<RenderedRow>,
+    /// Whether the whole table is affected (unknown rows, bulk writes, `invalidate_model`).
+    pub table_level: bool,
+}
+
+/// A write lease (mark), its end (finish), or an immediate invalidation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRequest {
+    /// The writer's id; `None` for an explicit invalidation that is not part of a write.
+    pub writer: Option<String>,
+    /// The scheme sequence key.
+    pub seq_key: String,
+    /// Tables touched.
+    pub tables: Vec<TableWrite>,
+    /// How long markers and the writer record live (the lease).
+    pub lease: Duration,
+}
+
+/// A backend failure (connection, timeout, protocol, script error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cache backend error: {message}")]
+pub struct BackendError {
+    /// What went wrong.
+    pub message: String,
+}
+
+impl BackendError {
+    /// A backend error with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        BackendError { message: message.into() }
+    }
+}
+
+/// Storage for the stamp protocol. Every method is one atomic step (one script call in Redis,
+/// one critical section in process) and touches keys of one namespace only (one hash slot).
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + Debug {
+    /// Read-check.
+    ///
+    /// 1. Epoch: `GET`; if absent, `SET` it to `new_stamp` (no TTL).
+    /// 2. For each table: if the schemes key does not exist (never registered, or evicted), `SET`
+    ///    the table key to `new_stamp` (an evicted registration invalidates the table); else `GET`
+    ///    the table key and create it with `new_stamp` (no TTL) if absent. A marker ⇒ pending.
+    /// 3. For each conj key: `GET`; if absent `SET` `new_stamp` with TTL `conj_ttl`. Marker ⇒ pending.
+    /// 4. If nothing is pending and the value exists and its header (the bytes before the first
+    ///    `\n`) equals the stamps joined by `' '`: [`ReadReply::Hit`] with the bytes after it.
+    /// 5. Otherwise register schemes: for each table, drop expired writers (`expiry ≤ now`) from
+    ///    the writers hash; for each distinct scheme, `HGET` its sequence number or register it with
+    ///    `seq = max(now_us, GET seq_key + 1)` (`SET seq_key seq`, `HSET schemes scheme seq`); if a
+    ///    live writer has `mark_seq < seq` ⇒ [`BypassReason::NewScheme`].
+    /// 6. Pending ⇒ [`BypassReason::Pending`]; else [`ReadReply::Miss`] with the joined stamps.
+    async fn read(&self, req: &ReadRequest) -> Result<ReadReply, BackendError>;
+
+    /// Store: if the current values of [`ReadRequest::stamp_keys`] joined by `' '` equal `stamps`
+    /// (any missing key or marker ⇒ not equal), `SET value_key = stamps + "\n" + data` with TTL
+    /// `ttl`, extend every conj key whose TTL is below `ttl` to `req.conj_ttl`, and return `true`;
+    /// else return `false` and write nothing.
+    async fn store(
+        &self,
+        req: &ReadRequest,
+        stamps: &Stamps,
+        data: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, BackendError>;
+
+    /// Mark (begin or renew a write lease). `req.writer` must be `Some`.
+    ///
+    /// `seq = max(now_us, GET seq_key)`. For each table: its affected keys are the table key when
+    /// `table_level`, and for each row × each registered scheme the conj key
+    /// `conj_prefix + "c1=v1&c2=v2"` (columns in scheme order, values from the row); a row lacking
+    /// a scheme column makes the table key affected instead. Each affected key gets the writer
+    /// added to its marker (`"!" + ids joined by ","`; a stamp or nothing is replaced by a new
+    /// marker) and its TTL raised to at least `lease`. Then `HSET writers writer "seq expiry_ms"`
+    /// with `expiry = now + lease`, and the writers key's TTL raised to at least `lease`.
+    async fn mark(&self, req: &WriteRequest) -> Result<(), BackendError>;
+
+    /// Finish a write (after commit or rollback), or invalidate immediately (`writer = None`).
+    ///
+    /// Computes the affected keys as [`Backend::mark`] does, against the schemes registered *now*.
+    /// For each: absent ⇒ nothing; a stamp ⇒ `DEL`; a marker ⇒ remove this writer's id, `DEL` when
+    /// no id is left, else keep the other writers' marker. Then `HDEL writers writer`.
+    async fn finish(&self, req: &WriteRequest) -> Result<(), BackendError>;
+
+    /// Deletes stamp keys (table keys, the epoch), leaving markers alone: `invalidate_model` and
+    /// `invalidate_all`. O(number of keys).
+    async fn delete_stamps(&self, keys: &[String]) -> Result<(), BackendError>;
+
+    /// Simple cache: `GET`.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
+
+    /// Simple cache: `SET` with an optional TTL.
+    async fn set(&self, key: &str, data: &[u8], ttl: Option<Duration>) -> Result<(), BackendError>;
+
+    /// Simple cache: `DEL`. Returns whether the key existed.
+    async fn delete(&self, key: &str) -> Result<bool, BackendError>;
+
+    /// Checks the backend is reachable.
+    async fn ping(&self) -> Result<(), BackendError>;
+}
+
+/// Splits a stored value into (header, data).
+pub fn split_value(stored: &[u8]) -> Option<(&[u8], &[u8])> {
+    let pos = stored.iter().position(|b| *b == HEADER_END)?;
+    Some((&stored[..pos], &stored[pos + 1..]))
+}
+
+/// Whether a stamp key's content is a marker.
+pub fn is_marker(v: &str) -> bool {
+    v.starts_with(MARKER_PREFIX)
+}
+
+/// The conj keys (or the table key) affected by a write to one table, given its schemes.
+/// Shared by the in-process backend and tests; the Redis scripts do the same in Lua.
+pub fn affected_keys(table: &TableWrite, schemes: &[String]) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut table_level = table.table_level;
+    for row in &table.rows {
+        for scheme in schemes {
+            let mut key = table.conj_prefix.clone();
+            let mut complete = true;
+            if !scheme.is_empty() {
+                for (i, col) in scheme.split(',').enumerate() {
+                    match row.get(col) {
+                        Some(v) => {
+                            if i > 0 {
+                                key.push('&');
+                            }
+                            key.push_str(col);
+                            key.push('=');
+                            key.push_str(v);
+                        }
+                        None => {
+                            complete = false;
+                            break;
+                        }
+                    }
+                }
+            }
+            if complete {
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            } else {
+                table_level = true;
+            }
+        }
+    }
+    if table_level {
+        keys.push(table.table_key.clone());
+    }
+    keys
+}

@@ -1,0 +1,1 @@
+//! cacheops (being written).
