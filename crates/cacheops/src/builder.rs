@@ -1,0 +1,210 @@
+//! Building a [`Cache`]: backend, prefix, profiles, failure policy. Everything is validated here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cacheops_core::protocol::Backend;
+use cacheops_core::{Analyzer, AnalyzerConfig, ConfigError, KeySpace, MemoryBackend, Profiles};
+
+use crate::cache::{Cache, Inner};
+use crate::error::Error;
+use crate::health::Health;
+
+#[derive(Debug, Clone)]
+enum BackendChoice {
+    Memory { max_entries: usize },
+    RedisUrl(String),
+    Custom(Arc<dyn Backend>),
+}
+
+/// Builds a [`Cache`].
+///
+/// Defaults: the in-process backend (100 000 values), no prefix, degrade on (backend trouble
+/// turns reads into database reads), a 1 s circuit-breaker retry interval, 10 s write leases,
+/// PostgreSQL analysis, and profiles that cache nothing automatically.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use cacheops::{Cache, Profile, Profiles};
+/// let cache = Cache::builder()
+///     .prefix("tenant1")
+///     .profiles(Profiles::builder().profile("post", Profile::builder().ops(["all"])).build().unwrap())
+///     .lease(Duration::from_secs(5))
+///     .build()
+///     .await
+///     .unwrap();
+/// assert!(cache.is_enabled());
+///
+/// let err = Cache::builder().lease(Duration::ZERO).build().await.unwrap_err();
+/// assert!(err.to_string().contains("lease"));
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct CacheBuilder {
+    prefix: String,
+    backend: BackendChoice,
+    profiles: Profiles,
+    degrade: bool,
+    enabled: bool,
+    retry_interval: Duration,
+    lease: Duration,
+    replay_limit: usize,
+    default_timeout: Duration,
+    analyzer: AnalyzerConfig,
+}
+
+impl Default for CacheBuilder {
+    fn default() -> Self {
+        CacheBuilder {
+            prefix: String::new(),
+            backend: BackendChoice::Memory { max_entries: cacheops_core::memory::DEFAULT_MAX_ENTRIES },
+            profiles: Profiles::default(),
+            degrade: true,
+            enabled: true,
+            retry_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(10),
+            replay_limit: 10_000,
+            default_timeout: Duration::from_secs(3600),
+            analyzer: AnalyzerConfig::default(),
+        }
+    }
+}
+
+impl CacheBuilder {
+    /// Reads `CACHEOPS_REDIS` (a Redis URL; unset or empty: in process), `CACHEOPS_PREFIX` and
+    /// `CACHEOPS_ENABLED` (`0`/`false`/`off` disables) on top of the current settings.
+    pub fn from_env(mut self) -> Self {
+        if let Ok(url) = std::env::var("CACHEOPS_REDIS") {
+            if !url.trim().is_empty() {
+                self = self.redis_url(url.trim());
+            }
+        }
+        if let Ok(prefix) = std::env::var("CACHEOPS_PREFIX") {
+            self.prefix = prefix;
+        }
+        if let Ok(on) = std::env::var("CACHEOPS_ENABLED") {
+            self.enabled = !matches!(on.trim().to_ascii_lowercase().as_str(), "0" | "false" | "off" | "no");
+        }
+        self
+    }
+
+    /// The key prefix: caches with different prefixes never see each other's entries.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Use Redis at this URL (`redis://[:password@]host[:port][/db]`, `redis+unix:///path?db=N`,
+    /// `redis-cluster://host:port,host:port`).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.backend = BackendChoice::RedisUrl(url.into());
+        self
+    }
+
+    /// Use the in-process backend with at most `max_entries` values.
+    pub fn memory(mut self, max_entries: usize) -> Self {
+        self.backend = BackendChoice::Memory { max_entries };
+        self
+    }
+
+    /// Use a backend you built (a custom Redis client, a shared in-process backend…).
+    pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backend = BackendChoice::Custom(backend);
+        self
+    }
+
+    /// Per-table profiles.
+    pub fn profiles(mut self, profiles: Profiles) -> Self {
+        self.profiles = profiles;
+        self
+    }
+
+    /// Degrade mode: backend failures turn reads into database reads instead of errors, and
+    /// invalidations into queued replays (default on). With it off, an unreachable Redis fails
+    /// [`CacheBuilder::build`].
+    pub fn degrade(mut self, on: bool) -> Self {
+        self.degrade = on;
+        self
+    }
+
+    /// `false` makes every cache a pass-through that never touches the backend (for tests).
+    pub fn enabled(mut self, on: bool) -> Self {
+        self.enabled = on;
+        self
+    }
+
+    /// How long the circuit stays open after a backend failure.
+    pub fn retry_interval(mut self, d: Duration) -> Self {
+        self.retry_interval = d;
+        self
+    }
+
+    /// How long write markers live if their writer never finishes.
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+
+    /// How many failed invalidations are kept for replay before the cache fences itself.
+    pub fn replay_limit(mut self, n: usize) -> Self {
+        self.replay_limit = n;
+        self
+    }
+
+    /// Lifetime of values whose tables have no enabled profile (manual caching).
+    pub fn default_timeout(mut self, d: Duration) -> Self {
+        self.default_timeout = d;
+        self
+    }
+
+    /// SQL analysis settings (dialect, caps, skipped columns).
+    pub fn analyzer(mut self, config: AnalyzerConfig) -> Self {
+        self.analyzer = config;
+        self
+    }
+
+    /// Validates the settings, connects, and builds the cache.
+    pub async fn build(self) -> Result<Cache, Error> {
+        let keys = KeySpace::new(&self.prefix).map_err(ConfigError::from)?;
+        let invalid = |setting, reason: &str| Error::Config(ConfigError::Invalid { setting, reason: reason.to_owned() });
+        if self.lease.is_zero() {
+            return Err(invalid("lease", "must be greater than zero"));
+        }
+        if self.retry_interval.is_zero() {
+            return Err(invalid("retry_interval", "must be greater than zero"));
+        }
+        if self.default_timeout.is_zero() {
+            return Err(invalid("default_timeout", "must be greater than zero"));
+        }
+        if self.replay_limit == 0 {
+            return Err(invalid("replay_limit", "must be at least 1"));
+        }
+        if self.analyzer.in_list_cap == 0 || self.analyzer.dnf_cap == 0 || self.analyzer.memo_capacity == 0 {
+            return Err(invalid("analyzer", "in_list_cap, dnf_cap and memo_capacity must be at least 1"));
+        }
+        let backend: Arc<dyn Backend> = match self.backend {
+            BackendChoice::Memory { max_entries } => {
+                if max_entries == 0 {
+                    return Err(invalid("memory", "max_entries must be at least 1"));
+                }
+                Arc::new(MemoryBackend::new(max_entries))
+            }
+            BackendChoice::Custom(b) => b,
+            BackendChoice::RedisUrl(url) => crate::redis::connect(&url, !self.degrade).await?,
+        };
+        let inner = Inner::new(
+            backend,
+            keys,
+            self.profiles,
+            Analyzer::new(self.analyzer),
+            Health::new(self.retry_interval, self.replay_limit),
+            self.degrade,
+            self.enabled,
+            self.lease,
+            self.default_timeout,
+        );
+        Ok(Cache { inner: Arc::new(inner) })
+    }
+}

@@ -1,0 +1,716 @@
+//! The cache engine: lookups, stores, write leases, explicit invalidation, health.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use cacheops_core::keys::{conj_ttl, hash_parts};
+use cacheops_core::protocol::{
+    Backend, BackendError, BypassReason, ConjRef, ReadReply, ReadRequest, Stamps, TableRead,
+    TableWrite, WriteRequest, render_row,
+};
+use cacheops_core::{Analysis, Analyzer, Dependencies, KeySpace, Profiles, Row, Value};
+
+use crate::error::Error;
+use crate::health::{Health, Pending};
+use crate::scope::invalidation_suppressed;
+
+/// Counters of what the cache did, for stats and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Lookups served from the cache.
+    pub hits: u64,
+    /// Lookups that went to the database and may store.
+    pub misses: u64,
+    /// Lookups that went to the database and may not store (leases, outages, fences, disabled).
+    pub bypasses: u64,
+    /// Values stored.
+    pub stores: u64,
+    /// Stores refused because a dependency changed meanwhile.
+    pub refused_stores: u64,
+    /// Backend errors seen.
+    pub errors: u64,
+    /// Invalidations delivered late (replayed after an outage).
+    pub replayed: u64,
+    /// Times the cache fenced itself (replaced its epoch) after losing invalidations.
+    pub fences: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    bypasses: AtomicU64,
+    stores: AtomicU64,
+    refused_stores: AtomicU64,
+    errors: AtomicU64,
+    replayed: AtomicU64,
+    fences: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) keys: KeySpace,
+    pub(crate) profiles: Profiles,
+    pub(crate) analyzer: Analyzer,
+    pub(crate) health: Health,
+    pub(crate) sync_lock: tokio::sync::Mutex<()>,
+    pub(crate) degrade: bool,
+    pub(crate) enabled: bool,
+    pub(crate) lease: Duration,
+    pub(crate) dnf_cap: usize,
+    pub(crate) default_timeout: Duration,
+    pub(crate) unmarked: AtomicUsize,
+    counters: Counters,
+}
+
+impl Inner {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        backend: Arc<dyn Backend>,
+        keys: KeySpace,
+        profiles: Profiles,
+        analyzer: Analyzer,
+        health: Health,
+        degrade: bool,
+        enabled: bool,
+        lease: Duration,
+        default_timeout: Duration,
+    ) -> Self {
+        let dnf_cap = analyzer.config().dnf_cap;
+        Inner {
+            backend,
+            keys,
+            profiles,
+            analyzer,
+            health,
+            sync_lock: tokio::sync::Mutex::new(()),
+            degrade,
+            enabled,
+            lease,
+            dnf_cap,
+            default_timeout,
+            unmarked: AtomicUsize::new(0),
+            counters: Counters::default(),
+        }
+    }
+}
+
+/// The cache: cheap to clone (an `Arc` inside), shared by every integration.
+///
+/// Build one with [`Cache::builder`]. A read goes [`Cache::lookup`] → (on a miss: query the
+/// database) → [`Cache::store`]; [`Cache::get_or_compute`] does all three. A write takes a
+/// [`WriteLease`] before it executes and finishes it after commit.
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use cacheops::{Cache, Dependencies, Dnf, Conj, Value, Row};
+/// let cache = Cache::builder().build().await.unwrap();          // in-process backend
+/// let mut deps = Dependencies::new();
+/// let conj = Conj::from_terms([("category_id", Value::Int(3))]).unwrap();
+/// deps.add("post", Dnf::from_conjs([conj], 64), 64);
+/// let q = cache.query(b"posts in category 3", deps);
+///
+/// let v = cache.get_or_compute(&q, || async { Ok::<_, cacheops::Error>(b"3 posts".to_vec()) }).await.unwrap();
+/// assert_eq!(v, b"3 posts");
+/// assert_eq!(cache.stats().misses, 1);
+/// cache.get_or_compute(&q, || async { Ok::<_, cacheops::Error>(b"unused".to_vec()) }).await.unwrap();
+/// assert_eq!(cache.stats().hits, 1);
+///
+/// // A row with category_id = 3 changes: the cached query is dropped.
+/// let row: Row = [("id".to_owned(), Value::Int(7)), ("category_id".to_owned(), Value::Int(3))].into();
+/// cache.invalidate_rows("post", &[row]).await.unwrap();
+/// cache.get_or_compute(&q, || async { Ok::<_, cacheops::Error>(b"4 posts".to_vec()) }).await.unwrap();
+/// assert_eq!(cache.stats().misses, 2);
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Cache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend)
+            .field("prefix", &self.inner.keys.base())
+            .field("enabled", &self.inner.enabled)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cacheable read: a hash that identifies its result, what it depends on, and how long it lives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    hash: String,
+    deps: Dependencies,
+    timeout: Duration,
+}
+
+impl Query {
+    /// The key hash.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+    /// The dependencies.
+    pub fn dependencies(&self) -> &Dependencies {
+        &self.deps
+    }
+    /// The lifetime of the cached value.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    /// Overrides the lifetime.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+#[must_use]
+pub enum Lookup {
+    /// Cached and current.
+    Hit(Vec<u8>),
+    /// Query the database, then [`Cache::store`] the result with this ticket.
+    Miss(MissTicket),
+    /// Query the database and do not store.
+    Bypass(BypassReason),
+}
+
+/// Permission to store a result, carrying the stamps taken before the database was queried.
+#[derive(Debug)]
+pub struct MissTicket {
+    req: ReadRequest,
+    stamps: Stamps,
+    ttl: Duration,
+}
+
+/// What a write changes in one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableChange {
+    table: String,
+    rows: Vec<Row>,
+    table_level: bool,
+}
+
+impl TableChange {
+    /// Rows (old and new states) of a table.
+    pub fn rows(table: impl Into<String>, rows: impl IntoIterator<Item = Row>) -> Self {
+        TableChange { table: table.into(), rows: rows.into_iter().collect(), table_level: false }
+    }
+    /// The whole table (unknown rows, bulk writes).
+    pub fn table(table: impl Into<String>) -> Self {
+        TableChange { table: table.into(), rows: Vec::new(), table_level: true }
+    }
+    /// The table.
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+}
+
+fn new_stamp() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+fn encode_params(params: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in params {
+        out.extend_from_slice(format!("{p:?}").as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+impl Cache {
+    /// A builder (in-process backend, no prefix, degrade on).
+    pub fn builder() -> crate::CacheBuilder {
+        crate::CacheBuilder::default()
+    }
+
+    /// The profiles.
+    pub fn profiles(&self) -> &Profiles {
+        &self.inner.profiles
+    }
+
+    /// The analyzer (memoised SQL analysis).
+    pub fn analyzer(&self) -> &Analyzer {
+        &self.inner.analyzer
+    }
+
+    /// The key space (prefix).
+    pub fn keys(&self) -> &KeySpace {
+        &self.inner.keys
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// Whether caching is enabled (`false`: every lookup bypasses, nothing touches the backend).
+    pub fn is_enabled(&self) -> bool {
+        self.inner.enabled
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.counters;
+        Stats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            bypasses: c.bypasses.load(Ordering::Relaxed),
+            stores: c.stores.load(Ordering::Relaxed),
+            refused_stores: c.refused_stores.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            replayed: c.replayed.load(Ordering::Relaxed),
+            fences: c.fences.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Number of invalidations waiting to be replayed after a backend outage.
+    pub fn pending_invalidations(&self) -> usize {
+        self.inner.health.queued()
+    }
+
+    /// A query identified by arbitrary bytes (a function name and its arguments, say), depending
+    /// on `deps`, living as long as the shortest profile timeout among its tables.
+    pub fn query(&self, identity: &[u8], deps: Dependencies) -> Query {
+        let hash = hash_parts([b"manual".as_ref(), identity]);
+        let timeout = self.timeout_for(&deps);
+        Query { hash, deps, timeout }
+    }
+
+    /// Analyses a SQL statement with its binds.
+    pub fn analyze(&self, sql: &str, params: &[Value]) -> Result<Analysis, Error> {
+        Ok(self.inner.analyzer.analyze(sql, params)?)
+    }
+
+    /// The query for a read statement. `db` is the database name (left out of the key when every
+    /// table's profile is `db_agnostic`); `shape` distinguishes result forms of the same SQL
+    /// (models, JSON, tuples…).
+    pub fn sql_query(&self, sql: &str, params: &[Value], analysis: &Analysis, db: &str, shape: &str) -> Query {
+        let agnostic = analysis.reads.tables().all(|t| self.inner.profiles.for_table(t).db_agnostic);
+        let db = if agnostic { "" } else { db };
+        let encoded = encode_params(params);
+        let hash = hash_parts([
+            b"sql".as_ref(),
+            sql.as_bytes(),
+            encoded.as_slice(),
+            db.as_bytes(),
+            shape.as_bytes(),
+        ]);
+        let timeout = self.timeout_for(&analysis.reads);
+        Query { hash, deps: analysis.reads.clone(), timeout }
+    }
+
+    fn timeout_for(&self, deps: &Dependencies) -> Duration {
+        deps.tables()
+            .map(|t| self.inner.profiles.for_table(t))
+            .filter(|p| p.enabled)
+            .map(|p| p.timeout)
+            .min()
+            .unwrap_or(self.inner.default_timeout)
+    }
+
+    fn read_request(&self, q: &Query) -> ReadRequest {
+        let ks = &self.inner.keys;
+        let tables = q
+            .deps
+            .iter()
+            .map(|(table, dnf)| TableRead {
+                table_key: ks.table(table),
+                schemes_key: ks.schemes(table),
+                writers_key: ks.writers(table),
+                conjs: dnf.conjs().iter().map(|c| ConjRef { scheme: c.scheme(), key: ks.conj(table, c) }).collect(),
+            })
+            .collect();
+        ReadRequest {
+            value_key: ks.value(&q.hash),
+            epoch_key: ks.epoch(),
+            seq_key: ks.seq(),
+            tables,
+            new_stamp: new_stamp(),
+            conj_ttl: conj_ttl(q.timeout),
+        }
+    }
+
+    fn count(&self, f: impl Fn(&Counters) -> &AtomicU64) {
+        f(&self.inner.counters).fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn bypass(&self, reason: BypassReason) -> Lookup {
+        self.count(|c| &c.bypasses);
+        Lookup::Bypass(reason)
+    }
+
+    fn backend_failed(&self, err: BackendError) -> Result<(), Error> {
+        self.count(|c| &c.errors);
+        self.inner.health.failed();
+        tracing::warn!(error = %err, "cacheops backend failed");
+        if self.inner.degrade { Ok(()) } else { Err(err.into()) }
+    }
+
+    fn unavailable(&self) -> Result<Lookup, Error> {
+        if self.inner.degrade {
+            Ok(self.bypass(BypassReason::Unavailable))
+        } else {
+            Err(BackendError::new("cache backend unavailable (circuit open)").into())
+        }
+    }
+
+    /// Checks the cache for a query.
+    ///
+    /// With degrade on (the default), backend trouble makes this a [`Lookup::Bypass`]; after a
+    /// failure the circuit stays open for the retry interval, during which no network call is
+    /// made. No hit is served while invalidations from an outage wait to be replayed.
+    pub async fn lookup(&self, q: &Query) -> Result<Lookup, Error> {
+        if !self.inner.enabled {
+            return Ok(self.bypass(BypassReason::Unavailable));
+        }
+        if !self.inner.health.closed() {
+            return self.unavailable();
+        }
+        if self.inner.unmarked.load(Ordering::Acquire) > 0 {
+            // A write in this process could not take its lease: hits could be stale until it ends.
+            return Ok(self.bypass(BypassReason::Pending));
+        }
+        if self.inner.health.needs_sync() && !self.sync().await? {
+            return self.unavailable();
+        }
+        let req = self.read_request(q);
+        match self.inner.backend.read(&req).await {
+            Ok(ReadReply::Hit(data)) => {
+                self.inner.health.succeeded();
+                self.count(|c| &c.hits);
+                Ok(Lookup::Hit(data))
+            }
+            Ok(ReadReply::Miss(stamps)) => {
+                self.inner.health.succeeded();
+                self.count(|c| &c.misses);
+                Ok(Lookup::Miss(MissTicket { req, stamps, ttl: q.timeout }))
+            }
+            Ok(ReadReply::Bypass(reason)) => {
+                self.inner.health.succeeded();
+                Ok(self.bypass(reason))
+            }
+            Err(e) => {
+                self.backend_failed(e)?;
+                Ok(self.bypass(BypassReason::Unavailable))
+            }
+        }
+    }
+
+    /// Stores a result computed after a miss. Returns whether it was stored (it is not when a
+    /// dependency changed since the lookup: the result may predate that change).
+    pub async fn store(&self, ticket: MissTicket, data: &[u8]) -> Result<bool, Error> {
+        if !self.inner.health.closed() || self.inner.health.needs_sync() {
+            return Ok(false);
+        }
+        match self.inner.backend.store(&ticket.req, &ticket.stamps, data, ticket.ttl).await {
+            Ok(stored) => {
+                if stored {
+                    self.count(|c| &c.stores);
+                } else {
+                    self.count(|c| &c.refused_stores);
+                }
+                Ok(stored)
+            }
+            Err(e) => {
+                self.backend_failed(e)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Lookup, compute on a miss or bypass, store on a miss.
+    pub async fn get_or_compute<F, Fut, E>(&self, q: &Query, compute: F) -> Result<Vec<u8>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, E>>,
+        E: From<Error>,
+    {
+        match self.lookup(q).await? {
+            Lookup::Hit(data) => Ok(data),
+            Lookup::Bypass(_) => compute().await,
+            Lookup::Miss(ticket) => {
+                let data = compute().await?;
+                self.store(ticket, &data).await?;
+                Ok(data)
+            }
+        }
+    }
+
+    /// Replays queued invalidations (and the fence). Returns whether the cache is in sync.
+    async fn sync(&self) -> Result<bool, Error> {
+        let _guard = self.inner.sync_lock.lock().await;
+        if !self.inner.health.needs_sync() {
+            return Ok(true);
+        }
+        let (items, fence) = self.inner.health.take();
+        if fence {
+            if let Err(e) = self.inner.backend.delete_stamps(&[self.inner.keys.epoch()]).await {
+                self.inner.health.put_back(items, true);
+                self.backend_failed(e)?;
+                return Ok(false);
+            }
+            self.count(|c| &c.fences);
+            tracing::warn!("cacheops fenced the cache: invalidations were lost during an outage");
+            // Everything under the prefix is invalid now; the queued items are covered.
+            return Ok(self.inner.health.synced());
+        }
+        let mut rest = items.into_iter();
+        while let Some(item) = rest.next() {
+            let res = match &item {
+                Pending::Finish(req) => self.inner.backend.finish(req).await,
+                Pending::DeleteStamps(keys) => self.inner.backend.delete_stamps(keys).await,
+            };
+            if let Err(e) = res {
+                let mut back = vec![item];
+                back.extend(rest);
+                self.inner.health.put_back(back, false);
+                self.backend_failed(e)?;
+                return Ok(false);
+            }
+            self.count(|c| &c.replayed);
+        }
+        self.inner.health.succeeded();
+        Ok(self.inner.health.synced())
+    }
+
+    fn write_request(&self, writer: Option<String>, changes: &[TableChange]) -> WriteRequest {
+        let ks = &self.inner.keys;
+        WriteRequest {
+            writer,
+            seq_key: ks.seq(),
+            tables: changes
+                .iter()
+                .map(|c| TableWrite {
+                    table_key: ks.table(&c.table),
+                    schemes_key: ks.schemes(&c.table),
+                    writers_key: ks.writers(&c.table),
+                    conj_prefix: ks.conj_prefix(&c.table),
+                    rows: c.rows.iter().map(render_row).collect(),
+                    table_level: c.table_level,
+                })
+                .collect(),
+            lease: self.inner.lease,
+        }
+    }
+
+    async fn deliver(&self, pending: Pending) -> Result<(), Error> {
+        if !self.inner.enabled {
+            return Ok(());
+        }
+        if self.inner.health.closed() && (!self.inner.health.needs_sync() || self.sync().await?) {
+            let res = match &pending {
+                Pending::Finish(req) => self.inner.backend.finish(req).await,
+                Pending::DeleteStamps(keys) => self.inner.backend.delete_stamps(keys).await,
+            };
+            match res {
+                Ok(()) => {
+                    self.inner.health.succeeded();
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.inner.health.queue(pending);
+                    return self.backend_failed(e);
+                }
+            }
+        }
+        self.inner.health.queue(pending);
+        if self.inner.degrade {
+            Ok(())
+        } else {
+            Err(BackendError::new("cache backend unavailable; invalidation queued for replay").into())
+        }
+    }
+
+    /// Invalidates the cached queries that depend on these rows of `table` (pass old and new
+    /// states of changed rows). Skipped inside [`crate::no_invalidation`].
+    pub async fn invalidate_rows(&self, table: &str, rows: &[Row]) -> Result<(), Error> {
+        if invalidation_suppressed() {
+            return Ok(());
+        }
+        let req = self.write_request(None, &[TableChange::rows(table, rows.iter().cloned())]);
+        self.deliver(Pending::Finish(req)).await
+    }
+
+    /// Invalidates the cached queries that depend on one row.
+    pub async fn invalidate_obj(&self, table: &str, row: &Row) -> Result<(), Error> {
+        self.invalidate_rows(table, std::slice::from_ref(row)).await
+    }
+
+    /// Invalidates every cached query that depends on `table`: O(1).
+    pub async fn invalidate_model(&self, table: &str) -> Result<(), Error> {
+        if invalidation_suppressed() {
+            return Ok(());
+        }
+        self.deliver(Pending::DeleteStamps(vec![self.inner.keys.table(table)])).await
+    }
+
+    /// Invalidates everything under this cache's prefix (other prefixes are untouched): O(1).
+    pub async fn invalidate_all(&self) -> Result<(), Error> {
+        if invalidation_suppressed() {
+            return Ok(());
+        }
+        self.deliver(Pending::DeleteStamps(vec![self.inner.keys.epoch()])).await
+    }
+
+    /// Starts a write lease. Mark what the write changes with [`WriteLease::mark`] before the
+    /// change becomes visible (before it executes, or before COMMIT), call
+    /// [`WriteLease::before_commit`] right before COMMIT, and [`WriteLease::finish`] after
+    /// COMMIT or ROLLBACK.
+    pub fn write_lease(&self) -> WriteLease {
+        WriteLease {
+            cache: self.clone(),
+            writer: format!("w{:016x}", rand::random::<u64>()),
+            changes: Vec::new(),
+            marked_at: None,
+            unmarked: false,
+            finished: false,
+            suppressed: invalidation_suppressed() || !self.inner.enabled,
+        }
+    }
+}
+
+/// A write in flight. Dropping it without [`WriteLease::finish`] finishes it in the background.
+#[derive(Debug)]
+#[must_use = "a write lease must be finished after commit or rollback"]
+pub struct WriteLease {
+    cache: Cache,
+    writer: String,
+    changes: Vec<TableChange>,
+    marked_at: Option<Instant>,
+    unmarked: bool,
+    finished: bool,
+    suppressed: bool,
+}
+
+impl WriteLease {
+    /// The writer id.
+    pub fn writer(&self) -> &str {
+        &self.writer
+    }
+
+    /// Marks what the write changes (adds to what is already marked).
+    pub async fn mark(&mut self, change: TableChange) -> Result<(), Error> {
+        if self.suppressed {
+            return Ok(());
+        }
+        let req = self.cache.write_request(Some(self.writer.clone()), std::slice::from_ref(&change));
+        self.changes.push(change);
+        self.send_mark(req).await
+    }
+
+    async fn send_mark(&mut self, req: WriteRequest) -> Result<(), Error> {
+        let inner = &self.cache.inner;
+        let res = if inner.health.closed() {
+            inner.backend.mark(&req).await
+        } else {
+            Err(BackendError::new("cache backend unavailable (circuit open)"))
+        };
+        match res {
+            Ok(()) => {
+                inner.health.succeeded();
+                if self.marked_at.is_none() {
+                    self.marked_at = Some(Instant::now());
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if !self.unmarked {
+                    self.unmarked = true;
+                    inner.unmarked.fetch_add(1, Ordering::AcqRel);
+                }
+                if inner.health.closed() { self.cache.backend_failed(e) } else { self.cache.backend_failed_quiet() }
+            }
+        }
+    }
+
+    /// Renews the lease (marks again, against the schemes registered now) when more than two
+    /// thirds of it have passed. Call right before COMMIT: then the markers cover the commit.
+    pub async fn before_commit(&mut self) -> Result<(), Error> {
+        if self.suppressed || self.changes.is_empty() {
+            return Ok(());
+        }
+        let lease = self.cache.inner.lease;
+        let due = self.marked_at.is_none_or(|t| t.elapsed() * 3 >= lease * 2);
+        if due {
+            self.marked_at = None;
+            let req = self.cache.write_request(Some(self.writer.clone()), &self.changes);
+            self.send_mark(req).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the write (after COMMIT or ROLLBACK): deletes the affected stamps and markers.
+    pub async fn finish(mut self) -> Result<(), Error> {
+        self.finish_inner().await
+    }
+
+    async fn finish_inner(&mut self) -> Result<(), Error> {
+        if self.finished {
+            return Ok(());
+        }
+        self.finished = true;
+        if self.suppressed || self.changes.is_empty() {
+            return Ok(());
+        }
+        let req = self.cache.write_request(Some(self.writer.clone()), &self.changes);
+        let res = self.cache.deliver(Pending::Finish(req)).await;
+        if self.unmarked {
+            self.cache.inner.unmarked.fetch_sub(1, Ordering::AcqRel);
+        }
+        res
+    }
+}
+
+impl Drop for WriteLease {
+    fn drop(&mut self) {
+        if self.finished || self.suppressed || self.changes.is_empty() {
+            return;
+        }
+        let lease = WriteLease {
+            cache: self.cache.clone(),
+            writer: std::mem::take(&mut self.writer),
+            changes: std::mem::take(&mut self.changes),
+            marked_at: self.marked_at,
+            unmarked: self.unmarked,
+            finished: false,
+            suppressed: false,
+        };
+        self.finished = true;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(lease.finish());
+            }
+            Err(_) => {
+                // No runtime: the markers expire with the lease. Keep hits off in this process
+                // until then is not possible without a runtime; queue the finish for replay.
+                let req = lease.cache.write_request(Some(lease.writer.clone()), &lease.changes);
+                lease.cache.inner.health.queue(Pending::Finish(req));
+                if lease.unmarked {
+                    lease.cache.inner.unmarked.fetch_sub(1, Ordering::AcqRel);
+                }
+                let mut lease = lease;
+                lease.finished = true;
+            }
+        }
+    }
+}
+
+impl Cache {
+    fn backend_failed_quiet(&self) -> Result<(), Error> {
+        if self.inner.degrade {
+            Ok(())
+        } else {
+            Err(BackendError::new("cache backend unavailable (circuit open)").into())
+        }
+    }
+}

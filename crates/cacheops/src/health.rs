@@ -1,0 +1,131 @@
+//! Backend health: a circuit breaker and the queue of invalidations that could not be delivered.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cacheops_core::protocol::WriteRequest;
+
+/// An invalidation that must reach the backend before any hit may be served again.
+#[derive(Debug, Clone)]
+pub(crate) enum Pending {
+    /// A finish (end of a write lease) or an immediate row invalidation.
+    Finish(WriteRequest),
+    /// Deleting table stamps or the epoch.
+    DeleteStamps(Vec<String>),
+}
+
+/// Circuit breaker + replay queue.
+///
+/// * After a backend error the breaker opens for `retry_interval`: calls made meanwhile fail
+///   immediately, without touching the network, so no caller pays a timeout.
+/// * Invalidations that fail are queued (up to `limit`); while the queue is not empty, or the
+///   cache is fenced, no hit is served. Before the next lookup the queue is replayed; when the
+///   queue overflowed, the cache is *fenced*: the epoch is replaced before hits resume, which
+///   invalidates everything under the prefix.
+#[derive(Debug)]
+pub(crate) struct Health {
+    start: Instant,
+    open_until_ms: AtomicU64,
+    retry_interval: Duration,
+    queue: Mutex<VecDeque<Pending>>,
+    dirty: AtomicBool,
+    fenced: AtomicBool,
+    limit: usize,
+}
+
+impl Health {
+    pub(crate) fn new(retry_interval: Duration, limit: usize) -> Self {
+        Health {
+            start: Instant::now(),
+            open_until_ms: AtomicU64::new(0),
+            retry_interval,
+            queue: Mutex::new(VecDeque::new()),
+            dirty: AtomicBool::new(false),
+            fenced: AtomicBool::new(false),
+            limit,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether calls may go to the backend now.
+    pub(crate) fn closed(&self) -> bool {
+        self.now_ms() >= self.open_until_ms.load(Ordering::Acquire)
+    }
+
+    /// Records a backend failure: opens the breaker.
+    pub(crate) fn failed(&self) {
+        let until = self.now_ms().saturating_add(u64::try_from(self.retry_interval.as_millis()).unwrap_or(u64::MAX));
+        self.open_until_ms.store(until, Ordering::Release);
+    }
+
+    /// Records a success: closes the breaker.
+    pub(crate) fn succeeded(&self) {
+        self.open_until_ms.store(0, Ordering::Release);
+    }
+
+    /// Whether something must be replayed (or fenced) before hits are served.
+    pub(crate) fn needs_sync(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
+    /// Queues an invalidation that failed. Overflow fences the cache.
+    pub(crate) fn queue(&self, p: Pending) {
+        let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if q.len() >= self.limit {
+            q.clear();
+            self.fenced.store(true, Ordering::Release);
+        } else if !self.fenced.load(Ordering::Acquire) {
+            q.push_back(p);
+        }
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Takes the queued invalidations and whether a fence is required.
+    pub(crate) fn take(&self) -> (Vec<Pending>, bool) {
+        let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (q.drain(..).collect(), self.fenced.load(Ordering::Acquire))
+    }
+
+    /// Puts back what could not be replayed (in front, keeping order).
+    pub(crate) fn put_back(&self, rest: Vec<Pending>, fence: bool) {
+        let mut q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for p in rest.into_iter().rev() {
+            q.push_front(p);
+        }
+        if fence {
+            self.fenced.store(true, Ordering::Release);
+        }
+        if q.len() > self.limit {
+            q.clear();
+            self.fenced.store(true, Ordering::Release);
+        }
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Marks everything replayed. Returns false (and stays dirty) if something was queued meanwhile.
+    pub(crate) fn synced(&self) -> bool {
+        let q = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if q.is_empty() {
+            self.fenced.store(false, Ordering::Release);
+            self.dirty.store(false, Ordering::Release);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Number of queued invalidations (for stats and tests).
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Whether a fence is pending.
+    pub(crate) fn fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+}
