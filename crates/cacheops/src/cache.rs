@@ -61,7 +61,6 @@ pub(crate) struct Inner {
     pub(crate) degrade: bool,
     pub(crate) enabled: bool,
     pub(crate) lease: Duration,
-    pub(crate) dnf_cap: usize,
     pub(crate) default_timeout: Duration,
     pub(crate) unmarked: AtomicUsize,
     counters: Counters,
@@ -80,7 +79,6 @@ impl Inner {
         lease: Duration,
         default_timeout: Duration,
     ) -> Self {
-        let dnf_cap = analyzer.config().dnf_cap;
         Inner {
             backend,
             keys,
@@ -91,7 +89,6 @@ impl Inner {
             degrade,
             enabled,
             lease,
-            dnf_cap,
             default_timeout,
             unmarked: AtomicUsize::new(0),
             counters: Counters::default(),

@@ -123,9 +123,4 @@ impl Health {
     pub(crate) fn queued(&self) -> usize {
         self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
-
-    /// Whether a fence is pending.
-    pub(crate) fn fenced(&self) -> bool {
-        self.fenced.load(Ordering::Acquire)
-    }
 }
