@@ -42,3 +42,8 @@ pub use scope::{invalidation_suppressed, no_invalidation};
 
 /// The Redis backend, for building one by hand (custom clients, cluster).
 pub use cacheops_redis as redis_backend;
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
