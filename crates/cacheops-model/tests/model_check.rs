@@ -1,0 +1,153 @@
+//! Exhaustive interleaving checks of the protocol model (see `docs/protocol.md`, "Model check").
+//!
+//! Run with `cargo test -p cacheops-model -- --nocapture` to see state counts and the
+//! counterexample traces; the largest configuration is `#[ignore]`d:
+//! `cargo test -p cacheops-model --release -- --ignored --nocapture`.
+
+use cacheops_model::{Check, Config, Op, Query, Report, Variant, ViolationKind, explore};
+
+fn run(name: &str, cfg: &Config, check: Check) -> Report {
+    let r = explore(cfg, check);
+    println!("{name}: {r}");
+    if let Some(v) = &r.violation {
+        println!("{v}");
+    }
+    r
+}
+
+/// Explores everything; no stale hit, and no state holding a stale value a read-check would
+/// serve. The model must also really cache (hits and stores happen), or it proves nothing.
+fn assert_safe(name: &str, cfg: &Config) -> Report {
+    let r = run(name, cfg, Check::StaleHitOrServable);
+    assert!(r.violation.is_none(), "{name}: unexpected violation");
+    assert!(r.hits > 0 && r.stores > 0, "{name}: the model never hits; it proves nothing");
+    r
+}
+
+/// The search must end with a reader's stale hit; the shortest trace is printed.
+fn assert_stale_hit(name: &str, cfg: &Config) -> Report {
+    let r = run(name, cfg, Check::StaleHit);
+    match &r.violation {
+        Some(v) => assert!(matches!(v.kind, ViolationKind::StaleHit(_)), "{name}: {v}"),
+        None => panic!("{name}: expected a stale hit, found none"),
+    }
+    r
+}
+
+/// `a = v` and table-level (`SELECT * FROM t`, the empty conj) queries; the first writer does
+/// not touch `a=2`.
+fn with_table_level(variant: Variant) -> Config {
+    Config::new(
+        variant,
+        vec![vec![Query::A(0), Query::A(0)], vec![Query::All, Query::All], vec![Query::A(2), Query::A(2)]],
+        vec![Op::SetA(1), Op::SetA(2)],
+    )
+}
+
+// --- the correct protocol -----------------------------------------------------------------
+
+#[test]
+fn correct_small() {
+    assert_safe("small/correct", &Config::small(Variant::CORRECT));
+}
+
+/// DESIGN §4: one row (a, b), schemes a and b, two sequential writers, three readers of two
+/// rounds, leases that may expire at any time; leases + sequence rule + re-mark: no stale hit.
+#[test]
+fn correct_design() {
+    let r = assert_safe("design/correct", &Config::design(Variant::CORRECT));
+    assert!(r.states > 1_000_000);
+}
+
+#[test]
+fn correct_design_always_remark() {
+    assert_safe("design/correct(always re-mark)", &Config::design(Variant::CORRECT_ALWAYS_REMARK));
+}
+
+#[test]
+fn correct_table_level_queries() {
+    assert_safe("table-level/correct", &with_table_level(Variant::CORRECT));
+}
+
+/// Writers overlap (the second marks while the first has committed but not finished), and may
+/// roll back: markers are sets of writer ids, `finish` removes only its own.
+#[test]
+fn correct_overlapping_writers_with_rollbacks() {
+    let mut cfg = Config::new(
+        Variant::CORRECT,
+        vec![vec![Query::A(0), Query::A(0)], vec![Query::B(0), Query::B(0)]],
+        vec![Op::SetA(1), Op::SetB(1)],
+    );
+    cfg.concurrent_writers = true;
+    cfg.rollbacks = true;
+    assert_safe("overlapping(2 readers)+rollbacks/correct", &cfg);
+}
+
+/// The time-based sequence numbers with the fix (mark stores its sequence number, registration
+/// is strictly above it), with a wall clock that may stand still or jump back.
+#[test]
+fn correct_redis_seq_fixed() {
+    assert_safe("small/redis-seq-fixed", &Config::small(Variant::REDIS_SEQ_FIXED));
+}
+
+// --- the naive variants: each must be refuted --------------------------------------------
+
+#[test]
+fn broken_stamps_after_db_read() {
+    assert_stale_hit("design/stamps_after_db_read", &Config::design(Variant::STAMPS_AFTER_DB_READ));
+}
+
+#[test]
+fn broken_no_leases() {
+    assert_stale_hit("design/no_leases", &Config::design(Variant::NO_LEASES));
+}
+
+#[test]
+fn broken_no_new_scheme_rule() {
+    assert_stale_hit("design/no_new_scheme_rule", &Config::design(Variant::NO_NEW_SCHEME_RULE));
+}
+
+#[test]
+fn broken_no_remark() {
+    assert_stale_hit("design/no_remark", &Config::design(Variant::NO_REMARK));
+}
+
+#[test]
+fn broken_finish_deletes_foreign_markers() {
+    assert_stale_hit(
+        "overlapping/finish_deletes_foreign_markers",
+        &Config::overlapping_writers(Variant::FINISH_DELETES_FOREIGN_MARKERS),
+    );
+}
+
+/// The Redis sequence rule as documented on `Backend::read`/`Backend::mark` (time based, the
+/// mark's number not stored): a scheme registered in the same microsecond as a writer's mark gets
+/// the same number, `mark_seq < seq` is false, and the new-scheme rule does not fire.
+#[test]
+fn broken_redis_seq_documented() {
+    assert_stale_hit("small/redis-seq-documented", &Config::small(Variant::REDIS_SEQ_DOCUMENTED));
+}
+
+// --- the largest configuration -------------------------------------------------------------
+
+/// DESIGN's configuration with overlapping writers that may roll back, and the time-based fixed
+/// sequence rule; run it with
+/// `cargo test -p cacheops-model --release -- --ignored --nocapture`.
+#[test]
+#[ignore = "large: run with --release -- --ignored"]
+fn correct_full() {
+    let mut cfg = Config::design(Variant::CORRECT);
+    cfg.concurrent_writers = true;
+    cfg.rollbacks = true;
+    assert_safe("full/correct", &cfg);
+    let mut cfg = Config::overlapping_writers(Variant::CORRECT);
+    cfg.rollbacks = true;
+    assert_safe("overlapping(3 readers)+rollbacks/correct", &cfg);
+    let mut cfg = with_table_level(Variant::CORRECT);
+    cfg.concurrent_writers = true;
+    cfg.rollbacks = true;
+    assert_safe("full-table-level/correct", &cfg);
+    let mut cfg = Config::design(Variant::REDIS_SEQ_FIXED);
+    cfg.concurrent_writers = true;
+    assert_safe("full/redis-seq-fixed", &cfg);
+}
