@@ -151,7 +151,7 @@ impl State {
             self.values.pop(key);
             return None;
         }
-        self.values.get(key).map(|e| &*e)
+        self.values.get(key)
     }
 
     fn live_writers(&mut self, key: &str, now: Instant) -> Vec<u64> {
@@ -244,14 +244,12 @@ impl Backend for MemoryBackend {
             }
         }
         let joined = stamps.join(" ");
-        if !pending {
-            if let Some(entry) = st.get_value(&req.value_key, now) {
-                if let Some((header, data)) = split_value(&entry.data) {
-                    if header == joined.as_bytes() {
-                        return Ok(ReadReply::Hit(data.to_vec()));
-                    }
-                }
-            }
+        if !pending
+            && let Some(entry) = st.get_value(&req.value_key, now)
+            && let Some((header, data)) = split_value(&entry.data)
+            && header == joined.as_bytes()
+        {
+            return Ok(ReadReply::Hit(data.to_vec()));
         }
         let mut new_scheme = false;
         for t in &req.tables {
@@ -307,10 +305,10 @@ impl Backend for MemoryBackend {
         st.values.put(req.value_key.clone(), Entry { data: stored, expires: Some(now + ttl) });
         for t in &req.tables {
             for c in &t.conjs {
-                if let Some(s) = st.stamps.get_mut(&c.key) {
-                    if s.expires.is_some_and(|e| e < now + ttl) {
-                        s.expires = Some(now + req.conj_ttl);
-                    }
+                if let Some(s) = st.stamps.get_mut(&c.key)
+                    && s.expires.is_some_and(|e| e < now + ttl)
+                {
+                    s.expires = Some(now + req.conj_ttl);
                 }
             }
         }
@@ -345,12 +343,12 @@ impl Backend for MemoryBackend {
             for key in affected_keys(t, &schemes) {
                 st.clear_key(&key, req.writer.as_deref(), now);
             }
-            if let Some(w) = req.writer.as_deref() {
-                if let Some(ws) = st.writers.get_mut(&t.writers_key) {
-                    ws.remove(w);
-                    if ws.is_empty() {
-                        st.writers.remove(&t.writers_key);
-                    }
+            if let Some(w) = req.writer.as_deref()
+                && let Some(ws) = st.writers.get_mut(&t.writers_key)
+            {
+                ws.remove(w);
+                if ws.is_empty() {
+                    st.writers.remove(&t.writers_key);
                 }
             }
         }

@@ -76,10 +76,10 @@ impl CacheBuilder {
     /// Reads `CACHEOPS_REDIS` (a Redis URL; unset or empty: in process), `CACHEOPS_PREFIX` and
     /// `CACHEOPS_ENABLED` (`0`/`false`/`off` disables) on top of the current settings.
     pub fn from_env(mut self) -> Self {
-        if let Ok(url) = std::env::var("CACHEOPS_REDIS") {
-            if !url.trim().is_empty() {
-                self = self.redis_url(url.trim());
-            }
+        if let Ok(url) = std::env::var("CACHEOPS_REDIS")
+            && !url.trim().is_empty()
+        {
+            self = self.redis_url(url.trim());
         }
         if let Ok(prefix) = std::env::var("CACHEOPS_PREFIX") {
             self.prefix = prefix;
