@@ -1,1 +1,25 @@
-//! Redis backend (being written).
+//! The Redis backend of cacheops: the stamp protocol ([`cacheops_core::protocol`]) as Lua
+//! scripts over [redis-rs](https://docs.rs/redis), on a standalone server (TCP or unix socket)
+//! or a Redis Cluster.
+//!
+//! * [`RedisBackend`] implements [`cacheops_core::Backend`]; build it with
+//!   [`RedisBackend::builder`] (eager [`build`](RedisBackendBuilder::build) or lazy
+//!   [`build_lazy`](RedisBackendBuilder::build_lazy)) or wrap your own connection with
+//!   [`RedisBackend::from_connection_manager`] / [`RedisBackend::from_cluster_connection`].
+//! * Every call's keys share one hash tag (`{co:<prefix>}`), hence one cluster slot; see
+//!   `docs/redis-data-model.md` for the key layout and what eviction can and cannot do.
+//! * [`RedisBackendError`] is the one error type; trait methods convert it to
+//!   [`cacheops_core::BackendError`].
+
+#![warn(missing_docs)]
+
+mod backend;
+mod builder;
+mod error;
+pub mod scripts;
+mod slot;
+
+pub use backend::{FinishStats, RedisBackend, RedisConnection};
+pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RETRIES, RedisBackendBuilder};
+pub use error::RedisBackendError;
+pub use slot::{SLOTS, key_slot};

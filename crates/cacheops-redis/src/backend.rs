@@ -1,0 +1,397 @@
+//! [`RedisBackend`]: the stamp protocol over Redis, one Lua script call per step.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use cacheops_core::protocol::{
+    Backend, BackendError, BypassReason, ReadReply, ReadRequest, Stamps, TableWrite, WriteRequest,
+};
+use redis::aio::ConnectionManager;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, ScriptInvocation, Value};
+
+use crate::builder::RedisBackendBuilder;
+use crate::error::RedisBackendError;
+use crate::scripts::SCRIPTS;
+use crate::slot::{check_same_slot, key_slot};
+
+/// A connection to Redis: standalone (reconnecting [`ConnectionManager`]) or a Redis Cluster.
+///
+/// Cheap to clone (clones share the underlying connection). It implements
+/// [`redis::aio::ConnectionLike`], so any redis-rs command can be sent through it.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum RedisConnection {
+    /// One server (or a proxy), reconnecting on failure.
+    Standalone(ConnectionManager),
+    /// A Redis Cluster, routed by key slot.
+    Cluster(ClusterConnection),
+}
+
+impl fmt::Debug for RedisConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisConnection::Standalone(_) => f.write_str("RedisConnection::Standalone"),
+            RedisConnection::Cluster(_) => f.write_str("RedisConnection::Cluster"),
+        }
+    }
+}
+
+impl redis::aio::ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConnection::Standalone(c) => c.req_packed_command(cmd),
+            RedisConnection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConnection::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConnection::Standalone(c) => c.get_db(),
+            RedisConnection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// What one [`RedisBackend::finish_counted`] call did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FinishStats {
+    /// Stamp keys (and emptied markers) deleted.
+    pub deleted: u64,
+    /// Keys examined: the affected conj/table keys plus one writer record per table. It depends
+    /// on the number of rows and schemes, never on how many cached values depend on them.
+    pub touched: u64,
+}
+
+/// The Redis backend of the cacheops stamp protocol.
+///
+/// Every [`Backend`] method is one Lua script call (`EVALSHA`, scripts in `src/lua/`) whose keys
+/// all carry the namespace's hash tag, so it works unchanged on Redis Cluster. The key layout is
+/// described in `docs/redis-data-model.md`.
+///
+/// Connecting (needs a server, so not run here):
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use cacheops_redis::RedisBackend;
+///
+/// # async fn demo() -> Result<(), cacheops_redis::RedisBackendError> {
+/// // Standalone, eager: fails now if Redis is unreachable.
+/// let backend = RedisBackend::builder()
+///     .url("redis://:secret@127.0.0.1:6379/2")
+///     .response_timeout(Duration::from_millis(100))
+///     .build()
+///     .await?;
+///
+/// // Cluster, lazy: connects on first use, so startup survives a Redis outage.
+/// let cluster = RedisBackend::builder()
+///     .cluster(["127.0.0.1:7000", "127.0.0.1:7001"])
+///     .build_lazy()
+///     .await?;
+/// # Ok(()) }
+/// ```
+///
+/// Configuration errors are reported without touching the network (and never show a password):
+///
+/// ```
+/// use cacheops_redis::{RedisBackend, RedisBackendError};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let err = RedisBackend::builder()
+///     .url("rediss://:hunter2@cache.example:6380")
+///     .build_lazy()
+///     .await
+///     .unwrap_err();
+/// assert!(matches!(err, RedisBackendError::TlsUnsupported { .. }));
+/// assert!(!err.to_string().contains("hunter2"));
+///
+/// // A lazy backend is built even though nothing listens on this port…
+/// let lazy = RedisBackend::builder().host("127.0.0.1").port(1).build_lazy().await.unwrap();
+/// // …and its calls fail (quickly) until the server is there.
+/// use cacheops_core::Backend;
+/// assert!(lazy.ping().await.is_err());
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    conn: RedisConnection,
+    target: String,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend").field("target", &self.target).field("conn", &self.conn).finish()
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    // PX/PEXPIRE reject 0; a sub-millisecond TTL is rounded up to 1 ms.
+    u64::try_from(d.as_millis()).unwrap_or(i64::MAX as u64).clamp(1, i64::MAX as u64 / 2)
+}
+
+impl RedisBackend {
+    /// A builder (standalone, unix socket or cluster; eager or lazy).
+    pub fn builder() -> RedisBackendBuilder {
+        RedisBackendBuilder::new()
+    }
+
+    pub(crate) fn new(conn: RedisConnection, target: String) -> Self {
+        RedisBackend { conn, target }
+    }
+
+    /// Uses an existing (custom-configured) connection manager.
+    pub fn from_connection_manager(manager: ConnectionManager) -> Self {
+        Self::new(RedisConnection::Standalone(manager), "custom connection manager".into())
+    }
+
+    /// Uses an existing Redis Cluster connection.
+    pub fn from_cluster_connection(conn: ClusterConnection) -> Self {
+        Self::new(RedisConnection::Cluster(conn), "custom cluster connection".into())
+    }
+
+    /// The connection (a clone sharing it), to send other commands.
+    pub fn connection(&self) -> RedisConnection {
+        self.conn.clone()
+    }
+
+    /// Where this backend connects (password redacted).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Loads the scripts (`SCRIPT LOAD`, on every primary of a cluster). Optional: calls reload
+    /// a missing script by themselves.
+    pub async fn load_scripts(&self) -> Result<(), RedisBackendError> {
+        let mut conn = self.conn.clone();
+        for script in SCRIPTS.all() {
+            script.load_async(&mut conn).await?;
+        }
+        Ok(())
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, RedisBackendError> {
+        let mut conn = self.conn.clone();
+        Ok(inv.invoke_async(&mut conn).await?)
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisBackendError> {
+        let mut conn = self.conn.clone();
+        Ok(cmd.query_async(&mut conn).await?)
+    }
+
+    /// [`Backend::read`], with this crate's error type.
+    pub async fn read_checked(&self, req: &ReadRequest) -> Result<ReadReply, RedisBackendError> {
+        check_same_slot(read_keys(req))?;
+        let mut inv = SCRIPTS.read.prepare_invoke();
+        inv.key(&req.value_key).key(&req.epoch_key).key(&req.seq_key);
+        inv.arg(&req.new_stamp).arg(ms(req.conj_ttl)).arg(req.tables.len());
+        for t in &req.tables {
+            inv.key(&t.table_key).key(&t.schemes_key).key(&t.writers_key);
+            inv.arg(t.conjs.len());
+            for c in &t.conjs {
+                inv.key(&c.key);
+                inv.arg(&c.scheme);
+            }
+        }
+        let (kind, payload): (i64, Vec<u8>) = self.invoke(&inv).await?;
+        match kind {
+            1 => Ok(ReadReply::Hit(payload)),
+            2 => String::from_utf8(payload)
+                .map(|s| ReadReply::Miss(Stamps(s)))
+                .map_err(|_| RedisBackendError::Protocol("stamps are not UTF-8".into())),
+            3 => match payload.as_slice() {
+                b"pending" => Ok(ReadReply::Bypass(BypassReason::Pending)),
+                b"new_scheme" => Ok(ReadReply::Bypass(BypassReason::NewScheme)),
+                other => Err(RedisBackendError::Protocol(format!(
+                    "unknown bypass reason {:?}",
+                    String::from_utf8_lossy(other)
+                ))),
+            },
+            other => Err(RedisBackendError::Protocol(format!("read returned kind {other}"))),
+        }
+    }
+
+    /// [`Backend::store`], with this crate's error type.
+    pub async fn store_checked(
+        &self,
+        req: &ReadRequest,
+        stamps: &Stamps,
+        data: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, RedisBackendError> {
+        check_same_slot(read_keys(req))?;
+        let mut inv = SCRIPTS.store.prepare_invoke();
+        inv.key(&req.value_key);
+        let mut kinds = String::new();
+        inv.key(&req.epoch_key);
+        kinds.push('s');
+        for t in &req.tables {
+            inv.key(&t.table_key);
+            kinds.push('s');
+            for c in &t.conjs {
+                inv.key(&c.key);
+                kinds.push('c');
+            }
+        }
+        inv.arg(&stamps.0).arg(data).arg(ms(ttl)).arg(ms(req.conj_ttl)).arg(kinds);
+        let stored: i64 = self.invoke(&inv).await?;
+        Ok(stored == 1)
+    }
+
+    /// [`Backend::mark`], returning the number of keys marked.
+    pub async fn mark_counted(&self, req: &WriteRequest) -> Result<u64, RedisBackendError> {
+        let Some(writer) = req.writer.as_deref() else {
+            return Err(RedisBackendError::Config("mark needs a writer id".into()));
+        };
+        check_same_slot(write_keys(req))?;
+        let mut inv = SCRIPTS.mark.prepare_invoke();
+        inv.arg(writer).arg(ms(req.lease));
+        write_args(&mut inv, req);
+        let marked: i64 = self.invoke(&inv).await?;
+        Ok(u64::try_from(marked).unwrap_or(0))
+    }
+
+    /// [`Backend::finish`], returning what it did (see [`FinishStats`]).
+    pub async fn finish_counted(&self, req: &WriteRequest) -> Result<FinishStats, RedisBackendError> {
+        check_same_slot(write_keys(req))?;
+        let mut inv = SCRIPTS.finish.prepare_invoke();
+        match req.writer.as_deref() {
+            Some(w) => inv.arg("1").arg(w),
+            None => inv.arg("0").arg(""),
+        };
+        write_args(&mut inv, req);
+        let (deleted, touched): (i64, i64) = self.invoke(&inv).await?;
+        Ok(FinishStats {
+            deleted: u64::try_from(deleted).unwrap_or(0),
+            touched: u64::try_from(touched).unwrap_or(0),
+        })
+    }
+
+    /// [`Backend::delete_stamps`], returning how many stamps were deleted. Keys are grouped by
+    /// hash slot, one script call per slot.
+    pub async fn delete_stamps_counted(&self, keys: &[String]) -> Result<u64, RedisBackendError> {
+        let mut by_slot: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+        for key in keys {
+            by_slot.entry(key_slot(key)).or_default().push(key);
+        }
+        let mut deleted = 0;
+        for group in by_slot.values() {
+            let mut inv = SCRIPTS.delete_stamps.prepare_invoke();
+            for key in group {
+                inv.key(*key);
+            }
+            let n: i64 = self.invoke(&inv).await?;
+            deleted += u64::try_from(n).unwrap_or(0);
+        }
+        Ok(deleted)
+    }
+}
+
+fn read_keys(req: &ReadRequest) -> impl Iterator<Item = &str> {
+    [req.value_key.as_str(), req.epoch_key.as_str(), req.seq_key.as_str()].into_iter().chain(
+        req.tables.iter().flat_map(|t| {
+            [t.table_key.as_str(), t.schemes_key.as_str(), t.writers_key.as_str()]
+                .into_iter()
+                .chain(t.conjs.iter().map(|c| c.key.as_str()))
+        }),
+    )
+}
+
+fn write_keys(req: &WriteRequest) -> impl Iterator<Item = &str> {
+    std::iter::once(req.seq_key.as_str()).chain(req.tables.iter().flat_map(|t| {
+        // The conj keys are built from the prefix inside the script: it must carry the tag too.
+        [t.table_key.as_str(), t.schemes_key.as_str(), t.writers_key.as_str(), t.conj_prefix.as_str()]
+    }))
+}
+
+fn write_args(inv: &mut ScriptInvocation<'_>, req: &WriteRequest) {
+    inv.key(&req.seq_key);
+    inv.arg(req.tables.len());
+    for t in &req.tables {
+        table_args(inv, t);
+    }
+}
+
+fn table_args(inv: &mut ScriptInvocation<'_>, t: &TableWrite) {
+    inv.key(&t.table_key).key(&t.schemes_key).key(&t.writers_key);
+    inv.arg(&t.conj_prefix).arg(if t.table_level { "1" } else { "0" }).arg(t.rows.len());
+    for row in &t.rows {
+        inv.arg(row.len());
+        for (col, val) in row {
+            inv.arg(col).arg(val);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for RedisBackend {
+    async fn read(&self, req: &ReadRequest) -> Result<ReadReply, BackendError> {
+        Ok(self.read_checked(req).await?)
+    }
+
+    async fn store(
+        &self,
+        req: &ReadRequest,
+        stamps: &Stamps,
+        data: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, BackendError> {
+        Ok(self.store_checked(req, stamps, data, ttl).await?)
+    }
+
+    async fn mark(&self, req: &WriteRequest) -> Result<(), BackendError> {
+        self.mark_counted(req).await?;
+        Ok(())
+    }
+
+    async fn finish(&self, req: &WriteRequest) -> Result<(), BackendError> {
+        self.finish_counted(req).await?;
+        Ok(())
+    }
+
+    async fn delete_stamps(&self, keys: &[String]) -> Result<(), BackendError> {
+        self.delete_stamps_counted(keys).await?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.query(redis::cmd("GET").arg(key)).await?)
+    }
+
+    async fn set(&self, key: &str, data: &[u8], ttl: Option<Duration>) -> Result<(), BackendError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(data);
+        if let Some(ttl) = ttl {
+            cmd.arg("PX").arg(ms(ttl));
+        }
+        let _: () = self.query(&cmd).await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<bool, BackendError> {
+        let n: i64 = self.query(redis::cmd("DEL").arg(key)).await?;
+        Ok(n > 0)
+    }
+
+    async fn ping(&self) -> Result<(), BackendError> {
+        let _: String = self.query(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+}

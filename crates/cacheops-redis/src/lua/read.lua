@@ -1,0 +1,98 @@
+-- Read-check (protocol.rs `Backend::read`).
+-- KEYS: value, epoch, seq, then per table: table key, schemes key, writers key, its conj keys.
+-- ARGV: new_stamp, conj_ttl_ms, ntables, then per table: nconjs, then the scheme of each conj.
+-- Returns {1, data} (hit), {2, stamps} (miss) or {3, 'pending' | 'new_scheme'} (bypass).
+local new_stamp = ARGV[1]
+local conj_ttl = tonumber(ARGV[2])
+local ntables = tonumber(ARGV[3])
+
+local stamps = {}
+local pending = false
+
+-- 1. Epoch.
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  redis.call('SET', KEYS[2], new_stamp)
+  epoch = new_stamp
+end
+stamps[#stamps + 1] = epoch
+
+-- 2-3. Tables and conj keys.
+local tables = {}
+local ki, ai = 4, 4
+for t = 1, ntables do
+  local tbl = { table_key = KEYS[ki], schemes_key = KEYS[ki + 1], writers_key = KEYS[ki + 2], schemes = {} }
+  ki = ki + 3
+  local nconjs = tonumber(ARGV[ai]); ai = ai + 1
+  local registered = redis.call('EXISTS', tbl.schemes_key) == 1
+  local ts = redis.call('GET', tbl.table_key)
+  -- An unregistered (or evicted) schemes hash invalidates the table; a marker is kept.
+  if not ts or (not registered and not is_marker(ts)) then
+    redis.call('SET', tbl.table_key, new_stamp)
+    ts = new_stamp
+  end
+  if is_marker(ts) then pending = true end
+  stamps[#stamps + 1] = ts
+  for c = 1, nconjs do
+    local key = KEYS[ki]; ki = ki + 1
+    tbl.schemes[c] = ARGV[ai]; ai = ai + 1
+    local cs = redis.call('GET', key)
+    if not cs then
+      redis.call('SET', key, new_stamp, 'PX', conj_ttl)
+      cs = new_stamp
+    end
+    if is_marker(cs) then pending = true end
+    stamps[#stamps + 1] = cs
+  end
+  tables[t] = tbl
+end
+local joined = table.concat(stamps, ' ')
+
+-- 4. Hit?
+if not pending then
+  local v = redis.call('GET', KEYS[1])
+  if v then
+    local pos = string.find(v, '\n', 1, true)
+    if pos and string.sub(v, 1, pos - 1) == joined then
+      return { 1, string.sub(v, pos + 1) }
+    end
+  end
+end
+
+-- 5. Register schemes; a scheme registered after a live writer's mark cannot store.
+local now_us, now_ms = now_us_ms()
+local new_scheme = false
+for _, tbl in ipairs(tables) do
+  local live = {}
+  local w = redis.call('HGETALL', tbl.writers_key)
+  for i = 1, #w, 2 do
+    local mark_seq, expiry = string.match(w[i + 1], '^(%d+) (%d+)$')
+    mark_seq, expiry = tonumber(mark_seq), tonumber(expiry)
+    if not expiry or expiry <= now_ms then
+      redis.call('HDEL', tbl.writers_key, w[i])
+    else
+      live[#live + 1] = mark_seq
+    end
+  end
+  local done = {}
+  for _, scheme in ipairs(tbl.schemes) do
+    if not done[scheme] then
+      done[scheme] = true
+      local seq = tonumber(redis.call('HGET', tbl.schemes_key, scheme))
+      if not seq then
+        local last = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+        seq = math.max(now_us, last + 1)
+        redis.call('SET', KEYS[3], fmt(seq))
+        redis.call('HSET', tbl.schemes_key, scheme, fmt(seq))
+      end
+      for _, mark_seq in ipairs(live) do
+        if mark_seq < seq then new_scheme = true end
+      end
+    end
+  end
+end
+
+-- 6.
+if new_scheme then return { 3, 'new_scheme' } end
+if pending then return { 3, 'pending' } end
+return { 2, joined }

@@ -1,0 +1,75 @@
+//! Redis Cluster hash slots (CRC16/XMODEM of the hash tag, modulo 16384).
+
+/// Number of hash slots in a Redis Cluster.
+pub const SLOTS: u16 = 16384;
+
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+        }
+    }
+    crc
+}
+
+/// The part of a key that is hashed: the content of the first `{…}` when non-empty, else the key.
+fn hashed_part(key: &[u8]) -> &[u8] {
+    if let Some(open) = key.iter().position(|b| *b == b'{') {
+        if let Some(len) = key[open + 1..].iter().position(|b| *b == b'}') {
+            if len > 0 {
+                return &key[open + 1..open + 1 + len];
+            }
+        }
+    }
+    key
+}
+
+/// The cluster hash slot of a key.
+///
+/// ```
+/// use cacheops_redis::key_slot;
+/// assert_eq!(key_slot("foo"), 12182);
+/// assert_eq!(key_slot("{co:a}:1:e"), key_slot("{co:a}:1:t:post"));
+/// ```
+pub fn key_slot(key: &str) -> u16 {
+    crc16(hashed_part(key.as_bytes())) % SLOTS
+}
+
+/// Checks that every key lies in the slot of the first one.
+pub(crate) fn check_same_slot<'a>(
+    keys: impl IntoIterator<Item = &'a str>,
+) -> Result<(), crate::RedisBackendError> {
+    let mut first: Option<(&str, u16)> = None;
+    for key in keys {
+        let slot = key_slot(key);
+        match first {
+            None => first = Some((key, slot)),
+            Some((f, s)) if s != slot => {
+                return Err(crate::RedisBackendError::CrossSlot {
+                    first: f.to_owned(),
+                    other: key.to_owned(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_slots() {
+        // Values from the Redis Cluster specification / CLUSTER KEYSLOT.
+        assert_eq!(key_slot("123456789"), 12739);
+        assert_eq!(key_slot("{user1000}.following"), key_slot("{user1000}.followers"));
+        assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
+        assert_eq!(hashed_part(b"foo{}{bar}"), b"foo{}{bar}");
+        assert_eq!(hashed_part(b"foo{{bar}}zap"), b"{bar");
+        assert_eq!(hashed_part(b"foo{bar}{zap}"), b"bar");
+    }
+}
