@@ -138,9 +138,12 @@ impl fmt::Debug for RedisBackend {
     }
 }
 
+/// Longest TTL sent to Redis (100 years): keeps every millisecond count exact in Lua's doubles.
+const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
+
 fn ms(d: Duration) -> u64 {
     // PX/PEXPIRE reject 0; a sub-millisecond TTL is rounded up to 1 ms.
-    u64::try_from(d.as_millis()).unwrap_or(i64::MAX as u64).clamp(1, i64::MAX as u64 / 2)
+    u64::try_from(d.as_millis()).unwrap_or(MAX_TTL_MS).clamp(1, MAX_TTL_MS)
 }
 
 impl RedisBackend {

@@ -23,9 +23,9 @@ end
 local function raise_ttl(key, ms, set_when_persistent)
   local t = redis.call('PTTL', key)
   if t == -1 then
-    if set_when_persistent then redis.call('PEXPIRE', key, ms) end
+    if set_when_persistent then redis.call('PEXPIRE', key, fmt(ms)) end
   elseif t >= 0 and t < ms then
-    redis.call('PEXPIRE', key, ms)
+    redis.call('PEXPIRE', key, fmt(ms))
   end
 end
 

@@ -27,7 +27,7 @@ for _, tbl in ipairs(tables) do
       redis.call('SET', key, '!' .. table.concat(ids, ','), 'KEEPTTL')
       raise_ttl(key, lease, true)
     else
-      redis.call('SET', key, '!' .. writer, 'PX', lease)
+      redis.call('SET', key, '!' .. writer, 'PX', fmt(lease))
     end
     marked = marked + 1
   end

@@ -38,7 +38,7 @@ for t = 1, ntables do
     tbl.schemes[c] = ARGV[ai]; ai = ai + 1
     local cs = redis.call('GET', key)
     if not cs then
-      redis.call('SET', key, new_stamp, 'PX', conj_ttl)
+      redis.call('SET', key, new_stamp, 'PX', fmt(conj_ttl))
       cs = new_stamp
     end
     if is_marker(cs) then pending = true end

@@ -15,12 +15,12 @@ for i = 2, #KEYS do
 end
 if table.concat(current, ' ') ~= expected then return 0 end
 
-redis.call('SET', KEYS[1], expected .. '\n' .. ARGV[2], 'PX', ttl)
+redis.call('SET', KEYS[1], expected .. '\n' .. ARGV[2], 'PX', fmt(ttl))
 -- Conj stamps must outlive the value: extend those whose TTL is below the value's.
 for i = 2, #KEYS do
   if string.byte(kinds, i - 1) == 99 then -- 'c'
     local t = redis.call('PTTL', KEYS[i])
-    if t >= 0 and t < ttl then redis.call('PEXPIRE', KEYS[i], conj_ttl) end
+    if t >= 0 and t < ttl then redis.call('PEXPIRE', KEYS[i], fmt(conj_ttl)) end
   end
 end
 return 1
