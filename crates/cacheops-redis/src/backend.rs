@@ -134,7 +134,10 @@ pub struct RedisBackend {
 
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisBackend").field("target", &self.target).field("conn", &self.conn).finish()
+        f.debug_struct("RedisBackend")
+            .field("target", &self.target)
+            .field("conn", &self.conn)
+            .finish()
     }
 }
 
@@ -143,7 +146,9 @@ const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 fn ms(d: Duration) -> u64 {
     // PX/PEXPIRE reject 0; a sub-millisecond TTL is rounded up to 1 ms.
-    u64::try_from(d.as_millis()).unwrap_or(MAX_TTL_MS).clamp(1, MAX_TTL_MS)
+    u64::try_from(d.as_millis())
+        .unwrap_or(MAX_TTL_MS)
+        .clamp(1, MAX_TTL_MS)
 }
 
 impl RedisBackend {
@@ -158,12 +163,18 @@ impl RedisBackend {
 
     /// Uses an existing (custom-configured) connection manager.
     pub fn from_connection_manager(manager: ConnectionManager) -> Self {
-        Self::new(RedisConnection::Standalone(manager), "custom connection manager".into())
+        Self::new(
+            RedisConnection::Standalone(manager),
+            "custom connection manager".into(),
+        )
     }
 
     /// Uses an existing Redis Cluster connection.
     pub fn from_cluster_connection(conn: ClusterConnection) -> Self {
-        Self::new(RedisConnection::Cluster(conn), "custom cluster connection".into())
+        Self::new(
+            RedisConnection::Cluster(conn),
+            "custom cluster connection".into(),
+        )
     }
 
     /// The connection (a clone sharing it), to send other commands.
@@ -203,10 +214,16 @@ impl RedisBackend {
     pub async fn read_checked(&self, req: &ReadRequest) -> Result<ReadReply, RedisBackendError> {
         check_same_slot(read_keys(req))?;
         let mut inv = SCRIPTS.read.prepare_invoke();
-        inv.key(&req.value_key).key(&req.epoch_key).key(&req.seq_key);
-        inv.arg(&req.new_stamp).arg(ms(req.conj_ttl)).arg(req.tables.len());
+        inv.key(&req.value_key)
+            .key(&req.epoch_key)
+            .key(&req.seq_key);
+        inv.arg(&req.new_stamp)
+            .arg(ms(req.conj_ttl))
+            .arg(req.tables.len());
         for t in &req.tables {
-            inv.key(&t.table_key).key(&t.schemes_key).key(&t.writers_key);
+            inv.key(&t.table_key)
+                .key(&t.schemes_key)
+                .key(&t.writers_key);
             inv.arg(t.conjs.len());
             for c in &t.conjs {
                 inv.key(&c.key);
@@ -227,7 +244,9 @@ impl RedisBackend {
                     String::from_utf8_lossy(other)
                 ))),
             },
-            other => Err(RedisBackendError::Protocol(format!("read returned kind {other}"))),
+            other => Err(RedisBackendError::Protocol(format!(
+                "read returned kind {other}"
+            ))),
         }
     }
 
@@ -253,7 +272,11 @@ impl RedisBackend {
                 kinds.push('c');
             }
         }
-        inv.arg(&stamps.0).arg(data).arg(ms(ttl)).arg(ms(req.conj_ttl)).arg(kinds);
+        inv.arg(&stamps.0)
+            .arg(data)
+            .arg(ms(ttl))
+            .arg(ms(req.conj_ttl))
+            .arg(kinds);
         let stored: i64 = self.invoke(&inv).await?;
         Ok(stored == 1)
     }
@@ -272,7 +295,10 @@ impl RedisBackend {
     }
 
     /// [`Backend::finish`], returning what it did (see [`FinishStats`]).
-    pub async fn finish_counted(&self, req: &WriteRequest) -> Result<FinishStats, RedisBackendError> {
+    pub async fn finish_counted(
+        &self,
+        req: &WriteRequest,
+    ) -> Result<FinishStats, RedisBackendError> {
         check_same_slot(write_keys(req))?;
         let mut inv = SCRIPTS.finish.prepare_invoke();
         match req.writer.as_deref() {
@@ -308,19 +334,32 @@ impl RedisBackend {
 }
 
 fn read_keys(req: &ReadRequest) -> impl Iterator<Item = &str> {
-    [req.value_key.as_str(), req.epoch_key.as_str(), req.seq_key.as_str()].into_iter().chain(
-        req.tables.iter().flat_map(|t| {
-            [t.table_key.as_str(), t.schemes_key.as_str(), t.writers_key.as_str()]
-                .into_iter()
-                .chain(t.conjs.iter().map(|c| c.key.as_str()))
-        }),
-    )
+    [
+        req.value_key.as_str(),
+        req.epoch_key.as_str(),
+        req.seq_key.as_str(),
+    ]
+    .into_iter()
+    .chain(req.tables.iter().flat_map(|t| {
+        [
+            t.table_key.as_str(),
+            t.schemes_key.as_str(),
+            t.writers_key.as_str(),
+        ]
+        .into_iter()
+        .chain(t.conjs.iter().map(|c| c.key.as_str()))
+    }))
 }
 
 fn write_keys(req: &WriteRequest) -> impl Iterator<Item = &str> {
     std::iter::once(req.seq_key.as_str()).chain(req.tables.iter().flat_map(|t| {
         // The conj keys are built from the prefix inside the script: it must carry the tag too.
-        [t.table_key.as_str(), t.schemes_key.as_str(), t.writers_key.as_str(), t.conj_prefix.as_str()]
+        [
+            t.table_key.as_str(),
+            t.schemes_key.as_str(),
+            t.writers_key.as_str(),
+            t.conj_prefix.as_str(),
+        ]
     }))
 }
 
@@ -333,8 +372,12 @@ fn write_args(inv: &mut ScriptInvocation<'_>, req: &WriteRequest) {
 }
 
 fn table_args(inv: &mut ScriptInvocation<'_>, t: &TableWrite) {
-    inv.key(&t.table_key).key(&t.schemes_key).key(&t.writers_key);
-    inv.arg(&t.conj_prefix).arg(if t.table_level { "1" } else { "0" }).arg(t.rows.len());
+    inv.key(&t.table_key)
+        .key(&t.schemes_key)
+        .key(&t.writers_key);
+    inv.arg(&t.conj_prefix)
+        .arg(if t.table_level { "1" } else { "0" })
+        .arg(t.rows.len());
     for row in &t.rows {
         inv.arg(row.len());
         for (col, val) in row {

@@ -20,6 +20,8 @@ pub mod scripts;
 mod slot;
 
 pub use backend::{FinishStats, RedisBackend, RedisConnection};
-pub use builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RETRIES, RedisBackendBuilder};
+pub use builder::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RETRIES, RedisBackendBuilder,
+};
 pub use error::RedisBackendError;
 pub use slot::{SLOTS, key_slot};

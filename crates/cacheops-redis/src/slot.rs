@@ -8,7 +8,11 @@ fn crc16(data: &[u8]) -> u16 {
     for &byte in data {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
     }
     crc
@@ -16,12 +20,11 @@ fn crc16(data: &[u8]) -> u16 {
 
 /// The part of a key that is hashed: the content of the first `{…}` when non-empty, else the key.
 fn hashed_part(key: &[u8]) -> &[u8] {
-    if let Some(open) = key.iter().position(|b| *b == b'{') {
-        if let Some(len) = key[open + 1..].iter().position(|b| *b == b'}') {
-            if len > 0 {
-                return &key[open + 1..open + 1 + len];
-            }
-        }
+    if let Some(open) = key.iter().position(|b| *b == b'{')
+        && let Some(len) = key[open + 1..].iter().position(|b| *b == b'}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
     }
     key
 }
@@ -66,7 +69,10 @@ mod tests {
     fn known_slots() {
         // Values from the Redis Cluster specification / CLUSTER KEYSLOT.
         assert_eq!(key_slot("123456789"), 12739);
-        assert_eq!(key_slot("{user1000}.following"), key_slot("{user1000}.followers"));
+        assert_eq!(
+            key_slot("{user1000}.following"),
+            key_slot("{user1000}.followers")
+        );
         assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
         assert_eq!(hashed_part(b"foo{}{bar}"), b"foo{}{bar}");
         assert_eq!(hashed_part(b"foo{{bar}}zap"), b"{bar");
