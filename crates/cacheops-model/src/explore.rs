@@ -143,10 +143,10 @@ pub fn explore(cfg: &Config, check: Check) -> Report {
     let mut report =
         Report { states: 0, transitions: 0, hits: 0, stores: 0, terminal: 0, violation: None, elapsed: Duration::ZERO };
     let mut actions = Vec::with_capacity(16);
-    if check == Check::StaleHitOrServable {
-        if let Some(q) = init.servable_stale(cfg) {
-            report.violation = Some(trace(cfg, &parents, 0, None, ViolationKind::StaleServable(q)));
-        }
+    if check == Check::StaleHitOrServable
+        && let Some(q) = init.servable_stale(cfg)
+    {
+        report.violation = Some(trace(cfg, &parents, 0, None, ViolationKind::StaleServable(q)));
     }
     'search: while let Some((state, idx)) = queue.pop_front() {
         if report.violation.is_some() {
@@ -176,12 +176,11 @@ pub fn explore(cfg: &Config, check: Check) -> Report {
                 let n = parents.len() as u32;
                 e.insert(n);
                 parents.push((idx, action));
-                if check == Check::StaleHitOrServable {
-                    if let Some(q) = next.servable_stale(cfg) {
-                        report.violation =
-                            Some(trace(cfg, &parents, n, None, ViolationKind::StaleServable(q)));
-                        break 'search;
-                    }
+                if check == Check::StaleHitOrServable
+                    && let Some(q) = next.servable_stale(cfg)
+                {
+                    report.violation = Some(trace(cfg, &parents, n, None, ViolationKind::StaleServable(q)));
+                    break 'search;
                 }
                 queue.push_back((next, n));
             }

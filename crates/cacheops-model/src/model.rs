@@ -151,8 +151,8 @@ pub enum SeqRule {
     /// `seq = max(now_us, GET seq_key + 1); SET seq_key seq`, mark `max(now_us, GET seq_key)`
     /// (not stored). `now_us` is a wall clock that may stand still (same microsecond) or jump.
     RedisDocumented,
-    /// A fix: mark `m = max(now_us, GET seq_key); SET seq_key m`, registration
-    /// `seq = max(now_us, GET seq_key) + 1; SET seq_key seq`.
+    /// The fix (what `cacheops-redis`'s `mark.lua` does): mark
+    /// `m = max(now_us, GET seq_key); SET seq_key m`; registration as documented.
     RedisFixed,
 }
 
@@ -594,8 +594,7 @@ impl State {
         if self.schemes[s] == 0 {
             self.seq = match cfg.variant.seq_rule {
                 SeqRule::Counter => self.seq + 1,
-                SeqRule::RedisDocumented => self.clock.max(self.seq + 1),
-                SeqRule::RedisFixed => self.clock.max(self.seq) + 1,
+                SeqRule::RedisDocumented | SeqRule::RedisFixed => self.clock.max(self.seq + 1),
             };
             self.schemes[s] = self.seq;
         }
@@ -655,9 +654,8 @@ impl State {
                 continue;
             }
             let s = self.conj[i];
-            self.conj[i] = if s == ABSENT {
-                ABSENT
-            } else if !is_marker(s) || cfg.variant.finish_deletes_foreign_markers {
+            // Absent: nothing; a stamp: DEL; a marker: remove this writer's id.
+            self.conj[i] = if !is_marker(s) || cfg.variant.finish_deletes_foreign_markers {
                 ABSENT
             } else {
                 let rest = s & !MARKER & !bit;
@@ -756,11 +754,7 @@ impl State {
             let wr = &self.writers[w];
             let w8 = w as u8;
             match wr.phase {
-                W_NOT_STARTED => {
-                    if self.writer_may_start(cfg, w) {
-                        out.push(Action::PreImage(w8));
-                    }
-                }
+                W_NOT_STARTED if self.writer_may_start(cfg, w) => out.push(Action::PreImage(w8)),
                 W_LOCKED => {
                     if v.no_leases {
                         out.push(Action::Commit(w8));

@@ -148,6 +148,9 @@ fn correct_full() {
     cfg.rollbacks = true;
     assert_safe("full-table-level/correct", &cfg);
     let mut cfg = Config::design(Variant::REDIS_SEQ_FIXED);
+    assert_safe("design/redis-seq-fixed", &cfg);
+    cfg.readers.truncate(2);
     cfg.concurrent_writers = true;
-    assert_safe("full/redis-seq-fixed", &cfg);
+    cfg.rollbacks = true;
+    assert_safe("overlapping(2 readers)+rollbacks/redis-seq-fixed", &cfg);
 }
