@@ -170,7 +170,8 @@ pub trait Backend: Send + Sync + Debug {
     ///
     /// 1. Epoch: `GET`; if absent, `SET` it to `new_stamp` (no TTL).
     /// 2. For each table: if the schemes key does not exist (never registered, or evicted), `SET`
-    ///    the table key to `new_stamp` (an evicted registration invalidates the table); else `GET`
+    ///    the table key to `new_stamp` unless it holds a marker (an evicted registration
+    ///    invalidates the table; a table-level lease stays in force); else `GET`
     ///    the table key and create it with `new_stamp` (no TTL) if absent. A marker ⇒ pending.
     /// 3. For each conj key: `GET`; if absent `SET` `new_stamp` with TTL `conj_ttl`. Marker ⇒ pending.
     /// 4. If nothing is pending and the value exists and its header (the bytes before the first
@@ -196,7 +197,10 @@ pub trait Backend: Send + Sync + Debug {
 
     /// Mark (begin or renew a write lease). `req.writer` must be `Some`.
     ///
-    /// `seq = max(now_us, GET seq_key)`. For each table: its affected keys are the table key when
+    /// `seq = max(now_us, GET seq_key)` and `SET seq_key seq` (stored, so that a scheme registered
+    /// later in the same microsecond, or after the clock stepped back, gets `seq + 1` or more and
+    /// is seen as newer than this mark; the model check finds a stale hit without the store).
+    /// For each table: its affected keys are the table key when
     /// `table_level`, and for each row × each registered scheme the conj key
     /// `conj_prefix + "c1=v1&c2=v2"` (columns in scheme order, values from the row); a row lacking
     /// a scheme column makes the table key affected instead. Each affected key gets the writer

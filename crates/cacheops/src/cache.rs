@@ -607,6 +607,9 @@ impl WriteLease {
 
     async fn send_mark(&mut self, req: WriteRequest) -> Result<(), Error> {
         let inner = &self.cache.inner;
+        // The server starts the lease when it receives the mark: take the time before sending,
+        // so that the lease is never believed to last longer than it does.
+        let sent_at = Instant::now();
         let res = if inner.health.closed() {
             inner.backend.mark(&req).await
         } else {
@@ -616,7 +619,7 @@ impl WriteLease {
             Ok(()) => {
                 inner.health.succeeded();
                 if self.marked_at.is_none() {
-                    self.marked_at = Some(Instant::now());
+                    self.marked_at = Some(sent_at);
                 }
                 Ok(())
             }
