@@ -1,10 +1,22 @@
 //! SQL analysis: statement kind, tables read, and per-table DNFs of equality conditions.
-//! (Stub: being implemented.)
+//!
+//! [`Analyzer::analyze`] parses a statement with `sqlparser` (pinned), memoises a *template* of
+//! the analysis per SQL text, and evaluates the template against the bind values. The rules are
+//! documented in `docs/analysis.md`; in short they follow django-cacheops: `=`, `IN (…)` below a
+//! cap, `= ANY($n)` and `IS NULL` narrow a table's dependency, anything else is "no constraint".
 
 use std::collections::BTreeSet;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::dnf::{Dependencies, Dnf};
 use crate::value::Value;
+
+mod build;
+mod template;
+
+use template::{Caps, Template};
 
 /// SQL dialect of the statements given to the analyzer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +58,13 @@ impl Default for AnalyzerConfig {
     }
 }
 
+impl AnalyzerConfig {
+    /// The default configuration for a dialect.
+    pub fn new(dialect: Dialect) -> Self {
+        AnalyzerConfig { dialect, ..AnalyzerConfig::default() }
+    }
+}
+
 /// What kind of statement was analysed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -72,6 +91,12 @@ pub struct Analysis {
     pub reads: Dependencies,
     /// For writes: the target.
     pub write: Option<WriteTarget>,
+    /// The statement locks rows (`SELECT … FOR UPDATE/SHARE`): callers should not cache it.
+    pub locking: bool,
+    /// The statement calls a volatile function (`now()`, `random()`, `nextval()`, …), has
+    /// `SELECT … INTO`, or modifies data inside a read (data-modifying CTE): callers should not
+    /// cache its result.
+    pub volatile: bool,
 }
 
 /// The target of a write statement.
@@ -88,6 +113,33 @@ pub struct WriteTarget {
     pub filter: Dnf,
     /// RETURNING columns, if any (`"*"` for all).
     pub returning: Option<Vec<String>>,
+    /// Whether `rows` holds the inserted/updated values: `false` for `INSERT … SELECT` (rows is
+    /// empty: the new rows are unknown, invalidate the table), for TRUNCATE and for DELETE.
+    pub values_known: bool,
+    /// The INSERT may update an existing row (`ON CONFLICT … DO UPDATE`, `ON DUPLICATE KEY
+    /// UPDATE`, `REPLACE INTO`, `INSERT OR REPLACE`): the pre-image of the conflicting row is
+    /// unknown, so it must be fetched by `conflict_columns` or the table invalidated.
+    pub upsert: bool,
+    /// Columns set by the upsert's update part (`DO UPDATE SET` / `ON DUPLICATE KEY UPDATE`).
+    pub upsert_columns: Vec<String>,
+    /// `ON CONFLICT (cols)` target columns, if given.
+    pub conflict_columns: Vec<String>,
+    /// Other tables written by the same statement (`TRUNCATE a, b`, MySQL multi-table
+    /// `DELETE a, b FROM …`): invalidate them at table level.
+    pub extra_tables: Vec<String>,
+    /// The WHERE expression of an UPDATE/DELETE re-rendered by sqlparser, placeholders unchanged.
+    pub where_sql: Option<String>,
+    /// For each placeholder of `where_sql` in textual order, the index into the bind values it
+    /// refers to (`UPDATE t SET a = ? WHERE id = ?` → `[1]`; `WHERE id = $2 OR p = $2` → `[1, 1]`).
+    pub where_params: Vec<usize>,
+    /// The target table reference as written, with its alias (`post AS p`), for building a
+    /// pre-image query.
+    pub target_sql: String,
+    /// A ready pre-image query for single-table UPDATE/DELETE with a WHERE:
+    /// `SELECT * FROM <target_sql> WHERE <where> FOR UPDATE` (no `FOR UPDATE` on SQLite), whose
+    /// placeholders are renumbered in order (`$1..` / `?1..` / `?`) so that its i-th parameter
+    /// is `params[where_params[i]]`. `None` when there is no WHERE or other tables are involved.
+    pub preimage_sql: Option<String>,
 }
 
 /// Why a statement could not be analysed.
@@ -97,18 +149,110 @@ pub enum AnalysisError {
     /// The SQL text did not parse.
     #[error("cannot parse SQL: {0}")]
     Parse(String),
+    /// The text holds zero or several statements.
+    #[error("expected exactly one SQL statement, found {0}")]
+    NotOneStatement(usize),
+    /// A placeholder refers to a bind value that was not given.
+    #[error("placeholder refers to parameter {} but only {len} were given", index + 1)]
+    ParamOutOfRange {
+        /// 0-based index of the missing parameter.
+        index: usize,
+        /// Number of parameters given.
+        len: usize,
+    },
+    /// The statement is too large or too deeply chained to analyse safely.
+    #[error("SQL statement too complex to analyse")]
+    TooComplex,
 }
 
-/// Analyses SQL statements; memoises parses per SQL text.
-#[derive(Debug)]
+type Memo = lru::LruCache<String, Arc<Result<Template, AnalysisError>>>;
+
+/// Analyses SQL statements; memoises a template of the analysis per SQL text.
+///
+/// `Analyzer` is `Send + Sync`: share one per database. The first call for a SQL text parses it
+/// (tens of microseconds); later calls with the same text only substitute the bind values.
+///
+/// ```
+/// use cacheops_core::{Analyzer, AnalyzerConfig, StatementKind, Value};
+///
+/// let analyzer = Analyzer::new(AnalyzerConfig::default());
+/// let sql = "SELECT * FROM post p JOIN category c ON p.category_id = c.id WHERE c.id = $1";
+/// let a = analyzer.analyze(sql, &[Value::Int(3)]).unwrap();
+/// assert_eq!(a.kind, StatementKind::Read);
+/// let post = a.reads.get("post").unwrap();
+/// assert_eq!(post.conjs()[0].rendered(), "category_id=3");
+/// assert_eq!(a.reads.get("category").unwrap().conjs()[0].rendered(), "id=3");
+///
+/// // Same text, other values: a memo hit, no parsing.
+/// let b = analyzer.analyze(sql, &[Value::Int(4)]).unwrap();
+/// assert_eq!(b.reads.get("post").unwrap().conjs()[0].rendered(), "category_id=4");
+/// assert_eq!(analyzer.memo_stats(), (1, 1));
+///
+/// // Writes describe their target.
+/// let w = analyzer.analyze("UPDATE post SET title = $1 WHERE id = $2", &["x".into(), Value::Int(7)]).unwrap();
+/// let target = w.write.unwrap();
+/// assert_eq!(target.table, "post");
+/// assert_eq!(target.filter.conjs()[0].rendered(), "id=7");
+/// assert_eq!(target.preimage_sql.as_deref(), Some("SELECT * FROM post WHERE id = $1 FOR UPDATE"));
+/// assert_eq!(target.where_params, vec![1]);
+/// ```
 pub struct Analyzer {
     config: AnalyzerConfig,
+    memo: Option<Mutex<Memo>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyzer")
+            .field("config", &self.config)
+            .field("memo_stats", &self.memo_stats())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Longest chain of binary operators accepted: sqlparser's AST is recursive, and dropping or
+/// walking a left-deep chain of tens of thousands of `AND`s could overflow the stack.
+const MAX_OPERATORS: usize = 8000;
+
+/// Tokens that can chain into left-deep expression trees.
+fn is_operator(t: &sqlparser::tokenizer::Token) -> bool {
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::Token;
+    match t {
+        Token::Word(w) => matches!(w.keyword, Keyword::AND | Keyword::OR | Keyword::NOT | Keyword::IS),
+        Token::Whitespace(_)
+        | Token::Number(..)
+        | Token::Comma
+        | Token::LParen
+        | Token::RParen
+        | Token::Period
+        | Token::SemiColon
+        | Token::Placeholder(_)
+        | Token::SingleQuotedString(_)
+        | Token::DoubleQuotedString(_)
+        | Token::EOF => false,
+        _ => true,
+    }
+}
+
+/// Longest SQL text accepted (bytes).
+const MAX_SQL_LEN: usize = 4 << 20;
+
+pub(crate) fn sp_dialect(d: Dialect) -> Box<dyn sqlparser::dialect::Dialect> {
+    match d {
+        Dialect::PostgreSql => Box::new(sqlparser::dialect::PostgreSqlDialect {}),
+        Dialect::Sqlite => Box::new(sqlparser::dialect::SQLiteDialect {}),
+        Dialect::MySql => Box::new(sqlparser::dialect::MySqlDialect {}),
+    }
 }
 
 impl Analyzer {
-    /// Creates an analyzer.
+    /// Creates an analyzer. A `memo_capacity` of 0 disables memoisation.
     pub fn new(config: AnalyzerConfig) -> Self {
-        Analyzer { config }
+        let memo = NonZeroUsize::new(config.memo_capacity).map(|c| Mutex::new(lru::LruCache::new(c)));
+        Analyzer { config, memo, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
     /// The configuration.
@@ -116,11 +260,75 @@ impl Analyzer {
         &self.config
     }
 
-    /// Analyses one statement.
-    pub fn analyze(&self, sql: &str, _params: &[Value]) -> Result<Analysis, AnalysisError> {
-        Err(AnalysisError::Parse(format!("analysis not implemented yet: {sql}")))
+    /// Memo statistics: `(hits, misses)` since creation.
+    pub fn memo_stats(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
+    }
+
+    /// Analyses one statement with its bind values (`$n` → `params[n-1]`, `?` → positional).
+    ///
+    /// Errors: the text does not parse, holds zero or several statements, is too complex, or a
+    /// placeholder refers to a missing parameter. Never panics.
+    pub fn analyze(&self, sql: &str, params: &[Value]) -> Result<Analysis, AnalysisError> {
+        let template = self.template(sql);
+        let caps = Caps::new(self.config.in_list_cap, self.config.dnf_cap);
+        match template.as_ref() {
+            Ok(t) => t.eval(params, caps),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    fn template(&self, sql: &str) -> Arc<Result<Template, AnalysisError>> {
+        if let Some(memo) = &self.memo {
+            if let Ok(mut m) = memo.lock() {
+                if let Some(t) = m.get(sql) {
+                    self.hits.fetch_add(1, Ordering::Relaxed);
+                    return Arc::clone(t);
+                }
+            }
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let t = Arc::new(self.build(sql));
+        if let Some(memo) = &self.memo {
+            if let Ok(mut m) = memo.lock() {
+                m.put(sql.to_owned(), Arc::clone(&t));
+            }
+        }
+        t
+    }
+
+    fn build(&self, sql: &str) -> Result<Template, AnalysisError> {
+        use sqlparser::tokenizer::Tokenizer;
+        if sql.len() > MAX_SQL_LEN {
+            return Err(AnalysisError::TooComplex);
+        }
+        let dialect = sp_dialect(self.config.dialect);
+        let tokens = Tokenizer::new(dialect.as_ref(), sql)
+            .tokenize_with_location()
+            .map_err(|e| AnalysisError::Parse(e.to_string()))?;
+        if tokens.iter().filter(|t| is_operator(&t.token)).count() > MAX_OPERATORS {
+            return Err(AnalysisError::TooComplex);
+        }
+        let params = build::ParamMap::new(dialect.as_ref(), sql);
+        let statements = sqlparser::parser::Parser::new(dialect.as_ref())
+            .with_tokens_with_locations(tokens)
+            .parse_statements()
+            .map_err(|e| AnalysisError::Parse(e.to_string()))?;
+        let [statement] = statements.as_slice() else {
+            return Err(AnalysisError::NotOneStatement(statements.len()));
+        };
+        Ok(build::Builder::new(&self.config, params).build(statement))
     }
 }
 
-#[allow(dead_code)]
-fn _unused(_: Dnf) {}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn analyzer_is_send_sync() {
+        assert_send_sync::<Analyzer>();
+    }
+}
