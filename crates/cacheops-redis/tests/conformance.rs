@@ -643,6 +643,62 @@ async fn eager_build_names_the_url_and_hides_the_password() {
         t.elapsed()
     );
     assert!(!format!("{lazy:?}").contains("hunter2"));
+
+    // The server comes up: the lazy backend recovers by itself.
+    let plain = cacheops_redis::RedisBackend::builder()
+        .host("127.0.0.1")
+        .port(port)
+        .connect_timeout(Duration::from_millis(300))
+        .retries(0)
+        .build_lazy()
+        .await
+        .expect("lazy build");
+    assert!(plain.ping().await.is_err());
+    let _server = common::spawn_server_on(port, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while plain.ping().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "lazy backend did not reconnect"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deps = [dep("post", &[("id", 1)])];
+    let env = Env {
+        kind: Kind::Standalone,
+        backend: std::sync::Arc::new(plain.clone()),
+        redis: Some(plain),
+        ks: cacheops_core::KeySpace::new("recover").expect("prefix"),
+    };
+    env.read_store("v", &deps, b"x", MIN).await;
+    assert!(hit(&env.read("v", &deps).await).is_some());
+}
+
+#[tokio::test]
+async fn lazy_cluster_builds_while_down() {
+    let port = common::free_port();
+    let lazy = cacheops_redis::RedisBackend::builder()
+        .cluster([format!("127.0.0.1:{port}")])
+        .connect_timeout(Duration::from_millis(300))
+        .retries(0)
+        .build_lazy()
+        .await
+        .expect("lazy cluster build");
+    let t = std::time::Instant::now();
+    assert!(lazy.ping().await.is_err());
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    let eager = cacheops_redis::RedisBackend::builder()
+        .cluster([format!("redis://:pw@127.0.0.1:{port}")])
+        .connect_timeout(Duration::from_millis(300))
+        .retries(0)
+        .build()
+        .await
+        .expect_err("nothing listens");
+    let msg = eager.to_string();
+    assert!(
+        msg.contains(&port.to_string()) && !msg.contains(":pw@"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]

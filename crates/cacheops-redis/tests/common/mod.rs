@@ -297,7 +297,10 @@ pub struct Server {
 }
 
 pub fn spawn_server(extra: &[&str]) -> Server {
-    let port = free_port();
+    spawn_server_on(free_port(), extra)
+}
+
+pub fn spawn_server_on(port: u16, extra: &[&str]) -> Server {
     let dir =
         std::env::temp_dir().join(format!("cacheops-redis-test-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
