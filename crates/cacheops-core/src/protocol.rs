@@ -213,7 +213,8 @@ pub trait Backend: Send + Sync + Debug {
     ///
     /// Computes the affected keys as [`Backend::mark`] does, against the schemes registered *now*.
     /// For each: absent ⇒ nothing; a stamp ⇒ `DEL`; a marker ⇒ remove this writer's id, `DEL` when
-    /// no id is left, else keep the other writers' marker. Then `HDEL writers writer`.
+    /// no id is left, else keep the other writers' marker (with `writer = None` a marker is left
+    /// alone: its writers' own finishes delete it). Then `HDEL writers writer`.
     async fn finish(&self, req: &WriteRequest) -> Result<(), BackendError>;
 
     /// Deletes stamp keys (table keys, the epoch), leaving markers alone: `invalidate_model` and
