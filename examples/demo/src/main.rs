@@ -76,7 +76,10 @@ fn post_row(p: &Post) -> Row {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), cacheops::Error> {
     let profiles = Profiles::builder().profile("post", Profile::builder().ops(["all"])).build()?;
-    let cache = Cache::builder().from_env().profiles(profiles).build().await?;
+    let cache = Cache::builder().prefix("demo").from_env().profiles(profiles).build().await?;
+    // The demo creates its database afresh on every run: drop what earlier runs cached (O(1),
+    // and only under this prefix).
+    cache.invalidate_all().await?;
     let backend = if std::env::var("CACHEOPS_REDIS").is_ok_and(|v| !v.is_empty()) { "redis" } else { "in-process" };
     println!("cacheops demo — backend: {backend}");
 
