@@ -168,13 +168,12 @@ impl<'c> Builder<'c> {
     /// Builds the template of one statement.
     pub(crate) fn build(mut self, st: &Statement) -> Template {
         let (mut kind, mut write) = self.statement(st, 0);
-        if kind == StatementKind::Read {
-            if let Some((k, w)) = self.nested_write.take() {
+        if kind == StatementKind::Read
+            && let Some((k, w)) = self.nested_write.take() {
                 kind = k;
                 write = Some(w);
                 self.volatile = true;
             }
-        }
         if kind != StatementKind::Other {
             self.safety_net(st);
         } else {
@@ -205,21 +204,18 @@ impl<'c> Builder<'c> {
         impl Visitor for Net<'_> {
             type Break = ();
             fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
-                if let Some(t) = self.b.table_name(relation) {
-                    if !self.ctes.contains(&t) {
+                if let Some(t) = self.b.table_name(relation)
+                    && !self.ctes.contains(&t) {
                         *self.counts.entry(t).or_default() += 1;
                     }
-                }
                 ControlFlow::Continue(())
             }
             fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
-                if let Expr::Function(f) = expr {
-                    if let Some(ObjectNamePart::Identifier(i)) = f.name.0.last() {
-                        if is_volatile(&i.value.to_lowercase()) {
+                if let Expr::Function(f) = expr
+                    && let Some(ObjectNamePart::Identifier(i)) = f.name.0.last()
+                        && is_volatile(&i.value.to_lowercase()) {
                             self.volatile = true;
                         }
-                    }
-                }
                 ControlFlow::Continue(())
             }
         }
@@ -337,11 +333,10 @@ impl<'c> Builder<'c> {
             for cte in &with.cte_tables {
                 let name = ident(&cte.alias.name);
                 self.all_ctes.insert(name.clone());
-                if with.recursive {
-                    if let Some(f) = self.cte_stack.last_mut() {
+                if with.recursive
+                    && let Some(f) = self.cte_stack.last_mut() {
                         f.insert(name.clone());
                     }
-                }
                 self.query(&cte.query, depth + 1);
                 if let Some(f) = self.cte_stack.last_mut() {
                     f.insert(name);
@@ -360,13 +355,12 @@ impl<'c> Builder<'c> {
         if !q.locks.is_empty() {
             self.locking = true;
         }
-        if let Some(ob) = &q.order_by {
-            if let ast::OrderByKind::Expressions(exprs) = &ob.kind {
+        if let Some(ob) = &q.order_by
+            && let ast::OrderByKind::Expressions(exprs) = &ob.kind {
                 for e in exprs {
                     self.walk(&e.expr, depth + 1);
                 }
             }
-        }
         if let Some(lc) = &q.limit_clause {
             self.walk_any(lc, depth + 1);
         }
@@ -400,12 +394,11 @@ impl<'c> Builder<'c> {
                     }
                     idents.push(name.clone());
                     let on = ObjectName::from(idents);
-                    if let Some(table) = self.table_name(&on) {
-                        if !self.is_cte(&on) {
+                    if let Some(table) = self.table_name(&on)
+                        && !self.is_cte(&on) {
                             self.count(&table);
                             self.any_tables.insert(table);
                         }
-                    }
                 }
             }
             SetExpr::Insert(st) | SetExpr::Update(st) | SetExpr::Delete(st) | SetExpr::Merge(st) => {
@@ -830,11 +823,10 @@ impl Builder<'_> {
                 first
             }
         };
-        if let Some(t) = sc.bindings.get(binding).and_then(|b| b.table.as_ref()) {
-            if self.cfg.skip_columns.contains(&col) || self.cfg.skip_columns.contains(&format!("{t}.{col}")) {
+        if let Some(t) = sc.bindings.get(binding).and_then(|b| b.table.as_ref())
+            && (self.cfg.skip_columns.contains(&col) || self.cfg.skip_columns.contains(&format!("{t}.{col}"))) {
                 return None;
             }
-        }
         Some(ColRef { binding, column: col })
     }
 
@@ -1304,12 +1296,11 @@ impl Builder<'_> {
             let (sql, params, renumbered) = self.where_info(sel);
             w.where_sql = Some(sql);
             w.where_params = params;
-            if single {
-                if let Some(r) = renumbered {
+            if single
+                && let Some(r) = renumbered {
                     let lock = if self.cfg.dialect == Dialect::Sqlite { "" } else { " FOR UPDATE" };
                     w.preimage_sql = Some(format!("SELECT * FROM {} WHERE {r}{lock}", w.target_sql));
                 }
-            }
         }
         let groups = std::mem::take(&mut sc.groups);
         let where_pred = nnf(Pred::And(preds), false);
@@ -1323,12 +1314,11 @@ impl Builder<'_> {
         let sql = sel.to_string();
         let mut found: Vec<((u64, u64), Option<usize>)> = Vec::new();
         let _ = ast::visit_expressions(sel, |e| {
-            if let Expr::Value(v) = e {
-                if let ast::Value::Placeholder(p) = &v.value {
+            if let Expr::Value(v) = e
+                && let ast::Value::Placeholder(p) = &v.value {
                     let loc = (v.span.start.line, v.span.start.column);
                     found.push((loc, self.params.get(v.span.start).or_else(|| numbered(p))));
                 }
-            }
             ControlFlow::<()>::Continue(())
         });
         found.sort_by_key(|(loc, _)| *loc);

@@ -279,21 +279,18 @@ impl Analyzer {
     }
 
     fn template(&self, sql: &str) -> Arc<Result<Template, AnalysisError>> {
-        if let Some(memo) = &self.memo {
-            if let Ok(mut m) = memo.lock() {
-                if let Some(t) = m.get(sql) {
+        if let Some(memo) = &self.memo
+            && let Ok(mut m) = memo.lock()
+                && let Some(t) = m.get(sql) {
                     self.hits.fetch_add(1, Ordering::Relaxed);
                     return Arc::clone(t);
                 }
-            }
-        }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let t = Arc::new(self.build(sql));
-        if let Some(memo) = &self.memo {
-            if let Ok(mut m) = memo.lock() {
+        if let Some(memo) = &self.memo
+            && let Ok(mut m) = memo.lock() {
                 m.put(sql.to_owned(), Arc::clone(&t));
             }
-        }
         t
     }
 

@@ -542,11 +542,10 @@ impl Scope {
             };
             let mut combos: DSet = std::iter::once(base).collect();
             for (h, hd) in groups.iter().enumerate() {
-                if b.group == Some(h) || c.null_rejecting(&self.in_group(h)) {
-                    if let Some(next) = product(&combos, hd, ctx.caps.work) {
+                if (b.group == Some(h) || c.null_rejecting(&self.in_group(h)))
+                    && let Some(next) = product(&combos, hd, ctx.caps.work) {
                         combos = next;
                     }
-                }
             }
             for conj in combos {
                 let Some(p) = conj.propagate() else { continue };
