@@ -15,7 +15,9 @@ pub mod memory;
 pub mod protocol;
 pub mod value;
 
-pub use analysis::{Analysis, AnalysisError, Analyzer, AnalyzerConfig, Dialect, StatementKind, WriteTarget};
+pub use analysis::{
+    Analysis, AnalysisError, Analyzer, AnalyzerConfig, Dialect, ReadShape, StatementKind, WriteTarget,
+};
 pub use config::{CacheOp, ConfigError, Profile, Profiles, ProfilesBuilder};
 pub use dnf::{Conj, Dependencies, Dnf};
 pub use keys::KeySpace;

@@ -184,6 +184,7 @@ impl<'c> Builder<'c> {
             kind,
             locking: self.locking,
             volatile: self.volatile,
+            shape: super::shape::read_shape(st),
             scopes: self.scopes,
             any_tables: self.any_tables,
             write,

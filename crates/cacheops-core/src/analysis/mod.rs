@@ -14,7 +14,10 @@ use crate::dnf::{Dependencies, Dnf};
 use crate::value::Value;
 
 mod build;
+mod shape;
 mod template;
+
+pub use shape::ReadShape;
 
 use template::{Caps, Template};
 
@@ -97,6 +100,8 @@ pub struct Analysis {
     /// `SELECT … INTO`, or modifies data inside a read (data-modifying CTE): callers should not
     /// cache its result.
     pub volatile: bool,
+    /// For reads: what the result is (rows, a count, aggregates, an existence check).
+    pub shape: ReadShape,
 }
 
 /// The target of a write statement.

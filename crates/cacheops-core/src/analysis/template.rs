@@ -182,6 +182,7 @@ pub(crate) struct Template {
     pub kind: StatementKind,
     pub locking: bool,
     pub volatile: bool,
+    pub shape: super::ReadShape,
     pub scopes: Vec<Scope>,
     /// Tables that are dependencies at table level whatever the conditions.
     pub any_tables: BTreeSet<String>,
@@ -624,6 +625,7 @@ impl Template {
             write,
             locking: self.locking,
             volatile: self.volatile,
+            shape: self.shape,
         };
         if self.max_param.is_none() {
             let _ = self.fixed.set(analysis.clone());
