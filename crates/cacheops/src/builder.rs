@@ -8,7 +8,9 @@ use cacheops_core::{Analyzer, AnalyzerConfig, ConfigError, KeySpace, MemoryBacke
 
 use crate::cache::{Cache, Inner};
 use crate::error::Error;
+use crate::events::{InvalidateEvent, ReadEvent, Subscribers};
 use crate::health::Health;
+use crate::lock::{DEFAULT_LOCK_WAIT, Locks};
 
 #[derive(Debug, Clone)]
 enum BackendChoice {
@@ -53,6 +55,9 @@ pub struct CacheBuilder {
     replay_limit: usize,
     default_timeout: Duration,
     analyzer: AnalyzerConfig,
+    subscribers: Subscribers,
+    lock_wait: Duration,
+    lock_ttl: Duration,
 }
 
 impl Default for CacheBuilder {
@@ -68,6 +73,9 @@ impl Default for CacheBuilder {
             replay_limit: 10_000,
             default_timeout: Duration::from_secs(3600),
             analyzer: AnalyzerConfig::default(),
+            subscribers: Subscribers::default(),
+            lock_wait: DEFAULT_LOCK_WAIT,
+            lock_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -165,6 +173,45 @@ impl CacheBuilder {
         self
     }
 
+    /// Calls `f` after every read through the cache (hit, miss or bypass; queries and cached
+    /// functions). Subscribers run synchronously on the reading task: keep them cheap.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::sync::{Arc, Mutex};
+    /// use cacheops::{Cache, ReadEvent};
+    /// let seen = Arc::new(Mutex::new(Vec::<ReadEvent>::new()));
+    /// let sink = seen.clone();
+    /// let cache = Cache::builder().on_read(move |e| sink.lock().unwrap().push(e.clone())).build().await.unwrap();
+    /// let f = cache.cached_as("answer", "post");
+    /// let v: u32 = f.get_or_compute(&(), || async { Ok::<_, cacheops::Error>(42) }).await.unwrap();
+    /// assert_eq!(v, 42);
+    /// assert!(!seen.lock().unwrap()[0].hit());
+    /// # });
+    /// ```
+    pub fn on_read(mut self, f: impl Fn(&ReadEvent) + Send + Sync + 'static) -> Self {
+        self.subscribers.read.push(Arc::new(f));
+        self
+    }
+
+    /// Calls `f` for every invalidation (rows, a table, everything) when it is delivered.
+    pub fn on_invalidate(mut self, f: impl Fn(&InvalidateEvent) + Send + Sync + 'static) -> Self {
+        self.subscribers.invalidate.push(Arc::new(f));
+        self
+    }
+
+    /// How long a dog-pile waiter waits for the holder before computing itself (default 5 s).
+    pub fn lock_wait(mut self, d: Duration) -> Self {
+        self.lock_wait = d;
+        self
+    }
+
+    /// How long a dog-pile lock lives in Redis if its holder dies (default 60 s).
+    pub fn lock_ttl(mut self, d: Duration) -> Self {
+        self.lock_ttl = d;
+        self
+    }
+
     /// Validates the settings, connects, and builds the cache.
     pub async fn build(self) -> Result<Cache, Error> {
         let keys = KeySpace::new(&self.prefix).map_err(ConfigError::from)?;
@@ -178,21 +225,28 @@ impl CacheBuilder {
         if self.default_timeout.is_zero() {
             return Err(invalid("default_timeout", "must be greater than zero"));
         }
+        if self.lock_ttl.is_zero() {
+            return Err(invalid("lock_ttl", "must be greater than zero"));
+        }
         if self.replay_limit == 0 {
             return Err(invalid("replay_limit", "must be at least 1"));
         }
         if self.analyzer.in_list_cap == 0 || self.analyzer.dnf_cap == 0 || self.analyzer.memo_capacity == 0 {
             return Err(invalid("analyzer", "in_list_cap, dnf_cap and memo_capacity must be at least 1"));
         }
-        let backend: Arc<dyn Backend> = match self.backend {
+        let (backend, remote): (Arc<dyn Backend>, _) = match self.backend {
             BackendChoice::Memory { max_entries } => {
                 if max_entries == 0 {
                     return Err(invalid("memory", "max_entries must be at least 1"));
                 }
-                Arc::new(MemoryBackend::new(max_entries))
+                (Arc::new(MemoryBackend::new(max_entries)), None)
             }
-            BackendChoice::Custom(b) => b,
-            BackendChoice::RedisUrl(url) => crate::redis::connect(&url, !self.degrade).await?,
+            BackendChoice::Custom(b) => (b, None),
+            BackendChoice::RedisUrl(url) => {
+                // Disabled: never connect (a pass-through performs no Redis command at all).
+                let (b, remote) = crate::redis::connect(&url, !self.degrade && self.enabled).await?;
+                (b, if self.enabled { remote } else { None })
+            }
         };
         let inner = Inner::new(
             backend,
@@ -204,6 +258,9 @@ impl CacheBuilder {
             self.enabled,
             self.lease,
             self.default_timeout,
+            self.subscribers,
+            Locks::new(remote, self.lock_ttl),
+            self.lock_wait,
         );
         Ok(Cache { inner: Arc::new(inner) })
     }

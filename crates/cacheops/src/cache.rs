@@ -14,7 +14,9 @@ use cacheops_core::protocol::{
 use cacheops_core::{Analysis, Analyzer, Dependencies, KeySpace, Profiles, Row, Value};
 
 use crate::error::Error;
+use crate::events::{InvalidateEvent, ReadEvent, ReadOutcome, ReadSource, Subscribers};
 use crate::health::{Health, Pending};
+use crate::lock::Locks;
 use crate::scope::invalidation_suppressed;
 
 /// Counters of what the cache did, for stats and tests.
@@ -63,6 +65,9 @@ pub(crate) struct Inner {
     pub(crate) lease: Duration,
     pub(crate) default_timeout: Duration,
     pub(crate) unmarked: AtomicUsize,
+    pub(crate) subscribers: Subscribers,
+    pub(crate) locks: Locks,
+    pub(crate) lock_wait: Duration,
     counters: Counters,
 }
 
@@ -78,6 +83,9 @@ impl Inner {
         enabled: bool,
         lease: Duration,
         default_timeout: Duration,
+        subscribers: Subscribers,
+        locks: Locks,
+        lock_wait: Duration,
     ) -> Self {
         Inner {
             backend,
@@ -91,6 +99,9 @@ impl Inner {
             lease,
             default_timeout,
             unmarked: AtomicUsize::new(0),
+            subscribers,
+            locks,
+            lock_wait,
             counters: Counters::default(),
         }
     }
@@ -142,9 +153,32 @@ impl fmt::Debug for Cache {
 /// A cacheable read: a hash that identifies its result, what it depends on, and how long it lives.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Query {
-    hash: String,
-    deps: Dependencies,
-    timeout: Duration,
+    pub(crate) hash: String,
+    pub(crate) deps: Dependencies,
+    pub(crate) timeout: Duration,
+    pub(crate) label: Option<Arc<str>>,
+}
+
+/// The key-level form of a set of dependencies: per table, its conj keys as (scheme, rendered
+/// conj). What a read-check needs; what auto-dependency functions persist.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Shape {
+    pub(crate) tables: Vec<(String, Vec<(String, String)>)>,
+}
+
+impl Shape {
+    pub(crate) fn of(deps: &Dependencies) -> Shape {
+        Shape {
+            tables: deps
+                .iter()
+                .map(|(t, dnf)| (t.to_owned(), dnf.conjs().iter().map(|c| (c.scheme(), c.rendered())).collect()))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn table_names(&self) -> Vec<String> {
+        self.tables.iter().map(|(t, _)| t.clone()).collect()
+    }
 }
 
 impl Query {
@@ -164,6 +198,12 @@ impl Query {
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+    /// Names the read in events ([`ReadSource::Function`]) instead of its hash.
+    #[must_use]
+    pub fn with_label(mut self, label: impl Into<Arc<str>>) -> Self {
+        self.label = Some(label.into());
         self
     }
 }
@@ -280,7 +320,7 @@ impl Cache {
     pub fn query(&self, identity: &[u8], deps: Dependencies) -> Query {
         let hash = hash_parts([b"manual".as_ref(), identity]);
         let timeout = self.timeout_for(&deps);
-        Query { hash, deps, timeout }
+        Query { hash, deps, timeout, label: None }
     }
 
     /// Analyses a SQL statement with its binds.
@@ -303,10 +343,10 @@ impl Cache {
             shape.as_bytes(),
         ]);
         let timeout = self.timeout_for(&analysis.reads);
-        Query { hash, deps: analysis.reads.clone(), timeout }
+        Query { hash, deps: analysis.reads.clone(), timeout, label: None }
     }
 
-    fn timeout_for(&self, deps: &Dependencies) -> Duration {
+    pub(crate) fn timeout_for(&self, deps: &Dependencies) -> Duration {
         deps.tables()
             .map(|t| self.inner.profiles.for_table(t))
             .filter(|p| p.enabled)
@@ -315,25 +355,56 @@ impl Cache {
             .unwrap_or(self.inner.default_timeout)
     }
 
-    fn read_request(&self, q: &Query) -> ReadRequest {
+    pub(crate) fn shape_request(&self, shape: &Shape, value_key: String, timeout: Duration) -> ReadRequest {
         let ks = &self.inner.keys;
-        let tables = q
-            .deps
+        let tables = shape
+            .tables
             .iter()
-            .map(|(table, dnf)| TableRead {
-                table_key: ks.table(table),
-                schemes_key: ks.schemes(table),
-                writers_key: ks.writers(table),
-                conjs: dnf.conjs().iter().map(|c| ConjRef { scheme: c.scheme(), key: ks.conj(table, c) }).collect(),
+            .map(|(table, conjs)| {
+                let prefix = ks.conj_prefix(table);
+                TableRead {
+                    table_key: ks.table(table),
+                    schemes_key: ks.schemes(table),
+                    writers_key: ks.writers(table),
+                    conjs: conjs
+                        .iter()
+                        .map(|(scheme, rendered)| ConjRef { scheme: scheme.clone(), key: format!("{prefix}{rendered}") })
+                        .collect(),
+                }
             })
             .collect();
         ReadRequest {
-            value_key: ks.value(&q.hash),
+            value_key,
             epoch_key: ks.epoch(),
             seq_key: ks.seq(),
             tables,
             new_stamp: new_stamp(),
-            conj_ttl: conj_ttl(q.timeout),
+            conj_ttl: conj_ttl(timeout),
+        }
+    }
+
+    /// A read-check request whose value key is never written: it answers with stamps, never a hit.
+    pub(crate) fn probe_request(&self, shape: &Shape) -> ReadRequest {
+        self.shape_request(shape, self.inner.keys.value("auto-deps-probe"), self.inner.default_timeout)
+    }
+
+    /// Sends a probe; `None` when the cache is disabled, unavailable, or out of sync.
+    pub(crate) async fn probe(&self, req: &ReadRequest) -> Option<ReadReply> {
+        if !self.inner.enabled || !self.inner.health.closed() || self.inner.health.needs_sync() {
+            return None;
+        }
+        if self.inner.unmarked.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        match self.inner.backend.read(req).await {
+            Ok(r) => {
+                self.inner.health.succeeded();
+                Some(r)
+            }
+            Err(e) => {
+                let _ = self.backend_failed(e);
+                None
+            }
         }
     }
 
@@ -346,7 +417,7 @@ impl Cache {
         Lookup::Bypass(reason)
     }
 
-    fn backend_failed(&self, err: BackendError) -> Result<(), Error> {
+    pub(crate) fn backend_failed(&self, err: BackendError) -> Result<(), Error> {
         self.count(|c| &c.errors);
         self.inner.health.failed();
         tracing::warn!(error = %err, "cacheops backend failed");
@@ -370,6 +441,52 @@ impl Cache {
         if !self.inner.enabled {
             return Ok(self.bypass(BypassReason::Unavailable));
         }
+        let shape = Shape::of(&q.deps);
+        let source = match &q.label {
+            Some(l) => ReadSource::Function { name: l.to_string() },
+            None => ReadSource::Query { hash: q.hash.clone() },
+        };
+        self.lookup_shape(&shape, &q.hash, q.timeout, source).await
+    }
+
+    /// Lookup of a value stored under `hash` with the dependencies `shape`.
+    pub(crate) async fn lookup_shape(
+        &self,
+        shape: &Shape,
+        hash: &str,
+        timeout: Duration,
+        source: ReadSource,
+    ) -> Result<Lookup, Error> {
+        if !self.inner.enabled {
+            return Ok(self.bypass(BypassReason::Unavailable));
+        }
+        let span = tracing::debug_span!("cacheops.lookup", hash = %hash);
+        let res = tracing::Instrument::instrument(self.lookup_inner(shape, hash, timeout), span).await;
+        if let Ok(l) = &res {
+            let outcome = match l {
+                Lookup::Hit(_) => ReadOutcome::Hit,
+                Lookup::Miss(_) => ReadOutcome::Miss,
+                Lookup::Bypass(_) => ReadOutcome::Bypass,
+            };
+            if self.inner.subscribers.has_read() {
+                self.emit_read(&ReadEvent { source, outcome, tables: shape.table_names() });
+            } else {
+                crate::events::count_read(outcome, matches!(source, ReadSource::Function { .. }));
+            }
+        }
+        res
+    }
+
+    /// Sends a read event to the subscribers and the `metrics` counters (integrations that serve
+    /// reads without [`Cache::lookup`], e.g. from a local copy, report them here).
+    pub fn emit_read(&self, event: &ReadEvent) {
+        self.inner.subscribers.read(event);
+    }
+
+    async fn lookup_inner(&self, shape: &Shape, hash: &str, timeout: Duration) -> Result<Lookup, Error> {
+        if crate::deps_scope::active() {
+            crate::deps_scope::record_shape(self, shape).await;
+        }
         if !self.inner.health.closed() {
             return self.unavailable();
         }
@@ -380,7 +497,7 @@ impl Cache {
         if self.inner.health.needs_sync() && !self.sync().await? {
             return self.unavailable();
         }
-        let req = self.read_request(q);
+        let req = self.shape_request(shape, self.inner.keys.value(hash), timeout);
         match self.inner.backend.read(&req).await {
             Ok(ReadReply::Hit(data)) => {
                 self.inner.health.succeeded();
@@ -390,7 +507,7 @@ impl Cache {
             Ok(ReadReply::Miss(stamps)) => {
                 self.inner.health.succeeded();
                 self.count(|c| &c.misses);
-                Ok(Lookup::Miss(MissTicket { req, stamps, ttl: q.timeout }))
+                Ok(Lookup::Miss(MissTicket { req, stamps, ttl: timeout }))
             }
             Ok(ReadReply::Bypass(reason)) => {
                 self.inner.health.succeeded();
@@ -406,15 +523,23 @@ impl Cache {
     /// Stores a result computed after a miss. Returns whether it was stored (it is not when a
     /// dependency changed since the lookup: the result may predate that change).
     pub async fn store(&self, ticket: MissTicket, data: &[u8]) -> Result<bool, Error> {
-        if !self.inner.health.closed() || self.inner.health.needs_sync() {
+        self.store_raw(&ticket.req, &ticket.stamps, data, ticket.ttl).await
+    }
+
+    pub(crate) async fn store_raw(&self, req: &ReadRequest, stamps: &Stamps, data: &[u8], ttl: Duration) -> Result<bool, Error> {
+        if !self.inner.enabled || !self.inner.health.closed() || self.inner.health.needs_sync() {
             return Ok(false);
         }
-        match self.inner.backend.store(&ticket.req, &ticket.stamps, data, ticket.ttl).await {
+        let span = tracing::debug_span!("cacheops.store", key = %req.value_key, bytes = data.len());
+        let res = tracing::Instrument::instrument(self.inner.backend.store(req, stamps, data, ttl), span).await;
+        match res {
             Ok(stored) => {
                 if stored {
                     self.count(|c| &c.stores);
+                    metrics::counter!("cacheops_stores_total").increment(1);
                 } else {
                     self.count(|c| &c.refused_stores);
+                    metrics::counter!("cacheops_refused_stores_total").increment(1);
                 }
                 Ok(stored)
             }
@@ -425,22 +550,44 @@ impl Cache {
         }
     }
 
-    /// Lookup, compute on a miss or bypass, store on a miss.
+    /// Lookup, compute on a miss or bypass, store on a miss. When the profile of any of the
+    /// query's tables has `lock: true`, the dog-pile lock applies: on a miss one caller
+    /// computes, the others wait (at most the builder's `lock_wait`) for its value.
     pub async fn get_or_compute<F, Fut, E>(&self, q: &Query, compute: F) -> Result<Vec<u8>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<u8>, E>>,
         E: From<Error>,
     {
-        match self.lookup(q).await? {
-            Lookup::Hit(data) => Ok(data),
-            Lookup::Bypass(_) => compute().await,
-            Lookup::Miss(ticket) => {
+        let lock = q.deps.tables().any(|t| self.inner.profiles.for_table(t).lock);
+        let opts = crate::lock::LockOpts { lock, wait: self.inner.lock_wait, stale: None };
+        self.get_or_compute_with(q, opts, compute).await
+    }
+
+    /// [`Cache::get_or_compute`] with explicit dog-pile settings (lock on or off, wait,
+    /// serve-stale window).
+    pub async fn get_or_compute_with<F, Fut, E>(
+        &self,
+        q: &Query,
+        opts: crate::lock::LockOpts,
+        compute: F,
+    ) -> Result<Vec<u8>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<u8>, E>>,
+        E: From<Error>,
+    {
+        crate::lock::fetch(
+            self,
+            q,
+            &opts,
+            |b| Some(b.to_vec()),
+            || async move {
                 let data = compute().await?;
-                self.store(ticket, &data).await?;
-                Ok(data)
-            }
-        }
+                Ok((data.clone(), data))
+            },
+        )
+        .await
     }
 
     /// Replays queued invalidations (and the fence). Returns whether the cache is in sync.
@@ -535,7 +682,33 @@ impl Cache {
             return Ok(());
         }
         let req = self.write_request(None, &[TableChange::rows(table, rows.iter().cloned())]);
-        self.deliver(Pending::Finish(req)).await
+        let span = tracing::debug_span!("cacheops.invalidate", table = %table, rows = rows.len());
+        let res = tracing::Instrument::instrument(self.deliver(Pending::Finish(req)), span).await;
+        if self.inner.enabled {
+            self.emit_invalidate(&InvalidateEvent::Rows { table: table.to_owned(), rows: rows.to_vec() });
+        }
+        res
+    }
+
+    fn emit_invalidate(&self, event: &InvalidateEvent) {
+        self.inner.subscribers.invalidate(event);
+    }
+
+    pub(crate) fn emit_changes(&self, changes: &[TableChange]) {
+        if !self.inner.subscribers.has_invalidate() {
+            for c in changes {
+                let scope = if c.table_level { "model" } else { "rows" };
+                metrics::counter!("cacheops_invalidations_total", "scope" => scope).increment(1);
+            }
+            return;
+        }
+        for c in changes {
+            if c.table_level {
+                self.emit_invalidate(&InvalidateEvent::Model { table: c.table.clone() });
+            } else {
+                self.emit_invalidate(&InvalidateEvent::Rows { table: c.table.clone(), rows: c.rows.clone() });
+            }
+        }
     }
 
     /// Invalidates the cached queries that depend on one row.
@@ -548,7 +721,14 @@ impl Cache {
         if invalidation_suppressed() {
             return Ok(());
         }
-        self.deliver(Pending::DeleteStamps(vec![self.inner.keys.table(table)])).await
+        let span = tracing::debug_span!("cacheops.invalidate", table = %table, rows = "all");
+        let res =
+            tracing::Instrument::instrument(self.deliver(Pending::DeleteStamps(vec![self.inner.keys.table(table)])), span)
+                .await;
+        if self.inner.enabled {
+            self.emit_invalidate(&InvalidateEvent::Model { table: table.to_owned() });
+        }
+        res
     }
 
     /// Invalidates everything under this cache's prefix (other prefixes are untouched): O(1).
@@ -556,7 +736,12 @@ impl Cache {
         if invalidation_suppressed() {
             return Ok(());
         }
-        self.deliver(Pending::DeleteStamps(vec![self.inner.keys.epoch()])).await
+        let span = tracing::debug_span!("cacheops.invalidate", table = "*");
+        let res = tracing::Instrument::instrument(self.deliver(Pending::DeleteStamps(vec![self.inner.keys.epoch()])), span).await;
+        if self.inner.enabled {
+            self.emit_invalidate(&InvalidateEvent::All);
+        }
+        res
     }
 
     /// Starts a write lease. Mark what the write changes with [`WriteLease::mark`] before the
@@ -664,6 +849,7 @@ impl WriteLease {
         }
         let req = self.cache.write_request(Some(self.writer.clone()), &self.changes);
         let res = self.cache.deliver(Pending::Finish(req)).await;
+        self.cache.emit_changes(&self.changes);
         if self.unmarked {
             self.cache.inner.unmarked.fetch_sub(1, Ordering::AcqRel);
         }

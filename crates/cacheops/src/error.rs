@@ -3,6 +3,12 @@
 use cacheops_core::protocol::BackendError;
 use cacheops_core::{AnalysisError, ConfigError};
 
+/// Nothing is cached under the key (or it expired, or caching is disabled): returned by the
+/// simple and file caches' `get`, as the original's `CacheMiss` exception.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, thiserror::Error)]
+#[error("cache miss")]
+pub struct CacheMiss;
+
 /// Everything that can go wrong in cacheops.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -25,4 +31,23 @@ pub enum Error {
         /// The table.
         table: String,
     },
+    /// Nothing cached under the key ([`CacheMiss`]).
+    #[error(transparent)]
+    CacheMiss(#[from] CacheMiss),
+    /// A value (or a function's arguments) could not be serialized or deserialized.
+    #[error("cacheops serialization: {0}")]
+    Serialization(String),
+    /// The file cache could not read or write its directory.
+    #[error("cacheops file cache: {0}")]
+    Io(#[from] std::io::Error),
+    /// A macro without `cache = …` ran before [`crate::set_global_cache`].
+    #[error("no global cache: call cacheops::set_global_cache first or pass `cache = …`")]
+    NoGlobalCache,
+}
+
+impl Error {
+    /// Whether this is a [`CacheMiss`].
+    pub fn is_cache_miss(&self) -> bool {
+        matches!(self, Error::CacheMiss(_))
+    }
 }

@@ -24,24 +24,68 @@
 
 mod builder;
 mod cache;
+pub mod deps_scope;
 mod error;
+mod events;
+mod file;
+mod function;
 mod health;
+pub mod lock;
 mod redis;
 mod scope;
+mod serial;
+mod simple;
 
 pub use builder::CacheBuilder;
 pub use cache::{Cache, Lookup, MissTicket, Query, Stats, TableChange, WriteLease};
+pub use events::{InvalidateEvent, ReadEvent, ReadOutcome, ReadSource};
+pub use file::{FileCache, cleanfilecache};
+pub use function::{CachedAs, Dep, Deps, FnKey};
+pub use lock::LockOpts;
+pub use serial::{DefaultSerializer, Json, Postcard, Serializer};
+pub use simple::{Cached, SimpleCache, SimpleKey, SimpleStore, SimpleTarget};
+/// `#[cached_as(...)]` and `#[cached(...)]`: see `docs/functions.md` and the crate docs.
+pub use cacheops_macros::{cached, cached_as};
 pub use cacheops_core::protocol::{Backend, BackendError, BypassReason};
 pub use cacheops_core::{
     Analysis, AnalysisError, Analyzer, AnalyzerConfig, CacheOp, ConfigError, Conj, Dependencies,
     Dialect, Dnf, KeySpace, MemoryBackend, Profile, Profiles, ProfilesBuilder, Row, StatementKind,
     Value, WriteTarget,
 };
-pub use error::Error;
+pub use error::{CacheMiss, Error};
 pub use scope::{invalidation_suppressed, no_invalidation};
 
 /// The Redis backend, for building one by hand (custom clients, cluster).
 pub use cacheops_redis as redis_backend;
+
+static GLOBAL: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+
+/// Installs the cache used by `#[cached_as]`/`#[cached]` when they are not given `cache = …`.
+/// Returns `false` (and keeps the first) when one was installed already.
+pub fn set_global_cache(cache: Cache) -> bool {
+    GLOBAL.set(cache).is_ok()
+}
+
+/// The cache installed by [`set_global_cache`].
+pub fn global_cache() -> Result<&'static Cache, Error> {
+    GLOBAL.get().ok_or(Error::NoGlobalCache)
+}
+
+/// Support for the macros; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    /// Borrow a cache given as `Cache`, `&Cache`, `Arc<Cache>`…
+    pub fn as_cache<C: AsRef<crate::Cache> + ?Sized>(c: &C) -> &crate::Cache {
+        c.as_ref()
+    }
+}
+
+impl AsRef<Cache> for Cache {
+    fn as_ref(&self) -> &Cache {
+        self
+    }
+}
 
 /// The README's examples, compiled as doctests so that they stay true.
 #[doc = include_str!("../../../README.md")]

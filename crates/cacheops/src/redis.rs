@@ -6,11 +6,15 @@ use cacheops_core::protocol::Backend;
 use cacheops_redis::RedisBackend;
 
 use crate::error::Error;
+use crate::lock::RemoteLock;
 
 /// Connects to Redis. `eager`: fail now if the server is unreachable (degrade off); otherwise
-/// connect on first use, so that an application starts while Redis is down.
-pub(crate) async fn connect(url: &str, eager: bool) -> Result<Arc<dyn Backend>, Error> {
+/// connect on first use, so that an application starts while Redis is down. Also returns the
+/// cross-process dog-pile lock for standalone servers.
+pub(crate) async fn connect(url: &str, eager: bool) -> Result<(Arc<dyn Backend>, Option<RemoteLock>), Error> {
     let builder = RedisBackend::builder().url(url);
     let backend = if eager { builder.build().await } else { builder.build_lazy().await };
-    backend.map(|b| Arc::new(b) as Arc<dyn Backend>).map_err(|e| Error::Redis(e.to_string()))
+    let backend = backend.map_err(|e| Error::Redis(e.to_string()))?;
+    let remote = RemoteLock::new(backend.connection(), url);
+    Ok((Arc::new(backend) as Arc<dyn Backend>, remote))
 }

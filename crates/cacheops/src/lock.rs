@@ -1,0 +1,430 @@
+//! The dog-pile lock: on a miss one caller computes, the others wait for its value.
+//!
+//! * **In process** (both backends): one slot per key; waiters sleep on a [`Notify`] that the
+//!   holder fires when it is done (stored, failed or panicked: the guard's `Drop` fires it).
+//! * **Across processes** (standalone Redis): the in-process holder also takes
+//!   `SET <lock> <token> NX PX <ttl>` (a crashed holder's lock expires); a process that finds the
+//!   lock taken blocks in `BLMOVE <signal> <signal> LEFT LEFT <timeout>` on a dedicated
+//!   connection until the holder's release pushes to the signal list (the element rotates, so every
+//!   blocked waiter wakes), like the original's `BRPOPLPUSH`. Acquiring deletes a leftover signal.
+//! * Waiting is bounded: past `wait` the waiter computes by itself (and may store).
+//! * Hits never touch the lock.
+//! * Serve-stale (off unless asked for): with a window `w`, each store also keeps a copy of the
+//!   value for `timeout + w`; a waiter whose holder started recomputing less than `w` ago gets that
+//!   previous copy at once instead of waiting. **That copy may be stale** (the very reason it is
+//!   being recomputed): enable it only where serving a value older than the latest write is
+//!   acceptable for up to `w`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use crate::cache::{Cache, Lookup, Query};
+use crate::error::Error;
+
+/// Dog-pile settings of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LockOpts {
+    /// Whether the lock applies.
+    pub lock: bool,
+    /// How long a waiter waits before computing by itself.
+    pub wait: Duration,
+    /// Serve-stale window (see the [module docs](self)): `None` (the default) never serves stale.
+    pub stale: Option<Duration>,
+}
+
+impl LockOpts {
+    /// The lock on or off, waiting at most `wait`, never serving stale values.
+    pub fn new(lock: bool, wait: Duration) -> Self {
+        LockOpts { lock, wait, stale: None }
+    }
+    /// Serves the previous value to waiters for up to `window` after recomputation started.
+    #[must_use]
+    pub fn serve_stale(mut self, window: Duration) -> Self {
+        self.stale = Some(window);
+        self
+    }
+}
+
+/// Default bounded wait.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Debug)]
+struct Slot {
+    notify: Notify,
+    done: AtomicBool,
+    started: Instant,
+}
+
+/// The locks of one cache.
+#[derive(Debug, Default)]
+pub(crate) struct Locks {
+    local: Mutex<HashMap<String, Arc<Slot>>>,
+    remote: Option<RemoteLock>,
+    ttl: Duration,
+}
+
+impl Locks {
+    pub(crate) fn new(remote: Option<RemoteLock>, ttl: Duration) -> Self {
+        Locks { local: Mutex::new(HashMap::new()), remote, ttl }
+    }
+}
+
+/// Cross-process locking through Redis.
+pub(crate) struct RemoteLock {
+    conn: cacheops_redis::RedisConnection,
+    client: redis::Client,
+    pool: Mutex<Vec<redis::aio::MultiplexedConnection>>,
+}
+
+impl std::fmt::Debug for RemoteLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteLock")
+    }
+}
+
+const ACQUIRE: &str = r"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+return 0
+";
+
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('LPUSH', KEYS[2], '1')
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+";
+
+const SIGNAL_TTL_MS: u64 = 2000;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
+enum Remote {
+    Got(String),
+    Busy(Option<u64>),
+}
+
+impl RemoteLock {
+    /// A remote lock for a standalone Redis URL (`None` for cluster or unparsable URLs: the lock is
+    /// then in process only).
+    pub(crate) fn new(conn: cacheops_redis::RedisConnection, url: &str) -> Option<Self> {
+        if matches!(conn, cacheops_redis::RedisConnection::Cluster(_)) {
+            return None;
+        }
+        let client = redis::Client::open(url).ok()?;
+        Some(RemoteLock { conn, client, pool: Mutex::new(Vec::new()) })
+    }
+
+    async fn try_acquire(&self, lock_key: &str, signal_key: &str, ttl: Duration) -> Result<Remote, redis::RedisError> {
+        let token = format!("{:016x} {}", rand::random::<u64>(), now_ms());
+        let mut conn = self.conn.clone();
+        let v: redis::Value = redis::Script::new(ACQUIRE)
+            .key(lock_key)
+            .key(signal_key)
+            .arg(&token)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(match v {
+            redis::Value::Int(1) => Remote::Got(token),
+            redis::Value::BulkString(b) => {
+                let started = String::from_utf8_lossy(&b).split(' ').nth(1).and_then(|s| s.parse().ok());
+                Remote::Busy(started)
+            }
+            _ => Remote::Busy(None),
+        })
+    }
+
+    async fn release(&self, lock_key: &str, signal_key: &str, token: &str) {
+        let mut conn = self.conn.clone();
+        let res: Result<i64, _> = redis::Script::new(RELEASE)
+            .key(lock_key)
+            .key(signal_key)
+            .arg(token)
+            .arg(SIGNAL_TTL_MS)
+            .invoke_async(&mut conn)
+            .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "cacheops could not release a dog-pile lock; it expires by itself");
+        }
+    }
+
+    /// Blocks until the signal list has an element or `deadline`. Returns whether signalled.
+    async fn wait(&self, signal_key: &str, deadline: Instant) -> bool {
+        let pooled = self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_response_timeout(None)
+                    .set_connection_timeout(Some(Duration::from_secs(1)));
+                match self.client.get_multiplexed_async_connection_with_config(&config).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cacheops lock: no waiting connection");
+                        return false;
+                    }
+                }
+            }
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conn);
+            return false;
+        }
+        let secs = format!("{:.3}", remaining.as_secs_f64().max(0.001));
+        let mut cmd = redis::cmd("BLMOVE");
+        cmd.arg(signal_key).arg(signal_key).arg("LEFT").arg("LEFT").arg(secs);
+        let fut = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
+        match tokio::time::timeout(remaining + Duration::from_secs(1), fut).await {
+            Ok(Ok(v)) => {
+                self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conn);
+                v.is_some()
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cacheops lock: waiting failed");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Holding the lock of one key. Dropping it (also while unwinding from a panic) wakes the
+/// in-process waiters; the Redis lock is released in the background.
+pub(crate) struct Guard {
+    cache: Cache,
+    hash: String,
+    slot: Arc<Slot>,
+    remote_token: Option<String>,
+    released: bool,
+}
+
+impl Guard {
+    fn release_local(&mut self) {
+        let locks = &self.cache.inner.locks;
+        let mut map = locks.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.get(&self.hash).is_some_and(|s| Arc::ptr_eq(s, &self.slot)) {
+            map.remove(&self.hash);
+        }
+        drop(map);
+        self.slot.done.store(true, Ordering::Release);
+        self.slot.notify.notify_waiters();
+    }
+
+    async fn release(mut self) {
+        self.released = true;
+        if let (Some(token), Some(remote)) = (self.remote_token.take(), &self.cache.inner.locks.remote) {
+            let ks = self.cache.keys();
+            let lock_key = ks.lock(&self.hash);
+            remote.release(&lock_key, &format!("{lock_key}:signal"), &token).await;
+        }
+        self.release_local();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        self.release_local();
+        if let Some(token) = self.remote_token.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let cache = self.cache.clone();
+            let hash = std::mem::take(&mut self.hash);
+            handle.spawn(async move {
+                if let Some(remote) = &cache.inner.locks.remote {
+                    let lock_key = cache.keys().lock(&hash);
+                    remote.release(&lock_key, &format!("{lock_key}:signal"), &token).await;
+                }
+            });
+        }
+    }
+}
+
+pub(crate) enum Acquired {
+    /// Compute, store, release.
+    Held(Guard),
+    /// Another caller finished: look up again.
+    Woken,
+    /// The bounded wait is over: compute without the lock.
+    TimedOut,
+    /// The previous value (serve-stale).
+    Stale(Vec<u8>),
+}
+
+fn stale_key(cache: &Cache, hash: &str) -> String {
+    cache.keys().simple(&format!("s:{hash}"))
+}
+
+async fn stale_copy(cache: &Cache, hash: &str) -> Option<Vec<u8>> {
+    cache.inner.backend.get(&stale_key(cache, hash)).await.ok().flatten()
+}
+
+/// Keeps the copy served by serve-stale.
+pub(crate) async fn keep_stale_copy(cache: &Cache, hash: &str, data: &[u8], timeout: Duration, window: Duration) {
+    if let Err(e) = cache.inner.backend.set(&stale_key(cache, hash), data, Some(timeout + window)).await {
+        tracing::debug!(error = %e, "cacheops could not keep a serve-stale copy");
+    }
+}
+
+/// Takes the lock of `hash`, or waits for its holder.
+pub(crate) async fn acquire(cache: &Cache, hash: &str, deadline: Instant, stale: Option<Duration>) -> Acquired {
+    let locks = &cache.inner.locks;
+    let existing = {
+        let mut map = locks.local.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match map.get(hash) {
+            Some(s) => Err(Arc::clone(s)),
+            None => {
+                let s = Arc::new(Slot { notify: Notify::new(), done: AtomicBool::new(false), started: Instant::now() });
+                map.insert(hash.to_owned(), Arc::clone(&s));
+                Ok(s)
+            }
+        }
+    };
+    let slot = match existing {
+        Err(slot) => {
+            let notified = slot.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if slot.done.load(Ordering::Acquire) {
+                return Acquired::Woken;
+            }
+            if let Some(w) = stale
+                && slot.started.elapsed() <= w
+                && let Some(b) = stale_copy(cache, hash).await
+            {
+                return Acquired::Stale(b);
+            }
+            return match tokio::time::timeout_at(deadline.into(), notified).await {
+                Ok(()) => Acquired::Woken,
+                Err(_) => Acquired::TimedOut,
+            };
+        }
+        Ok(slot) => slot,
+    };
+    let mut guard = Guard { cache: cache.clone(), hash: hash.to_owned(), slot, remote_token: None, released: false };
+    let Some(remote) = &locks.remote else { return Acquired::Held(guard) };
+    if !cache.inner.health.closed() {
+        return Acquired::Held(guard);
+    }
+    let lock_key = cache.keys().lock(hash);
+    let signal_key = format!("{lock_key}:signal");
+    match remote.try_acquire(&lock_key, &signal_key, locks.ttl).await {
+        Ok(Remote::Got(token)) => {
+            guard.remote_token = Some(token);
+            Acquired::Held(guard)
+        }
+        Ok(Remote::Busy(started)) => {
+            if let (Some(w), Some(started)) = (stale, started)
+                && now_ms().saturating_sub(started) <= u64::try_from(w.as_millis()).unwrap_or(u64::MAX)
+                && let Some(b) = stale_copy(cache, hash).await
+            {
+                return Acquired::Stale(b);
+            }
+            if remote.wait(&signal_key, deadline).await {
+                // Dropping the guard wakes this process's waiters: they look up again too.
+                Acquired::Woken
+            } else {
+                // Timed out (a crashed holder, or a slow one): compute here, still holding the
+                // in-process slot so that this process computes once.
+                Acquired::Held(guard)
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cacheops lock: Redis unavailable, locking in process only");
+            Acquired::Held(guard)
+        }
+    }
+}
+
+/// Lookup → (hit: decode) / (miss: lock, compute, store) / (bypass: compute), with the lock and
+/// serve-stale settings of `opts`. `compute` returns the value and its bytes.
+pub(crate) async fn fetch<T, E, F, Fut>(
+    cache: &Cache,
+    q: &Query,
+    opts: &LockOpts,
+    decode: impl Fn(&[u8]) -> Option<T>,
+    compute: F,
+) -> Result<T, E>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(T, Vec<u8>), E>>,
+    E: From<Error>,
+{
+    let deadline = Instant::now() + opts.wait;
+    loop {
+        match cache.lookup(q).await? {
+            Lookup::Hit(bytes) => match decode(&bytes) {
+                Some(v) => return Ok(v),
+                None => {
+                    tracing::warn!(hash = %q.hash, "cacheops: a cached value could not be decoded; dropping it");
+                    let _ = cache.inner.backend.delete(&cache.keys().value(&q.hash)).await;
+                    return compute().await.map(|(v, _)| v);
+                }
+            },
+            Lookup::Bypass(_) => return compute().await.map(|(v, _)| v),
+            Lookup::Miss(ticket) => {
+                if !opts.lock || Instant::now() >= deadline {
+                    let (v, bytes) = compute().await?;
+                    if cache.store(ticket, &bytes).await?
+                        && let Some(w) = opts.stale
+                    {
+                        keep_stale_copy(cache, &q.hash, &bytes, q.timeout, w).await;
+                    }
+                    return Ok(v);
+                }
+                match acquire(cache, &q.hash, deadline, opts.stale).await {
+                    Acquired::Held(guard) => {
+                        let res = compute().await;
+                        let out = match res {
+                            Ok((v, bytes)) => {
+                                let stored = cache.store(ticket, &bytes).await;
+                                if matches!(stored, Ok(true))
+                                    && let Some(w) = opts.stale
+                                {
+                                    keep_stale_copy(cache, &q.hash, &bytes, q.timeout, w).await;
+                                }
+                                stored.map(|_| v).map_err(E::from)
+                            }
+                            Err(e) => Err(e),
+                        };
+                        guard.release().await;
+                        return out;
+                    }
+                    Acquired::Woken => continue,
+                    Acquired::TimedOut => {
+                        let (v, bytes) = compute().await?;
+                        cache.store(ticket, &bytes).await?;
+                        return Ok(v);
+                    }
+                    Acquired::Stale(bytes) => {
+                        if let Some(v) = decode(&bytes) {
+                            return Ok(v);
+                        }
+                        let (v, bytes) = compute().await?;
+                        cache.store(ticket, &bytes).await?;
+                        return Ok(v);
+                    }
+                }
+            }
+        }
+    }
+}
