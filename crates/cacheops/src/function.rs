@@ -364,26 +364,38 @@ impl<S: Serializer> CachedAs<S> {
             let known = self.stored_shape(&hash).await;
             if let Some(shape) = &known {
                 let timeout = self.shape_timeout(shape);
-                match self.cache.lookup_shape(shape, &hash, timeout, source()).await? {
+                let looked = match self.cache.lookup_shape(shape, &hash, timeout, source()).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        lock::release(guard).await;
+                        return Err(e.into());
+                    }
+                };
+                match looked {
                     Lookup::Hit(b) => match S::from_bytes::<T>(&b) {
-                        Ok(v) => return Ok(v),
+                        Ok(v) => {
+                            lock::release(guard).await;
+                            return Ok(v);
+                        }
                         Err(_) => {
                             let _ = self.cache.inner.backend.delete(&self.cache.keys().value(&hash)).await;
                         }
                     },
-                    Lookup::Bypass(_) => return crate::deps_scope::run(compute()).await.0,
+                    Lookup::Bypass(_) => {
+                        let out = crate::deps_scope::run(compute()).await.0;
+                        lock::release(guard).await;
+                        return out;
+                    }
                     Lookup::Miss(_) => {}
                 }
             }
-            if !opts.lock || Instant::now() >= deadline {
+            if guard.is_some() || !opts.lock || Instant::now() >= deadline {
                 break known;
             }
             match lock::acquire(&self.cache, &hash, deadline, opts.stale).await {
-                Acquired::Held(g) => {
-                    guard = Some(g);
-                    break known;
-                }
-                Acquired::Woken => continue,
+                // Check again under the lock.
+                Acquired::Held(g) => guard = Some(g),
+                Acquired::Woken => {}
                 Acquired::TimedOut => break known,
                 Acquired::Stale(b) => {
                     if let Ok(v) = S::from_bytes::<T>(&b) {
@@ -394,26 +406,42 @@ impl<S: Serializer> CachedAs<S> {
             }
         };
         let (res, recorded) = crate::deps_scope::run(compute()).await;
+        let out = self.auto_store(&hash, known, res, &recorded, &opts).await;
+        lock::release(guard).await;
+        out
+    }
+
+    async fn auto_store<T, E>(
+        &self,
+        hash: &str,
+        known: Option<Shape>,
+        res: Result<T, E>,
+        recorded: &crate::deps_scope::Recorder,
+        opts: &LockOpts,
+    ) -> Result<T, E>
+    where
+        T: Serialize,
+        E: From<Error>,
+    {
         let v = res?;
         let bytes = S::to_bytes(&v)?;
         if let Some((shape, stamps)) = recorded.union() {
             let timeout = self.shape_timeout(&shape);
-            if known.as_ref() != Some(&shape) {
-                if let Ok(rec) = postcard::to_allocvec(&shape) {
-                    let ttl = cacheops_core::keys::conj_ttl(timeout);
-                    self.cache.simple_set_raw(&self.deps_key(&hash), &rec, Some(ttl)).await?;
-                }
+            if known.as_ref() != Some(&shape)
+                && let Ok(rec) = postcard::to_allocvec(&shape)
+            {
+                let ttl = cacheops_core::keys::conj_ttl(timeout);
+                self.cache.simple_set_raw(&self.deps_key(hash), &rec, Some(ttl)).await?;
             }
-            let req = self.cache.shape_request(&shape, self.cache.keys().value(&hash), timeout);
+            let req = self.cache.shape_request(&shape, self.cache.keys().value(hash), timeout);
             let vector: Option<Vec<&str>> = req.stamp_keys().iter().map(|k| stamps.get(*k).map(String::as_str)).collect();
             if let Some(vector) = vector {
                 let stored = self.cache.store_raw(&req, &Stamps(vector.join(" ")), &bytes, timeout).await?;
                 if stored && let Some(w) = opts.stale {
-                    lock::keep_stale_copy(&self.cache, &hash, &bytes, timeout, w).await;
+                    lock::keep_stale_copy(&self.cache, hash, &bytes, timeout, w).await;
                 }
             }
         }
-        drop(guard);
         Ok(v)
     }
 

@@ -227,7 +227,7 @@ impl Guard {
         self.slot.notify.notify_waiters();
     }
 
-    async fn release(mut self) {
+    pub(crate) async fn release(mut self) {
         self.released = true;
         if let (Some(token), Some(remote)) = (self.remote_token.take(), &self.cache.inner.locks.remote) {
             let ks = self.cache.keys();
@@ -356,7 +356,8 @@ pub(crate) async fn acquire(cache: &Cache, hash: &str, deadline: Instant, stale:
 }
 
 /// Lookup → (hit: decode) / (miss: lock, compute, store) / (bypass: compute), with the lock and
-/// serve-stale settings of `opts`. `compute` returns the value and its bytes.
+/// serve-stale settings of `opts`. `compute` returns the value and its bytes. After taking the
+/// lock the cache is checked again: a holder that finished just before is not recomputed.
 pub(crate) async fn fetch<T, E, F, Fut>(
     cache: &Cache,
     q: &Query,
@@ -370,46 +371,53 @@ where
     E: From<Error>,
 {
     let deadline = Instant::now() + opts.wait;
+    let mut guard: Option<Guard> = None;
     loop {
-        match cache.lookup(q).await? {
-            Lookup::Hit(bytes) => match decode(&bytes) {
-                Some(v) => return Ok(v),
-                None => {
-                    tracing::warn!(hash = %q.hash, "cacheops: a cached value could not be decoded; dropping it");
-                    let _ = cache.inner.backend.delete(&cache.keys().value(&q.hash)).await;
-                    return compute().await.map(|(v, _)| v);
-                }
-            },
-            Lookup::Bypass(_) => return compute().await.map(|(v, _)| v),
-            Lookup::Miss(ticket) => {
-                if !opts.lock || Instant::now() >= deadline {
-                    let (v, bytes) = compute().await?;
-                    if cache.store(ticket, &bytes).await?
-                        && let Some(w) = opts.stale
-                    {
-                        keep_stale_copy(cache, &q.hash, &bytes, q.timeout, w).await;
-                    }
+        let lookup = match cache.lookup(q).await {
+            Ok(l) => l,
+            Err(e) => {
+                release(guard).await;
+                return Err(e.into());
+            }
+        };
+        match lookup {
+            Lookup::Hit(bytes) => {
+                if let Some(v) = decode(&bytes) {
+                    release(guard).await;
                     return Ok(v);
                 }
-                match acquire(cache, &q.hash, deadline, opts.stale).await {
-                    Acquired::Held(guard) => {
-                        let res = compute().await;
-                        let out = match res {
-                            Ok((v, bytes)) => {
-                                let stored = cache.store(ticket, &bytes).await;
-                                if matches!(stored, Ok(true))
-                                    && let Some(w) = opts.stale
-                                {
-                                    keep_stale_copy(cache, &q.hash, &bytes, q.timeout, w).await;
-                                }
-                                stored.map(|_| v).map_err(E::from)
+                tracing::warn!(hash = %q.hash, "cacheops: a cached value could not be decoded; dropping it");
+                let _ = cache.inner.backend.delete(&cache.keys().value(&q.hash)).await;
+                let out = compute().await.map(|(v, _)| v);
+                release(guard).await;
+                return out;
+            }
+            Lookup::Bypass(_) => {
+                let out = compute().await.map(|(v, _)| v);
+                release(guard).await;
+                return out;
+            }
+            Lookup::Miss(ticket) => {
+                if guard.is_some() || !opts.lock || Instant::now() >= deadline {
+                    let out = match compute().await {
+                        Ok((v, bytes)) => {
+                            let stored = cache.store(ticket, &bytes).await;
+                            if matches!(stored, Ok(true))
+                                && let Some(w) = opts.stale
+                            {
+                                keep_stale_copy(cache, &q.hash, &bytes, q.timeout, w).await;
                             }
-                            Err(e) => Err(e),
-                        };
-                        guard.release().await;
-                        return out;
-                    }
-                    Acquired::Woken => continue,
+                            stored.map(|_| v).map_err(E::from)
+                        }
+                        Err(e) => Err(e),
+                    };
+                    release(guard).await;
+                    return out;
+                }
+                match acquire(cache, &q.hash, deadline, opts.stale).await {
+                    // Check again under the lock.
+                    Acquired::Held(g) => guard = Some(g),
+                    Acquired::Woken => {}
                     Acquired::TimedOut => {
                         let (v, bytes) = compute().await?;
                         cache.store(ticket, &bytes).await?;
@@ -426,5 +434,12 @@ where
                 }
             }
         }
+    }
+}
+
+/// Releases a held lock, if any.
+pub(crate) async fn release(guard: Option<Guard>) {
+    if let Some(g) = guard {
+        g.release().await;
     }
 }
