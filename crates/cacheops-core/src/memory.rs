@@ -12,7 +12,7 @@ use lru::LruCache;
 
 use crate::protocol::{
     Backend, BackendError, BypassReason, ReadReply, ReadRequest, Stamps, WriteRequest,
-    affected_keys, is_marker, split_value,
+    affected_keys, split_value,
 };
 
 /// Default number of cached values (and simple-cache entries) kept in process.
@@ -24,10 +24,45 @@ struct Entry {
     expires: Option<Instant>,
 }
 
+/// A stamp key's content.
+#[derive(Debug, Clone)]
+enum Content {
+    /// A random stamp.
+    Stamp(String),
+    /// A write-lease marker: each writer id with its own lease expiry. The marker is *live*
+    /// while at least one entry has not expired; a marker with no live entry is treated as
+    /// absent by every operation (and removed when touched).
+    Marker(Vec<(String, Instant)>),
+}
+
+impl Content {
+    fn is_marker(&self) -> bool {
+        matches!(self, Content::Marker(_))
+    }
+}
+
+/// The placeholder a marker contributes to a (discarded) stamp vector: markers never leave the
+/// backend, a read that meets one answers `Bypass`.
+const MARKER_PLACEHOLDER: &str = "!";
+
 #[derive(Debug)]
 struct Stamp {
-    value: String,
+    content: Content,
+    /// The key's own TTL (stamps only; markers carry their expiry per entry and have none, so
+    /// that nothing but their own lease can end them).
     expires: Option<Instant>,
+}
+
+impl Stamp {
+    /// Whether the key still exists as far as the protocol is concerned: its TTL has not run out
+    /// and, for a marker, some entry is live.
+    fn alive(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|e| e > now)
+            && match &self.content {
+                Content::Stamp(_) => true,
+                Content::Marker(entries) => entries.iter().any(|(_, exp)| *exp > now),
+            }
+    }
 }
 
 #[derive(Debug)]
@@ -44,7 +79,9 @@ struct State {
 ///
 /// Values (and simple-cache entries) live in an LRU bounded by entry count; stamps are bounded
 /// too (expired ones are purged, then arbitrary stamps are dropped — which can only cause misses).
-/// Markers and writer records are never dropped before their lease ends.
+/// Markers and writer records are never dropped before their lease ends: like in Redis, a
+/// marker carries one expiry per writer and no TTL of its own, and a marker whose entries have
+/// all expired is treated as absent by every operation and removed when touched.
 ///
 /// ```
 /// # tokio_test_shim::run(async {
@@ -108,9 +145,12 @@ impl MemoryBackend {
 }
 
 impl State {
-    fn get_stamp(&mut self, key: &str, now: Instant) -> Option<String> {
+    /// The key's content, or `None` when it is absent, its TTL ran out or it is a marker whose
+    /// entries have all expired (such a key is removed: the lazy cleanup of leases that ended
+    /// without a finish).
+    fn get_stamp(&mut self, key: &str, now: Instant) -> Option<Content> {
         match self.stamps.get(key) {
-            Some(s) if s.expires.is_none_or(|e| e > now) => Some(s.value.clone()),
+            Some(s) if s.alive(now) => Some(s.content.clone()),
             Some(_) => {
                 self.stamps.remove(key);
                 None
@@ -121,21 +161,26 @@ impl State {
 
     fn set_stamp(&mut self, key: &str, value: String, ttl: Option<Duration>, now: Instant) {
         self.bound_stamps(now);
-        self.stamps.insert(key.to_owned(), Stamp { value, expires: ttl.map(|t| now + t) });
+        self.stamps.insert(
+            key.to_owned(),
+            Stamp { content: Content::Stamp(value), expires: ttl.map(|t| now + t) },
+        );
     }
 
     fn bound_stamps(&mut self, now: Instant) {
         if self.stamps.len() < self.max_stamps {
             return;
         }
-        self.stamps.retain(|_, s| s.expires.is_none_or(|e| e > now));
+        // Expired stamps and markers whose leases all ended are absent already.
+        self.stamps.retain(|_, s| s.alive(now));
         if self.stamps.len() >= self.max_stamps {
-            // Dropping a stamp only makes the values that depend on it miss. Markers stay.
+            // Dropping a stamp only makes the values that depend on it miss. Live markers stay
+            // (like Redis under `volatile-*`: a marker has no TTL, so it is never evicted).
             let target = self.max_stamps / 2;
             let victims: Vec<String> = self
                 .stamps
                 .iter()
-                .filter(|(_, s)| !is_marker(&s.value))
+                .filter(|(_, s)| !s.content.is_marker())
                 .map(|(k, _)| k.clone())
                 .take(self.stamps.len().saturating_sub(target))
                 .collect();
@@ -154,53 +199,58 @@ impl State {
         self.values.get(key)
     }
 
+    /// Drops expired entries from a writers hash (the hash goes when none is left) and returns
+    /// the live writers' mark sequence numbers.
     fn live_writers(&mut self, key: &str, now: Instant) -> Vec<u64> {
-        match self.writers.get_mut(key) {
-            Some(ws) => {
-                ws.retain(|_, (_, expiry)| *expiry > now);
-                ws.values().map(|(seq, _)| *seq).collect()
-            }
-            None => Vec::new(),
+        let Some(ws) = self.writers.get_mut(key) else { return Vec::new() };
+        ws.retain(|_, (_, expiry)| *expiry > now);
+        let live = ws.values().map(|(seq, _)| *seq).collect();
+        if ws.is_empty() {
+            self.writers.remove(key);
         }
+        live
     }
 
     fn schemes_of(&self, key: &str) -> Vec<String> {
         self.schemes.get(key).map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
 
+    /// Adds `writer` (expiry `now + lease`, never lowering its current one) to the key's marker;
+    /// a stamp, nothing or a marker whose entries all expired becomes a new marker. Expired
+    /// entries of other writers are dropped. The marker has no TTL.
     fn add_marker(&mut self, key: &str, writer: &str, lease: Duration, now: Instant) {
-        let expires = now + lease;
-        match self.get_stamp(key, now) {
-            Some(v) if is_marker(&v) => {
-                let mut ids: Vec<&str> = v[1..].split(',').filter(|s| !s.is_empty()).collect();
-                if !ids.contains(&writer) {
-                    ids.push(writer);
-                }
-                let value = format!("!{}", ids.join(","));
-                let old_exp = self.stamps.get(key).and_then(|s| s.expires);
-                let expires = old_exp.map_or(expires, |o| o.max(expires));
-                self.stamps.insert(key.to_owned(), Stamp { value, expires: Some(expires) });
-            }
+        let expiry = now + lease;
+        let mut entries = match self.get_stamp(key, now) {
+            Some(Content::Marker(entries)) => entries,
             _ => {
                 self.bound_stamps(now);
-                self.stamps
-                    .insert(key.to_owned(), Stamp { value: format!("!{writer}"), expires: Some(expires) });
+                Vec::new()
             }
+        };
+        entries.retain(|(_, exp)| *exp > now);
+        match entries.iter_mut().find(|(id, _)| id == writer) {
+            Some((_, exp)) => *exp = (*exp).max(expiry),
+            None => entries.push((writer.to_owned(), expiry)),
         }
+        self.stamps
+            .insert(key.to_owned(), Stamp { content: Content::Marker(entries), expires: None });
     }
 
+    /// `finish` on one key: absent (or an expired marker) ⇒ nothing left; a stamp ⇒ deleted; a
+    /// live marker ⇒ without `writer` (and without expired entries), deleted when no live entry
+    /// is left. With no writer a live marker is left alone.
     fn clear_key(&mut self, key: &str, writer: Option<&str>, now: Instant) {
-        let Some(v) = self.get_stamp(key, now) else { return };
-        if !is_marker(&v) {
+        let Some(content) = self.get_stamp(key, now) else { return };
+        let Content::Marker(mut entries) = content else {
             self.stamps.remove(key);
             return;
-        }
+        };
         let Some(writer) = writer else { return };
-        let ids: Vec<&str> = v[1..].split(',').filter(|s| !s.is_empty() && *s != writer).collect();
-        if ids.is_empty() {
+        entries.retain(|(id, exp)| *exp > now && id != writer);
+        if entries.is_empty() {
             self.stamps.remove(key);
         } else if let Some(s) = self.stamps.get_mut(key) {
-            s.value = format!("!{}", ids.join(","));
+            s.content = Content::Marker(entries);
         }
     }
 }
@@ -213,7 +263,11 @@ impl Backend for MemoryBackend {
         let mut stamps: Vec<String> = Vec::new();
         let mut pending = false;
         let epoch = match st.get_stamp(&req.epoch_key, now) {
-            Some(e) => e,
+            Some(Content::Stamp(e)) => e,
+            Some(Content::Marker(_)) => {
+                pending = true;
+                MARKER_PLACEHOLDER.to_owned()
+            }
             None => {
                 st.set_stamp(&req.epoch_key, req.new_stamp.clone(), None, now);
                 req.new_stamp.clone()
@@ -223,23 +277,29 @@ impl Backend for MemoryBackend {
         for t in &req.tables {
             let registered = st.schemes.contains_key(&t.schemes_key);
             let ts = match st.get_stamp(&t.table_key, now) {
-                Some(s) if registered || is_marker(&s) => s,
+                Some(Content::Marker(_)) => {
+                    pending = true;
+                    MARKER_PLACEHOLDER.to_owned()
+                }
+                Some(Content::Stamp(s)) if registered => s,
                 _ => {
                     st.set_stamp(&t.table_key, req.new_stamp.clone(), None, now);
                     req.new_stamp.clone()
                 }
             };
-            pending |= is_marker(&ts);
             stamps.push(ts);
             for c in &t.conjs {
                 let cs = match st.get_stamp(&c.key, now) {
-                    Some(s) => s,
+                    Some(Content::Stamp(s)) => s,
+                    Some(Content::Marker(_)) => {
+                        pending = true;
+                        MARKER_PLACEHOLDER.to_owned()
+                    }
                     None => {
                         st.set_stamp(&c.key, req.new_stamp.clone(), Some(req.conj_ttl), now);
                         req.new_stamp.clone()
                     }
                 };
-                pending |= is_marker(&cs);
                 stamps.push(cs);
             }
         }
@@ -290,9 +350,10 @@ impl Backend for MemoryBackend {
         let mut st = self.lock();
         let mut current = Vec::new();
         for key in req.stamp_keys() {
+            // A marker (live or not) or a missing key never equals a stamp.
             match st.get_stamp(key, now) {
-                Some(s) => current.push(s),
-                None => return Ok(false),
+                Some(Content::Stamp(s)) => current.push(s),
+                Some(Content::Marker(_)) | None => return Ok(false),
             }
         }
         if current.join(" ") != stamps.0 {
@@ -306,6 +367,7 @@ impl Backend for MemoryBackend {
         for t in &req.tables {
             for c in &t.conjs {
                 if let Some(s) = st.stamps.get_mut(&c.key)
+                    && !s.content.is_marker()
                     && s.expires.is_some_and(|e| e < now + ttl)
                 {
                     s.expires = Some(now + req.conj_ttl);
@@ -327,6 +389,7 @@ impl Backend for MemoryBackend {
             for key in affected_keys(t, &schemes) {
                 st.add_marker(&key, writer, req.lease, now);
             }
+            st.live_writers(&t.writers_key, now); // drops expired records
             st.writers
                 .entry(t.writers_key.clone())
                 .or_default()
@@ -347,10 +410,9 @@ impl Backend for MemoryBackend {
                 && let Some(ws) = st.writers.get_mut(&t.writers_key)
             {
                 ws.remove(w);
-                if ws.is_empty() {
-                    st.writers.remove(&t.writers_key);
-                }
             }
+            st.live_writers(&t.writers_key, now); // drops expired records, and an empty hash
+
         }
         Ok(())
     }

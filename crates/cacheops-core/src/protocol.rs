@@ -8,8 +8,10 @@
 //!   of them are unchanged;
 //! * a read that misses gets the stamps *before* the database is queried, so a write that commits
 //!   in between has already replaced them and the late store is refused;
-//! * a write first replaces its conj stamps by **markers** (`!writer-id,…`, with a TTL: the lease),
-//!   and deletes them after commit; a reader that meets a marker neither hits nor stores;
+//! * a write first replaces its conj stamps by **markers** (`!writer-id@expiry,…`: each writer's
+//!   lease expiry is in the value, the key itself has no TTL, so a `volatile-*` eviction policy can
+//!   never evict it), and deletes them after commit; a reader that meets a live marker neither hits
+//!   nor stores, and a marker whose entries have all expired counts as absent everywhere;
 //! * a scheme registered while a writer is in flight (`mark_seq < scheme_seq`) is not covered by the
 //!   writer's markers, so its readers do not store.
 //!
@@ -34,7 +36,17 @@ pub fn render_row(row: &Row) -> RenderedRow {
 }
 
 /// The first byte of a marker (a write lease). Stamps never start with it.
+///
+/// A marker is `"!" + entries joined by ","`, one entry `"<writer id>@<expiry ms>"` per writer
+/// holding a lease on the key ([`MARKER_EXPIRY_SEP`]). An entry is *live* while its expiry is in
+/// the future (the backend's own clock: Redis `TIME`, `Instant` in process); a marker with no
+/// live entry is treated as absent by every operation and removed when touched. A marker key has
+/// no TTL of its own (see [`Backend::mark`]).
 pub const MARKER_PREFIX: char = '!';
+
+/// Separates a writer id from its lease expiry (milliseconds) in a marker entry. The expiry is
+/// parsed after the *last* separator, so writer ids may contain it (they never contain `,`).
+pub const MARKER_EXPIRY_SEP: char = '@';
 
 /// Separates the stamp header from the data in a stored value.
 pub const HEADER_END: u8 = b'\n';
@@ -143,7 +155,8 @@ pub struct WriteRequest {
     pub seq_key: String,
     /// Tables touched.
     pub tables: Vec<TableWrite>,
-    /// How long markers and the writer record live (the lease).
+    /// How long markers and the writer record live (the lease): their entries' expiry is
+    /// `now + lease`, kept in the value, never as a TTL.
     pub lease: Duration,
 }
 
@@ -168,6 +181,10 @@ impl BackendError {
 pub trait Backend: Send + Sync + Debug {
     /// Read-check.
     ///
+    /// Throughout, "absent" includes a marker whose entries have all expired (`expiry ≤ now`,
+    /// the backend's clock); such a key is deleted when met, and treated exactly like a missing
+    /// key. "Marker" means a live one (at least one entry with `expiry > now`).
+    ///
     /// 1. Epoch: `GET`; if absent, `SET` it to `new_stamp` (no TTL).
     /// 2. For each table: if the schemes key does not exist (never registered, or evicted), `SET`
     ///    the table key to `new_stamp` unless it holds a marker (an evicted registration
@@ -177,14 +194,14 @@ pub trait Backend: Send + Sync + Debug {
     /// 4. If nothing is pending and the value exists and its header (the bytes before the first
     ///    `\n`) equals the stamps joined by `' '`: [`ReadReply::Hit`] with the bytes after it.
     /// 5. Otherwise register schemes: for each table, drop expired writers (`expiry ≤ now`) from
-    ///    the writers hash; for each distinct scheme, `HGET` its sequence number or register it with
+    ///    the writers hash (the hash goes with its last entry); for each distinct scheme, `HGET` its sequence number or register it with
     ///    `seq = max(now_us, GET seq_key + 1)` (`SET seq_key seq`, `HSET schemes scheme seq`); if a
     ///    live writer has `mark_seq < seq` ⇒ [`BypassReason::NewScheme`].
     /// 6. Pending ⇒ [`BypassReason::Pending`]; else [`ReadReply::Miss`] with the joined stamps.
     async fn read(&self, req: &ReadRequest) -> Result<ReadReply, BackendError>;
 
     /// Store: if the current values of [`ReadRequest::stamp_keys`] joined by `' '` equal `stamps`
-    /// (any missing key or marker ⇒ not equal), `SET value_key = stamps + "\n" + data` with TTL
+    /// (any missing key or marker, live or expired, ⇒ not equal), `SET value_key = stamps + "\n" + data` with TTL
     /// `ttl`, extend every conj key whose TTL is below `ttl` to `req.conj_ttl`, and return `true`;
     /// else return `false` and write nothing.
     async fn store(
@@ -203,22 +220,28 @@ pub trait Backend: Send + Sync + Debug {
     /// For each table: its affected keys are the table key when
     /// `table_level`, and for each row × each registered scheme the conj key
     /// `conj_prefix + "c1=v1&c2=v2"` (columns in scheme order, values from the row); a row lacking
-    /// a scheme column makes the table key affected instead. Each affected key gets the writer
-    /// added to its marker (`"!" + ids joined by ","`; a stamp or nothing is replaced by a new
-    /// marker) and its TTL raised to at least `lease`. Then `HSET writers writer "seq expiry_ms"`
-    /// with `expiry = now + lease`, and the writers key's TTL raised to at least `lease`.
+    /// a scheme column makes the table key affected instead. With `expiry = now_ms + lease`, each
+    /// affected key gets the entry `writer@expiry` in its marker (see [`MARKER_PREFIX`]): a
+    /// stamp, nothing or an expired marker is replaced by the new marker `!writer@expiry`; a live
+    /// marker drops its expired entries and gets this writer's entry added, or its expiry raised
+    /// (never lowered). The key is written with a plain `SET`, so it has **no TTL** (a conj
+    /// stamp's TTL is dropped): a `volatile-*` eviction policy can never evict a lease. Then, per
+    /// table, drop the expired entries of the writers hash and `HSET writers writer
+    /// "seq expiry_ms"`; the writers hash has no TTL either.
     async fn mark(&self, req: &WriteRequest) -> Result<(), BackendError>;
 
     /// Finish a write (after commit or rollback), or invalidate immediately (`writer = None`).
     ///
     /// Computes the affected keys as [`Backend::mark`] does, against the schemes registered *now*.
-    /// For each: absent ⇒ nothing; a stamp ⇒ `DEL`; a marker ⇒ remove this writer's id, `DEL` when
-    /// no id is left, else keep the other writers' marker (with `writer = None` a marker is left
-    /// alone: its writers' own finishes delete it). Then `HDEL writers writer`.
+    /// For each: absent ⇒ nothing (an expired marker is deleted); a stamp ⇒ `DEL`; a live marker
+    /// ⇒ remove this writer's entry and the expired ones, `DEL` when no entry is left, else keep
+    /// the other writers' live entries (with `writer = None` a live marker is left alone: its
+    /// writers' own finishes, or their expiries, end it). Then `HDEL writers writer` and drop the
+    /// expired entries of the writers hash.
     async fn finish(&self, req: &WriteRequest) -> Result<(), BackendError>;
 
-    /// Deletes stamp keys (table keys, the epoch), leaving markers alone: `invalidate_model` and
-    /// `invalidate_all`. O(number of keys).
+    /// Deletes stamp keys (table keys, the epoch), leaving live markers alone (expired ones are
+    /// absent and deleted too): `invalidate_model` and `invalidate_all`. O(number of keys).
     async fn delete_stamps(&self, keys: &[String]) -> Result<(), BackendError>;
 
     /// Simple cache: `GET`.
@@ -240,9 +263,36 @@ pub fn split_value(stored: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&stored[..pos], &stored[pos + 1..]))
 }
 
-/// Whether a stamp key's content is a marker.
+/// Whether a stamp key's content is a marker (live or expired).
 pub fn is_marker(v: &str) -> bool {
     v.starts_with(MARKER_PREFIX)
+}
+
+/// The entries of a marker (see [`MARKER_PREFIX`]): each writer id with its lease expiry in
+/// milliseconds. An entry without a parsable expiry gets `0` (expired). Empty for a non-marker.
+///
+/// ```
+/// use cacheops_core::protocol::marker_entries;
+/// assert_eq!(marker_entries("!w1@1700000000000,w@2@5"), vec![("w1", 1_700_000_000_000), ("w@2", 5)]);
+/// assert_eq!(marker_entries("!old"), vec![("old", 0)]);
+/// assert!(marker_entries("stamp").is_empty());
+/// ```
+pub fn marker_entries(v: &str) -> Vec<(&str, u64)> {
+    let Some(body) = v.strip_prefix(MARKER_PREFIX) else { return Vec::new() };
+    body.split(',')
+        .filter(|e| !e.is_empty())
+        .map(|e| match e.rsplit_once(MARKER_EXPIRY_SEP) {
+            Some((id, exp)) if !exp.is_empty() && exp.bytes().all(|b| b.is_ascii_digit()) => {
+                (id, exp.parse().unwrap_or(0))
+            }
+            _ => (e, 0),
+        })
+        .collect()
+}
+
+/// Whether a marker has an entry whose expiry (milliseconds) is after `now_ms`.
+pub fn marker_is_live(v: &str, now_ms: u64) -> bool {
+    marker_entries(v).iter().any(|(_, exp)| *exp > now_ms)
 }
 
 /// The conj keys (or the table key) affected by a write to one table, given its schemes.

@@ -11,13 +11,15 @@
 //! | [`State::store`]          | `Backend::store`                                                  |
 //! | [`State::mark`]           | `Backend::mark` (used both for the first mark and the re-mark)    |
 //! | [`State::finish`]         | `Backend::finish` (`State::clear_key` per affected key)           |
-//! | [`State::expire`]         | the lease TTL: markers (`add_marker` TTL) and the writers-hash entry (`live_writers`) run out |
+//! | [`State::expire`]         | the lease runs out: its entries in markers (`writer@expiry`) and its writers-hash record become *expired* — still stored, but every operation treats them as absent (and drops them when it touches them) |
+//! | `State::evict_*`          | `maxmemory` eviction under a `volatile-*` policy: any key with a TTL (values, conj stamps) may vanish at any time; with [`Variant::markers_evictable`] also markers and writer records (the former scheme, where they had a TTL) |
 //! | `db_read`, `pre_image`, `commit` | the database (`SELECT`, `SELECT … FOR UPDATE`, `UPDATE` + `COMMIT`) |
 //!
 //! What is abstracted: random stamps are small integers, kept distinct from every stamp still
 //! referenced anywhere in the state and renumbered canonically after each step (stamps are only
 //! ever compared for equality, so this is exact); the epoch is constant (no `invalidate_all` in
-//! the model); TTLs other than the lease do not run out (their expiry can only cause misses).
+//! the model); TTLs other than the lease do not run out on their own, but eviction (when
+//! [`Config::eviction`] is on) deletes TTL keys at any moment, which covers their expiry too.
 
 use std::fmt;
 
@@ -175,6 +177,10 @@ pub struct Variant {
     pub finish_deletes_foreign_markers: bool,
     /// How sequence numbers are made.
     pub seq_rule: SeqRule,
+    /// Eviction may also delete markers and writer records (broken): the former scheme, where
+    /// lease state had a Redis TTL and so was evictable under `volatile-*` (and is under
+    /// `allkeys-*`). Only matters with [`Config::eviction`].
+    pub markers_evictable: bool,
 }
 
 impl Variant {
@@ -186,6 +192,7 @@ impl Variant {
         remark: Remark::IfExpired,
         finish_deletes_foreign_markers: false,
         seq_rule: SeqRule::Counter,
+        markers_evictable: false,
     };
     /// The correct protocol with an unconditional re-mark before COMMIT.
     pub const CORRECT_ALWAYS_REMARK: Variant = Variant { remark: Remark::Always, ..Variant::CORRECT };
@@ -204,6 +211,8 @@ impl Variant {
     pub const REDIS_SEQ_DOCUMENTED: Variant = Variant { seq_rule: SeqRule::RedisDocumented, ..Variant::CORRECT };
     /// The fixed time-based sequence rule.
     pub const REDIS_SEQ_FIXED: Variant = Variant { seq_rule: SeqRule::RedisFixed, ..Variant::CORRECT };
+    /// Lease state (markers, writer records) evictable like values and conj stamps.
+    pub const MARKERS_EVICTABLE: Variant = Variant { markers_evictable: true, ..Variant::CORRECT };
 }
 
 /// A model configuration.
@@ -225,6 +234,10 @@ pub struct Config {
     pub rollbacks: bool,
     /// Whether lease expiry can happen at all.
     pub lease_expiry: bool,
+    /// Whether `maxmemory` eviction may delete keys at any moment: those with a TTL (values,
+    /// conj stamps; markers and writer records have none), plus markers and writer records with
+    /// [`Variant::markers_evictable`].
+    pub eviction: bool,
     /// The distinct queries (one value key each); derived by [`Config::new`].
     queries: Vec<Query>,
 }
@@ -254,6 +267,7 @@ impl Config {
             concurrent_writers: false,
             rollbacks: false,
             lease_expiry: true,
+            eviction: false,
             queries,
         }
     }
@@ -315,15 +329,35 @@ impl Config {
 // State
 // ---------------------------------------------------------------------------------------------
 
-/// A stamp key's content: `0` absent, `1..=0x7f` a stamp, `0x80 | ids` a marker (the set of
-/// writer ids as a bit mask, never empty).
+/// A stamp key's content: `0` absent, `1..=0x7f` a stamp, `0x80 | live | dead << 3` a marker:
+/// the writers whose entries are live (bits 0..3) and those whose entries have expired but are
+/// still stored (bits 3..6; `!w@expiry` with `expiry ≤ now`). A marker with no live entry is
+/// *absent* for every operation ([`eff`]).
 type Slot = u8;
 const ABSENT: Slot = 0;
 const MARKER: Slot = 0x80;
+const LIVE: Slot = 0x07;
+const DEAD_SHIFT: u32 = 3;
 
+/// A marker, live or not (the stored bytes start with `!`).
 fn is_marker(s: Slot) -> bool {
     s & MARKER != 0
 }
+
+/// The key as every operation sees it: a marker without live entries is absent, and a marker's
+/// expired entries are ignored.
+fn eff(s: Slot) -> Slot {
+    if !is_marker(s) {
+        s
+    } else if s & LIVE == 0 {
+        ABSENT
+    } else {
+        MARKER | (s & LIVE)
+    }
+}
+
+/// A writer record whose expiry has passed (still stored until an operation drops it).
+const REC_EXPIRED: u8 = 0x80;
 
 fn is_stamp(s: Slot) -> bool {
     s != ABSENT && !is_marker(s)
@@ -428,8 +462,16 @@ pub enum Action {
     Rollback(u8),
     /// Writer: `Backend::finish`.
     Finish(u8),
-    /// The writer's lease runs out: its markers and its writer record vanish.
+    /// The writer's lease runs out: its marker entries and its writer record expire.
     Expire(u8),
+    /// Eviction deletes this value key.
+    EvictValue(u8),
+    /// Eviction deletes this conj key.
+    EvictConj(u8),
+    /// Eviction deletes the table key.
+    EvictTable,
+    /// Eviction deletes this writer's record.
+    EvictWriterRecord(u8),
     /// The backend's wall clock (`now_us`) jumps to this value (`Redis*` sequence rules).
     Tick(u8),
 }
@@ -572,24 +614,28 @@ impl State {
         let new_stamp = self.fresh_stamp();
         let mut pending = false;
         // 2. The table key: reset when the table has no registered scheme, unless a marker.
+        // (An expired marker is absent: replaced like a missing key.)
         let registered = self.schemes.iter().any(|s| *s != 0);
-        if !(is_marker(self.table) || (registered && is_stamp(self.table))) {
+        let t = eff(self.table);
+        if !(is_marker(t) || (registered && is_stamp(t))) {
             self.table = new_stamp;
         }
-        pending |= is_marker(self.table);
-        // 3. The conj key: created when absent.
+        pending |= is_marker(eff(self.table));
+        // 3. The conj key: created when absent (or an expired marker).
         let c = q.conj();
-        if self.conj[c] == ABSENT {
+        if eff(self.conj[c]) == ABSENT {
             self.conj[c] = new_stamp;
         }
-        pending |= is_marker(self.conj[c]);
+        pending |= is_marker(eff(self.conj[c]));
         let stamps = [self.table, self.conj[c]];
         // 4. Hit when nothing is pending and the value's header equals the stamps.
         let v = self.values[cfg.value_index(q)];
         if !pending && v[2] != NO_DATA && v[0] == stamps[0] && v[1] == stamps[1] {
             return ReadReply::Hit(v[2]);
         }
-        // 5. Register the scheme; a live writer that marked before it was registered ⇒ bypass.
+        // 5. Drop expired writer records; register the scheme; a live writer that marked before
+        // it was registered ⇒ bypass.
+        self.drop_expired_records();
         let s = q.scheme();
         if self.schemes[s] == 0 {
             self.seq = match cfg.variant.seq_rule {
@@ -600,7 +646,7 @@ impl State {
         }
         let seq = self.schemes[s];
         if !cfg.variant.no_new_scheme_rule
-            && self.writer_rec.iter().any(|rec| *rec != 0 && *rec - 1 < seq)
+            && self.writer_rec.iter().any(|rec| *rec != 0 && *rec & REC_EXPIRED == 0 && *rec - 1 < seq)
         {
             return ReadReply::Bypass(Bypass::NewScheme);
         }
@@ -611,7 +657,8 @@ impl State {
         ReadReply::Miss(stamps)
     }
 
-    /// `Backend::store`: stores when the current stamps equal the reader's.
+    /// `Backend::store`: stores when the current stamps equal the reader's (a marker, live or
+    /// expired, never equals a stamp).
     pub fn store(&mut self, cfg: &Config, q: Query, stamps: [Slot; 2], data: Data) -> bool {
         let current = [self.table, self.conj[q.conj()]];
         if !is_stamp(current[0]) || !is_stamp(current[1]) || current != stamps {
@@ -621,16 +668,19 @@ impl State {
         true
     }
 
-    /// `Backend::mark`: writer `w` joins the marker of every affected key (a stamp or nothing is
-    /// replaced by a new marker), and its writer record gets the current sequence number.
+    /// `Backend::mark`: writer `w` joins the marker of every affected key (a stamp, nothing or an
+    /// expired marker is replaced by a new marker; a live marker drops its expired entries), and
+    /// its writer record gets the current sequence number (expired records are dropped).
     pub fn mark(&mut self, cfg: &Config, w: usize) {
         let bit = 1u8 << w;
         let keys = self.affected_keys(cfg, w);
         for (i, k) in keys.iter().enumerate() {
             if *k {
-                self.conj[i] = if is_marker(self.conj[i]) { self.conj[i] | bit } else { MARKER | bit };
+                let e = eff(self.conj[i]);
+                self.conj[i] = if is_marker(e) { e | bit } else { MARKER | bit };
             }
         }
+        self.drop_expired_records();
         let mark_seq = match cfg.variant.seq_rule {
             SeqRule::Counter => self.seq,
             SeqRule::RedisDocumented => self.clock.max(self.seq),
@@ -644,8 +694,9 @@ impl State {
     }
 
     /// `Backend::finish`: for every affected key (against the schemes registered *now*): a
-    /// stamp is deleted, a marker loses this writer's id and is deleted when none is left; then
-    /// the writer record is removed.
+    /// stamp or an expired marker is deleted, a live marker loses this writer's entry and its
+    /// expired ones and is deleted when none is left; then the writer record is removed (and the
+    /// expired ones dropped).
     pub fn finish(&mut self, cfg: &Config, w: usize) {
         let bit = 1u8 << w;
         let keys = self.affected_keys(cfg, w);
@@ -653,33 +704,68 @@ impl State {
             if !*k {
                 continue;
             }
-            let s = self.conj[i];
-            // Absent: nothing; a stamp: DEL; a marker: remove this writer's id.
+            let s = eff(self.conj[i]);
+            // Absent (or expired): nothing left; a stamp: DEL; a marker: remove this writer's id.
             self.conj[i] = if !is_marker(s) || cfg.variant.finish_deletes_foreign_markers {
                 ABSENT
             } else {
-                let rest = s & !MARKER & !bit;
+                let rest = s & LIVE & !bit;
                 if rest == 0 { ABSENT } else { MARKER | rest }
             };
         }
         self.writer_rec[w] = 0;
+        self.drop_expired_records();
         self.writers[w].lease = L_NONE;
     }
 
-    /// The lease of writer `w` runs out: its id leaves every marker (a marker left with no id
-    /// vanishes) and its writer record vanishes.
+    /// The lease of writer `w` runs out: the expiry of its entry in every marker, and of its
+    /// writer record, passes. They stay stored, but from now on every operation treats them as
+    /// absent ([`eff`], `REC_EXPIRED`) and drops them when it touches them; a marker with no live
+    /// entry left is absent. (The key does not vanish: it has no TTL.)
     pub fn expire(&mut self, w: usize) {
         let bit = 1u8 << w;
-        let drop = |s: &mut Slot| {
-            if is_marker(*s) {
-                let rest = *s & !MARKER & !bit;
-                *s = if rest == 0 { ABSENT } else { MARKER | rest };
+        let age = |s: &mut Slot| {
+            if is_marker(*s) && *s & bit != 0 {
+                *s = (*s & !bit) | (bit << DEAD_SHIFT);
             }
         };
-        drop(&mut self.table);
-        self.conj.iter_mut().for_each(drop);
-        self.writer_rec[w] = 0;
+        age(&mut self.table);
+        self.conj.iter_mut().for_each(age);
+        if self.writer_rec[w] != 0 {
+            self.writer_rec[w] |= REC_EXPIRED;
+        }
         self.writers[w].lease = L_EXPIRED;
+    }
+
+    /// Drops the writer records whose expiry has passed (`read` step 5, `mark`, `finish`).
+    fn drop_expired_records(&mut self) {
+        for rec in self.writer_rec.iter_mut() {
+            if *rec & REC_EXPIRED != 0 {
+                *rec = 0;
+            }
+        }
+    }
+
+    /// Eviction deletes value key `i`.
+    pub fn evict_value(&mut self, i: usize) {
+        self.values[i] = [0; 3];
+    }
+
+    /// Eviction deletes conj key `i` (a stamp; or, with `markers_evictable`, a marker).
+    pub fn evict_conj(&mut self, i: usize) {
+        self.conj[i] = ABSENT;
+    }
+
+    /// Eviction deletes the table key (a marker, with `markers_evictable` only: a table stamp
+    /// has no TTL).
+    pub fn evict_table(&mut self) {
+        self.table = ABSENT;
+    }
+
+    /// Eviction deletes writer `w`'s record (`markers_evictable` only). The writer is not told:
+    /// its lease is still live as far as it knows.
+    pub fn evict_writer_record(&mut self, w: usize) {
+        self.writer_rec[w] = 0;
     }
 
     /// Whether some value would be served by a read-check right now although it differs from
@@ -791,6 +877,31 @@ impl State {
                 out.push(Action::Expire(w8));
             }
         }
+        if cfg.eviction {
+            // Keys with a TTL: values and conj stamps. Markers and writer records have none
+            // (and the table stamp, schemes, seq and epoch never had one), so `volatile-*` never
+            // evicts them — unless the variant gives them one.
+            for (i, val) in self.values.iter().enumerate().take(cfg.queries.len()) {
+                if val[2] != NO_DATA {
+                    out.push(Action::EvictValue(i as u8));
+                }
+            }
+            for (i, c) in self.conj.iter().enumerate() {
+                if is_stamp(*c) || (v.markers_evictable && is_marker(*c)) {
+                    out.push(Action::EvictConj(i as u8));
+                }
+            }
+            if v.markers_evictable {
+                if is_marker(self.table) {
+                    out.push(Action::EvictTable);
+                }
+                for w in 0..cfg.writers.len() {
+                    if self.writer_rec[w] != 0 {
+                        out.push(Action::EvictWriterRecord(w as u8));
+                    }
+                }
+            }
+        }
         if v.seq_rule != SeqRule::Counter {
             for t in 0..=MAX_CLOCK {
                 if t != self.clock {
@@ -891,6 +1002,10 @@ impl State {
                 s.writers[w].phase = W_DONE;
             }
             Action::Expire(w) => s.expire(w as usize),
+            Action::EvictValue(i) => s.evict_value(i as usize),
+            Action::EvictConj(i) => s.evict_conj(i as usize),
+            Action::EvictTable => s.evict_table(),
+            Action::EvictWriterRecord(w) => s.evict_writer_record(w as usize),
             Action::Tick(t) => s.clock = t,
         }
         s.canonicalize();
@@ -903,8 +1018,18 @@ impl State {
             if s == ABSENT {
                 "·".to_owned()
             } else if is_marker(s) {
-                let ids: Vec<String> =
-                    (0..MAX_WRITERS).filter(|w| s & (1 << w) != 0).map(|w| format!("W{}", w + 1)).collect();
+                // Expired entries are shown with a `†`.
+                let ids: Vec<String> = (0..MAX_WRITERS)
+                    .filter_map(|w| {
+                        if s & (1 << w) != 0 {
+                            Some(format!("W{}", w + 1))
+                        } else if s & (1 << (w as u32 + DEAD_SHIFT)) != 0 {
+                            Some(format!("W{}†", w + 1))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
                 format!("!{}", ids.join(","))
             } else {
                 format!("s{s}")
@@ -932,7 +1057,11 @@ impl State {
         }
         let recs: Vec<String> = (0..cfg.writers.len())
             .filter(|w| self.writer_rec[*w] != 0)
-            .map(|w| format!("W{}@{}", w + 1, self.writer_rec[w] - 1))
+            .map(|w| {
+                let rec = self.writer_rec[w];
+                let dead = if rec & REC_EXPIRED != 0 { "†" } else { "" };
+                format!("W{}@{}{dead}", w + 1, (rec & !REC_EXPIRED) - 1)
+            })
             .collect();
         if !recs.is_empty() {
             out.push_str(&format!(" writers={{{}}}", recs.join(",")));
@@ -997,7 +1126,13 @@ impl State {
             Action::Commit(w) => format!("W{}: COMMIT -> version {}", w + 1, self.db_ver + 1),
             Action::Rollback(w) => format!("W{}: ROLLBACK", w + 1),
             Action::Finish(w) => format!("W{}: finish", w + 1),
-            Action::Expire(w) => format!("W{}: lease expires (markers and writer record vanish)", w + 1),
+            Action::Expire(w) => {
+                format!("W{}: lease expires (its marker entries and writer record are expired from now on)", w + 1)
+            }
+            Action::EvictValue(i) => format!("eviction: value({}) deleted", cfg.queries[i as usize]),
+            Action::EvictConj(i) => format!("eviction: {} deleted", conj_name(i as usize)),
+            Action::EvictTable => "eviction: table key deleted".to_owned(),
+            Action::EvictWriterRecord(w) => format!("eviction: W{}'s writer record deleted", w + 1),
             Action::Tick(t) => format!("clock: now_us = {t}"),
         }
     }

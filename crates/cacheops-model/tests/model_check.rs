@@ -130,8 +130,8 @@ fn broken_redis_seq_documented() {
 
 // --- the largest configuration -------------------------------------------------------------
 
-/// DESIGN's configuration with overlapping writers that may roll back, and the time-based fixed
-/// sequence rule; run it with
+/// DESIGN's configuration with overlapping writers that may roll back, the time-based fixed
+/// sequence rule, and eviction; run it with
 /// `cargo test -p cacheops-model --release -- --ignored --nocapture`.
 #[test]
 #[ignore = "large: run with --release -- --ignored"]
@@ -153,4 +153,53 @@ fn correct_full() {
     cfg.concurrent_writers = true;
     cfg.rollbacks = true;
     assert_safe("overlapping(2 readers)+rollbacks/redis-seq-fixed", &cfg);
+    let mut cfg = Config::design(Variant::CORRECT);
+    cfg.eviction = true;
+    assert_safe("design+eviction/correct", &cfg);
+    let mut cfg = Config::small(Variant::REDIS_SEQ_FIXED);
+    cfg.eviction = true;
+    assert_safe("small+eviction/redis-seq-fixed", &cfg);
+}
+
+// --- eviction (`maxmemory`) -----------------------------------------------------------------
+
+/// Eviction under a `volatile-*` policy: values and conj stamps (the keys with a TTL) may vanish
+/// at any moment; markers and writer records carry their expiry in their value and have no TTL,
+/// so they are never evicted. Eviction can then only cause misses.
+#[test]
+fn correct_with_eviction() {
+    let mut cfg = Config::small(Variant::CORRECT);
+    cfg.eviction = true;
+    assert_safe("small+eviction/correct", &cfg);
+    let mut cfg = Config::new(
+        Variant::CORRECT,
+        vec![vec![Query::A(0), Query::A(0)], vec![Query::All, Query::All]],
+        vec![Op::SetA(1), Op::SetA(2)],
+    );
+    cfg.eviction = true;
+    assert_safe("table-level(2 readers)+eviction/correct", &cfg);
+}
+
+/// Eviction with overlapping writers that may roll back (markers shared by two writers, one of
+/// whose entries may expire while the other's is live).
+#[test]
+fn correct_overlapping_writers_with_eviction() {
+    let mut cfg = Config::new(
+        Variant::CORRECT,
+        vec![vec![Query::A(0), Query::A(0)], vec![Query::B(0), Query::B(0)]],
+        vec![Op::SetA(1), Op::SetB(1)],
+    );
+    cfg.concurrent_writers = true;
+    cfg.rollbacks = true;
+    cfg.eviction = true;
+    assert_safe("overlapping(2 readers)+rollbacks+eviction/correct", &cfg);
+}
+
+/// The former scheme: markers and writer records had a Redis TTL (the lease), so eviction could
+/// delete them while the write was in flight; the writer does not notice and does not re-mark.
+#[test]
+fn broken_markers_evictable() {
+    let mut cfg = Config::small(Variant::MARKERS_EVICTABLE);
+    cfg.eviction = true;
+    assert_stale_hit("small+eviction/markers_evictable", &cfg);
 }

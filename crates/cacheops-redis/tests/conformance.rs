@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use cacheops_core::keys::conj_ttl;
-use cacheops_core::protocol::{Backend, BypassReason, ReadReply};
+use cacheops_core::protocol::{Backend, BypassReason, ReadReply, marker_entries};
 use common::{Env, Kind, dep, hit, is_miss, row};
 
 const MIN: Duration = Duration::from_secs(60);
@@ -365,13 +365,28 @@ async fn stamp_eviction_only_misses(env: Env) {
     }
 }
 
+/// `(writer id, expiry ms)` of each entry of a marker `!w1@e1,w2@e2`.
+fn entries(marker: &str) -> Vec<(String, u64)> {
+    let parsed = marker_entries(marker);
+    assert!(!parsed.is_empty(), "{marker:?} is not a marker");
+    parsed
+        .into_iter()
+        .map(|(id, exp)| {
+            assert!(exp > 1_000_000_000_000, "{marker:?}: expiry in ms since the epoch");
+            (id.to_owned(), exp)
+        })
+        .collect()
+}
+
 async fn stored_numbers_and_lease_ttls(env: Env) {
     if !env.is_redis() {
         return;
     }
     let deps = [dep("post", &[("category_id", 3)]), dep("post", &[])];
     env.read_store("v", &deps, b"x", MIN).await;
-    // A table-level lease on a table stamp that has no TTL: the marker gets the lease TTL.
+    let conj_key = env.read_req("v", &deps).tables[0].conjs[0].key.clone();
+    assert!(env.pttl(&conj_key).await > 0, "a plain conj stamp has a TTL");
+    // A table-level lease on a table stamp; the conj key of the row becomes a marker too.
     let w = env.write_req(
         Some("w1"),
         "post",
@@ -380,19 +395,34 @@ async fn stored_numbers_and_lease_ttls(env: Env) {
         LEASE,
     );
     env.backend.mark(&w).await.expect("mark");
-    let table_pttl = env.pttl(&env.ks.table("post")).await;
-    assert!(
-        table_pttl > 0 && table_pttl <= 30_000,
-        "table marker PTTL {table_pttl}"
-    );
-    // A second writer with a longer lease raises it; a shorter one never lowers it.
+    // Lease state never has a Redis TTL (so `volatile-*` eviction cannot touch it): the expiry
+    // is in the value.
+    assert_eq!(env.pttl(&env.ks.table("post")).await, -1, "table marker has no TTL");
+    assert_eq!(env.pttl(&conj_key).await, -1, "conj marker has no TTL (PERSISTed)");
+    assert_eq!(env.pttl(&env.ks.writers("post")).await, -1, "writers hash has no TTL");
+    let conj_marker = env.get_raw(&conj_key).await.expect("conj marker");
+    let e = entries(&conj_marker);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].0, "w1");
+    // A second writer with a longer lease; a third with a shorter one; w1 re-marks with a
+    // shorter lease: its expiry is never lowered.
     let long = env.write_req(Some("w2"), "post", vec![], true, Duration::from_secs(100));
     env.backend.mark(&long).await.expect("mark");
-    assert!(env.pttl(&env.ks.table("post")).await > 60_000);
     let short = env.write_req(Some("w3"), "post", vec![], true, Duration::from_secs(1));
     env.backend.mark(&short).await.expect("mark");
-    assert!(env.pttl(&env.ks.table("post")).await > 60_000);
-    assert!(env.pttl(&env.ks.writers("post")).await > 60_000);
+    let table_marker = env.get_raw(&env.ks.table("post")).await.expect("table marker");
+    let before = entries(&table_marker);
+    let w1_short = env.write_req(Some("w1"), "post", vec![], true, Duration::from_secs(1));
+    env.backend.mark(&w1_short).await.expect("re-mark");
+    let table_marker = env.get_raw(&env.ks.table("post")).await.expect("table marker");
+    let after = entries(&table_marker);
+    let ids: Vec<&str> = after.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["w1", "w2", "w3"], "{table_marker}");
+    assert!(after[0].1 >= before[0].1, "w1's expiry never lowered: {before:?} {after:?}");
+    assert!(after[1].1 > after[0].1 + 60_000, "w2 has the 100 s lease: {after:?}");
+    assert!(after[2].1 < after[0].1, "w3 has the 1 s lease: {after:?}");
+    assert_eq!(env.pttl(&env.ks.table("post")).await, -1);
+    assert_eq!(env.pttl(&env.ks.writers("post")).await, -1);
 
     let mut conn = env.redis.as_ref().expect("redis").connection();
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
@@ -405,33 +435,131 @@ async fn stored_numbers_and_lease_ttls(env: Env) {
         digits(&seq) && seq.len() >= 16,
         "seq {seq:?} must be integer microseconds"
     );
-    let schemes: Vec<(String, String)> = redis::cmd("HGETALL")
-        .arg(env.ks.schemes("post"))
-        .query_async(&mut conn)
-        .await
-        .expect("HGETALL");
+    let schemes = env.hgetall(&env.ks.schemes("post")).await;
     assert_eq!(schemes.len(), 2, "{schemes:?}");
     assert!(schemes.iter().all(|(_, v)| digits(v)), "{schemes:?}");
-    let writers: Vec<(String, String)> = redis::cmd("HGETALL")
-        .arg(env.ks.writers("post"))
-        .query_async(&mut conn)
-        .await
-        .expect("HGETALL");
+    let writers = env.hgetall(&env.ks.writers("post")).await;
     assert_eq!(writers.len(), 3);
     for (_, v) in &writers {
         let (seq, exp) = v.split_once(' ').expect("\"seq expiry\"");
         assert!(digits(seq) && digits(exp), "{v:?}");
     }
-    let marker: String = redis::cmd("GET")
-        .arg(env.ks.table("post"))
-        .query_async(&mut conn)
-        .await
-        .expect("GET");
-    assert_eq!(marker, "!w1,w2,w3");
     for w in [&w, &long, &short] {
         env.backend.finish(w).await.expect("finish");
     }
+    assert_eq!(env.get_raw(&env.ks.table("post")).await, None);
+    assert_eq!(env.get_raw(&conj_key).await, None);
+    assert!(env.hgetall(&env.ks.writers("post")).await.is_empty());
     assert!(is_miss(&env.read("v", &deps).await));
+    assert!(env.pttl(&conj_key).await > 0, "a new conj stamp has a TTL again");
+}
+
+const SHORT_LEASE: Duration = Duration::from_millis(150);
+const PAST_LEASE: Duration = Duration::from_millis(300);
+
+/// A marker whose lease expired (no finish) is ABSENT for read, store, mark and finish.
+async fn expired_marker_is_absent(env: Env) {
+    let deps = [dep("post", &[("category_id", 3)])];
+    let r = || vec![row(&[("id", 1), ("category_id", 3)])];
+    let conj_key = env.read_req("v", &deps).tables[0].conjs[0].key.clone();
+
+    // store: stamps taken before the mark are refused after the marker expired.
+    let req = env.read_req("v", &deps);
+    let ReadReply::Miss(pre_mark) = env.backend.read(&req).await.expect("read") else {
+        panic!("expected miss")
+    };
+    let w1 = env.write_req(Some("w1"), "post", r(), false, SHORT_LEASE);
+    env.backend.mark(&w1).await.expect("mark");
+    assert_eq!(env.read("v", &deps).await, ReadReply::Bypass(BypassReason::Pending));
+    tokio::time::sleep(PAST_LEASE).await;
+    if env.is_redis() {
+        assert!(env.get_raw(&conj_key).await.is_some_and(|v| v.starts_with('!')), "still there");
+    }
+    assert!(!env.store(&req, &pre_mark, b"stale", MIN).await, "expired marker != stamp");
+
+    // read: the expired marker is replaced by a fresh stamp (a Miss, not Pending or NewScheme:
+    // the writer record expired too), which gets the conj TTL again.
+    assert!(is_miss(&env.read_store("v", &deps, b"fresh", MIN).await));
+    assert_eq!(hit(&env.read("v", &deps).await), Some(&b"fresh"[..]));
+    if env.is_redis() {
+        let v = env.get_raw(&conj_key).await.expect("stamp");
+        assert!(!v.starts_with('!'), "{v}");
+        assert!(env.pttl(&conj_key).await > 0);
+        assert!(env.hgetall(&env.ks.writers("post")).await.is_empty(), "expired record dropped");
+    }
+
+    // mark: an expired entry is dropped when another writer marks the key.
+    env.backend.mark(&w1).await.expect("mark");
+    tokio::time::sleep(PAST_LEASE).await;
+    let w2 = env.write_req(Some("w2"), "post", r(), false, LEASE);
+    env.backend.mark(&w2).await.expect("mark");
+    if env.is_redis() {
+        let m = env.get_raw(&conj_key).await.expect("marker");
+        let ids: Vec<String> = entries(&m).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["w2"], "{m}");
+        let writers = env.hgetall(&env.ks.writers("post")).await;
+        assert_eq!(writers.len(), 1, "{writers:?}");
+        assert_eq!(writers[0].0, "w2");
+    }
+    assert_eq!(env.read("v", &deps).await, ReadReply::Bypass(BypassReason::Pending));
+    // finish of the live writer deletes the marker: the expired w1 entry does not keep it.
+    env.backend.finish(&w2).await.expect("finish");
+    assert!(is_miss(&env.read("v", &deps).await));
+
+    // finish (an invalidation, which leaves live markers alone) deletes an expired marker.
+    env.backend.mark(&w1).await.expect("mark");
+    tokio::time::sleep(PAST_LEASE).await;
+    env.backend
+        .finish(&env.write_req(None, "post", r(), false, LEASE))
+        .await
+        .expect("invalidate");
+    if env.is_redis() {
+        assert_eq!(env.get_raw(&conj_key).await, None, "expired marker deleted by finish");
+    }
+    assert!(is_miss(&env.read("v", &deps).await));
+
+    // Table-level: delete_stamps deletes an expired marker (it is absent), and a read replaces it.
+    let any = [dep("post", &[])];
+    env.read_store("all", &any, b"before", MIN).await; // registers the scheme ""
+    let t = env.write_req(Some("t"), "post", vec![], true, SHORT_LEASE);
+    env.backend.mark(&t).await.expect("mark");
+    assert_eq!(env.read("all", &any).await, ReadReply::Bypass(BypassReason::Pending));
+    tokio::time::sleep(PAST_LEASE).await;
+    env.backend
+        .delete_stamps(&[env.ks.table("post")])
+        .await
+        .expect("delete_stamps");
+    if env.is_redis() {
+        assert_eq!(env.get_raw(&env.ks.table("post")).await, None);
+    }
+    env.backend.mark(&t).await.expect("mark");
+    tokio::time::sleep(PAST_LEASE).await;
+    assert!(is_miss(&env.read_store("all", &any, b"all", MIN).await));
+    assert_eq!(hit(&env.read("all", &any).await), Some(&b"all"[..]));
+    if env.is_redis() {
+        let v = env.get_raw(&env.ks.table("post")).await.expect("table stamp");
+        assert!(!v.starts_with('!'), "{v}");
+        assert_eq!(env.pttl(&env.ks.table("post")).await, -1, "table stamps have no TTL");
+    }
+}
+
+/// Overlapping writers: one writer's lease expiring does not end another's.
+async fn expiry_is_per_writer(env: Env) {
+    let deps = [dep("post", &[("category_id", 3)])];
+    let r = || vec![row(&[("id", 1), ("category_id", 3)])];
+    env.read_store("v", &deps, b"old", MIN).await;
+    let a = env.write_req(Some("A"), "post", r(), false, SHORT_LEASE);
+    let b = env.write_req(Some("B"), "post", r(), false, LEASE);
+    env.backend.mark(&b).await.expect("mark B");
+    env.backend.mark(&a).await.expect("mark A");
+    tokio::time::sleep(PAST_LEASE).await;
+    assert_eq!(
+        env.read("v", &deps).await,
+        ReadReply::Bypass(BypassReason::Pending),
+        "B's entry is live"
+    );
+    env.backend.finish(&b).await.expect("finish B");
+    assert!(is_miss(&env.read("v", &deps).await), "A's entry expired: nothing left");
 }
 
 async fn mark_requires_writer(env: Env) {
@@ -559,6 +687,8 @@ suite!(
     stamp_eviction_only_misses,
     mark_requires_writer,
     stored_numbers_and_lease_ttls,
+    expired_marker_is_absent,
+    expiry_is_per_writer,
     simple_cache,
     binary_round_trip,
     multi_table_and_conj_values,

@@ -18,24 +18,70 @@ local function now_us_ms()
   return us, math.floor(us / 1000)
 end
 
--- Raises the TTL of `key` to at least `ms`. A key without TTL (-1) gets `ms` when
--- `set_when_persistent` is true, and keeps no TTL otherwise. A missing key (-2) is left alone.
-local function raise_ttl(key, ms, set_when_persistent)
-  local t = redis.call('PTTL', key)
-  if t == -1 then
-    if set_when_persistent then redis.call('PEXPIRE', key, fmt(ms)) end
-  elseif t >= 0 and t < ms then
-    redis.call('PEXPIRE', key, fmt(ms))
+-- Markers carry their own lease expiry and have NO Redis TTL, so that a `volatile-*` eviction
+-- policy can never evict a write lease: "!<id>@<expiry ms>,<id>@<expiry ms>,...", one entry per
+-- writer, the expiry in the server's TIME milliseconds. An entry is live while expiry > now; a
+-- marker with no live entry is ABSENT for every operation (and is deleted when touched).
+
+-- The entries of a marker: a list of {id, expiry}. An entry that does not parse (no "@digits")
+-- counts as expired.
+local function marker_entries(v)
+  local entries = {}
+  for item in string.gmatch(string.sub(v, 2), '[^,]+') do
+    local id, exp = string.match(item, '^(.*)@(%d+)$')
+    if id then
+      entries[#entries + 1] = { id, tonumber(exp) }
+    else
+      entries[#entries + 1] = { item, 0 }
+    end
   end
+  return entries
 end
 
--- Splits a marker "!a,b" into its writer ids.
-local function marker_ids(v)
-  local ids = {}
-  for id in string.gmatch(string.sub(v, 2), '[^,]+') do
-    ids[#ids + 1] = id
+-- The live entries of a marker.
+local function live_entries(v, now_ms)
+  local live = {}
+  for _, e in ipairs(marker_entries(v)) do
+    if e[2] > now_ms then live[#live + 1] = e end
   end
-  return ids
+  return live
+end
+
+local function render_marker(entries)
+  local parts = {}
+  for i, e in ipairs(entries) do
+    parts[i] = e[1] .. '@' .. fmt(e[2])
+  end
+  return '!' .. table.concat(parts, ',')
+end
+
+-- GET a stamp key as the protocol sees it: nil when absent or when it holds a marker whose
+-- entries have all expired (that key is deleted: the cleanup of leases that ended without a
+-- finish); otherwise its content (a stamp or a live marker).
+local function get_stamp(key, now_ms)
+  local v = redis.call('GET', key)
+  if v and is_marker(v) and #live_entries(v, now_ms) == 0 then
+    redis.call('DEL', key)
+    return nil
+  end
+  return v
+end
+
+-- Drops the expired entries of a writers hash (Redis deletes the hash with its last field) and
+-- returns the live writers' mark sequence numbers. The hash has no TTL: entries carry expiries.
+local function live_writers(writers_key, now_ms)
+  local live = {}
+  local w = redis.call('HGETALL', writers_key)
+  for i = 1, #w, 2 do
+    local mark_seq, expiry = string.match(w[i + 1], '^(%d+) (%d+)$')
+    mark_seq, expiry = tonumber(mark_seq), tonumber(expiry)
+    if not expiry or not mark_seq or expiry <= now_ms then
+      redis.call('HDEL', writers_key, w[i])
+    else
+      live[#live + 1] = mark_seq
+    end
+  end
+  return live
 end
 
 -- Reads the write description shared by mark.lua and finish.lua.

@@ -6,26 +6,28 @@
 local has_writer = ARGV[1] == '1'
 local writer = ARGV[2]
 local tables = parse_tables(3)
+local _, now_ms = now_us_ms()
 
 local deleted, touched = 0, 0
 for _, tbl in ipairs(tables) do
   for _, key in ipairs(affected_keys(tbl)) do
     touched = touched + 1
-    local v = redis.call('GET', key)
+    -- A marker whose entries all expired is absent (get_stamp deletes it).
+    local v = get_stamp(key, now_ms)
     if v then
       if not is_marker(v) then
         redis.call('DEL', key)
         deleted = deleted + 1
       elseif has_writer then
-        local ids, rest = marker_ids(v), {}
-        for _, id in ipairs(ids) do
-          if id ~= writer then rest[#rest + 1] = id end
+        local all, rest = marker_entries(v), {}
+        for _, e in ipairs(all) do
+          if e[1] ~= writer and e[2] > now_ms then rest[#rest + 1] = e end
         end
         if #rest == 0 then
           redis.call('DEL', key)
           deleted = deleted + 1
-        elseif #rest < #ids then
-          redis.call('SET', key, '!' .. table.concat(rest, ','), 'KEEPTTL')
+        elseif #rest < #all then
+          redis.call('SET', key, render_marker(rest))
         end
       end
     end
@@ -34,5 +36,6 @@ for _, tbl in ipairs(tables) do
     touched = touched + 1
     redis.call('HDEL', tbl.writers_key, writer)
   end
+  live_writers(tbl.writers_key, now_ms) -- drops expired records (and the hash when empty)
 end
 return { deleted, touched }

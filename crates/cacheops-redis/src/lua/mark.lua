@@ -16,22 +16,24 @@ local expiry = now_ms + lease
 local marked = 0
 for _, tbl in ipairs(tables) do
   for _, key in ipairs(affected_keys(tbl)) do
-    local v = redis.call('GET', key)
-    if v and is_marker(v) then
-      local ids = marker_ids(v)
-      local found = false
-      for _, id in ipairs(ids) do
-        if id == writer then found = true end
+    -- A stamp, nothing, or a marker whose entries all expired: a new marker.
+    local v = get_stamp(key, now_ms)
+    local entries = {}
+    if v and is_marker(v) then entries = live_entries(v, now_ms) end
+    local found = false
+    for _, e in ipairs(entries) do
+      if e[1] == writer then
+        found = true
+        if e[2] < expiry then e[2] = expiry end -- raised, never lowered
       end
-      if not found then ids[#ids + 1] = writer end
-      redis.call('SET', key, '!' .. table.concat(ids, ','), 'KEEPTTL')
-      raise_ttl(key, lease, true)
-    else
-      redis.call('SET', key, '!' .. writer, 'PX', fmt(lease))
     end
+    if not found then entries[#entries + 1] = { writer, expiry } end
+    -- A plain SET: the key loses any TTL it had as a conj stamp (a marker is never volatile).
+    redis.call('SET', key, render_marker(entries))
     marked = marked + 1
   end
+  live_writers(tbl.writers_key, now_ms) -- drops expired records
   redis.call('HSET', tbl.writers_key, writer, fmt(seq) .. ' ' .. fmt(expiry))
-  raise_ttl(tbl.writers_key, lease, true)
+  redis.call('PERSIST', tbl.writers_key) -- never volatile (a no-op unless set by an old version)
 end
 return marked

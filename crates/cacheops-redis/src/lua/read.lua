@@ -8,13 +8,15 @@ local ntables = tonumber(ARGV[3])
 
 local stamps = {}
 local pending = false
+local now_us, now_ms = now_us_ms()
 
 -- 1. Epoch.
-local epoch = redis.call('GET', KEYS[2])
+local epoch = get_stamp(KEYS[2], now_ms)
 if not epoch then
   redis.call('SET', KEYS[2], new_stamp)
   epoch = new_stamp
 end
+if is_marker(epoch) then pending = true end
 stamps[#stamps + 1] = epoch
 
 -- 2-3. Tables and conj keys.
@@ -25,8 +27,9 @@ for t = 1, ntables do
   ki = ki + 3
   local nconjs = tonumber(ARGV[ai]); ai = ai + 1
   local registered = redis.call('EXISTS', tbl.schemes_key) == 1
-  local ts = redis.call('GET', tbl.table_key)
-  -- An unregistered (or evicted) schemes hash invalidates the table; a marker is kept.
+  -- An expired marker counts as absent (get_stamp deletes it; a fresh stamp replaces it).
+  local ts = get_stamp(tbl.table_key, now_ms)
+  -- An unregistered (or evicted) schemes hash invalidates the table; a live marker is kept.
   if not ts or (not registered and not is_marker(ts)) then
     redis.call('SET', tbl.table_key, new_stamp)
     ts = new_stamp
@@ -36,7 +39,7 @@ for t = 1, ntables do
   for c = 1, nconjs do
     local key = KEYS[ki]; ki = ki + 1
     tbl.schemes[c] = ARGV[ai]; ai = ai + 1
-    local cs = redis.call('GET', key)
+    local cs = get_stamp(key, now_ms)
     if not cs then
       redis.call('SET', key, new_stamp, 'PX', fmt(conj_ttl))
       cs = new_stamp
@@ -60,20 +63,9 @@ if not pending then
 end
 
 -- 5. Register schemes; a scheme registered after a live writer's mark cannot store.
-local now_us, now_ms = now_us_ms()
 local new_scheme = false
 for _, tbl in ipairs(tables) do
-  local live = {}
-  local w = redis.call('HGETALL', tbl.writers_key)
-  for i = 1, #w, 2 do
-    local mark_seq, expiry = string.match(w[i + 1], '^(%d+) (%d+)$')
-    mark_seq, expiry = tonumber(mark_seq), tonumber(expiry)
-    if not expiry or expiry <= now_ms then
-      redis.call('HDEL', tbl.writers_key, w[i])
-    else
-      live[#live + 1] = mark_seq
-    end
-  end
+  local live = live_writers(tbl.writers_key, now_ms)
   local done = {}
   for _, scheme in ipairs(tbl.schemes) do
     if not done[scheme] then

@@ -10,6 +10,7 @@ local kinds = ARGV[5]
 local current = {}
 for i = 2, #KEYS do
   local s = redis.call('GET', KEYS[i])
+  -- A missing key or a marker (live or expired: an expired one is absent) never equals a stamp.
   if not s or is_marker(s) then return 0 end
   current[#current + 1] = s
 end

@@ -246,6 +246,26 @@ impl Env {
             .expect("PTTL")
     }
 
+    /// `GET` (Redis only).
+    pub async fn get_raw(&self, key: &str) -> Option<String> {
+        let r = self.redis.as_ref().expect("redis backend");
+        redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut r.connection())
+            .await
+            .expect("GET")
+    }
+
+    /// `HGETALL` (Redis only).
+    pub async fn hgetall(&self, key: &str) -> Vec<(String, String)> {
+        let r = self.redis.as_ref().expect("redis backend");
+        redis::cmd("HGETALL")
+            .arg(key)
+            .query_async(&mut r.connection())
+            .await
+            .expect("HGETALL")
+    }
+
     pub async fn del(&self, key: &str) {
         let r = self.redis.as_ref().expect("redis backend");
         let _: i64 = redis::cmd("DEL")
