@@ -233,8 +233,9 @@ fn expand(attr: TokenStream, item: TokenStream, simple: bool) -> syn::Result<Tok
             #[allow(clippy::too_many_arguments)]
             async fn #inner(#inner_inputs) #ret #body
             let __cacheops_fn = #build_outer;
+            let __cacheops_args = ::cacheops::__private::args_key(&(#(&#keyed_idents,)*));
             __cacheops_fn
-                .get_or_compute(&(#(&#keyed_idents,)*), move || #inner(#(#all_idents),*))
+                .__get_or_compute_args(__cacheops_args, move || #inner(#(#all_idents),*))
                 .await
         }
 

@@ -272,9 +272,12 @@ impl<S: Serializer> CachedAs<S> {
     }
 
     fn hash<A: Serialize + ?Sized>(&self, args: &A) -> Result<String, Error> {
+        self.hash_bytes(&key_bytes(args)?)
+    }
+
+    fn hash_bytes(&self, args: &[u8]) -> Result<String, Error> {
         let extra = self.extra.as_ref().map_err(|e| Error::Serialization(e.clone()))?;
-        let args = key_bytes(args)?;
-        Ok(hash_parts([b"fn".as_ref(), self.name.as_bytes(), &args, extra]))
+        Ok(hash_parts([b"fn".as_ref(), self.name.as_bytes(), args, extra]))
     }
 
     fn opts(&self, deps: Option<&Dependencies>) -> LockOpts {
@@ -316,10 +319,23 @@ impl<S: Serializer> CachedAs<S> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.__get_or_compute_args(key_bytes(args), compute).await
+    }
+
+    /// [`CachedAs::get_or_compute`] with the arguments already serialized (for the macros, which
+    /// move the arguments into the computation).
+    #[doc(hidden)]
+    pub async fn __get_or_compute_args<T, E, F, Fut>(&self, args: Result<Vec<u8>, Error>, compute: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         if !self.cache.is_enabled() {
             return compute().await;
         }
-        let hash = self.hash(args)?;
+        let hash = self.hash_bytes(&args?)?;
         match self.query(hash.clone())? {
             Some(q) => {
                 let opts = self.opts(Some(&q.deps));

@@ -75,6 +75,10 @@ pub fn global_cache() -> Result<&'static Cache, Error> {
 #[doc(hidden)]
 pub mod __private {
     pub use serde;
+    /// The key bytes of a function's arguments.
+    pub fn args_key<A: serde::Serialize + ?Sized>(args: &A) -> Result<Vec<u8>, crate::Error> {
+        crate::serial::key_bytes(args)
+    }
     /// Borrow a cache given as `Cache`, `&Cache`, `Arc<Cache>`…
     pub fn as_cache<C: AsRef<crate::Cache> + ?Sized>(c: &C) -> &crate::Cache {
         c.as_ref()

@@ -244,9 +244,12 @@ impl<S: Serializer> Cached<S> {
     }
 
     fn raw_key<A: Serialize + ?Sized>(&self, args: &A) -> Result<String, Error> {
+        self.raw_key_bytes(&key_bytes(args)?)
+    }
+
+    fn raw_key_bytes(&self, args: &[u8]) -> Result<String, Error> {
         let extra = self.extra.as_ref().map_err(|e| Error::Serialization(e.clone()))?;
-        let args = key_bytes(args)?;
-        Ok(format!("f:{}", hash_parts([b"cached".as_ref(), self.name.as_bytes(), &args, extra])))
+        Ok(format!("f:{}", hash_parts([b"cached".as_ref(), self.name.as_bytes(), args, extra])))
     }
 
     /// Returns the cached result for `args`, or runs `compute`, stores and returns its result.
@@ -258,10 +261,22 @@ impl<S: Serializer> Cached<S> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
+        self.__get_or_compute_args(key_bytes(args), compute).await
+    }
+
+    /// [`Cached::get_or_compute`] with the arguments already serialized (for the macros).
+    #[doc(hidden)]
+    pub async fn __get_or_compute_args<T, E, F, Fut>(&self, args: Result<Vec<u8>, Error>, compute: F) -> Result<T, E>
+    where
+        T: Serialize + DeserializeOwned,
+        E: From<Error>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         if !self.store.is_enabled() {
             return compute().await;
         }
-        let key = self.raw_key(args)?;
+        let key = self.raw_key_bytes(&args?)?;
         if let Some(b) = self.store.get_raw(&key).await?
             && let Ok(v) = S::from_bytes(&b)
         {
