@@ -1,156 +1,143 @@
-//! The cacheops demo: a small blog "database" in memory, its reads cached through cacheops, and a
-//! write invalidating exactly the affected queries.
+//! The cacheops demo: a small blog on SeaORM, its reads cached through cacheops, and writes
+//! invalidating exactly the affected queries.
 //!
-//! Runs on embedded defaults (in-process cache). With `CACHEOPS_REDIS=redis://127.0.0.1:6379/0`
-//! it uses Redis instead. (The SeaORM + SQLite/PostgreSQL version of this demo comes with the
-//! SeaORM integration.)
+//! Runs on embedded defaults — SQLite in memory and the in-process cache. Set `DATABASE_URL`
+//! (e.g. `postgres://postgres@127.0.0.1/test`) and/or `CACHEOPS_REDIS`
+//! (e.g. `redis://127.0.0.1:6379/0`) to use PostgreSQL and Redis instead.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::time::Duration;
 
-use cacheops::{Cache, Lookup, Profile, Profiles, Row, TableChange, Value};
+use cacheops::{Cache, Profile, Profiles};
+use cacheops_sea_orm::{CacheOptions, CachedConnection, cached};
+use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::Set, ConnectOptions, Database, IntoActiveModel, QueryOrder};
 
-#[derive(Clone, Debug)]
-struct Post {
-    id: i64,
-    category_id: i64,
-    title: String,
-}
-
-/// The "database": a table of posts and a query counter.
-struct Db {
-    posts: Mutex<BTreeMap<i64, Post>>,
-    queries: AtomicUsize,
-}
-
-impl Db {
-    fn select(&self, category: Option<i64>) -> Vec<Post> {
-        self.queries.fetch_add(1, Ordering::Relaxed);
-        let posts = self.posts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        posts.values().filter(|p| category.is_none_or(|c| p.category_id == c)).cloned().collect()
+mod post {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "post")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub title: String,
+        pub category_id: i32,
     }
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
-fn encode(posts: &[Post]) -> Vec<u8> {
-    posts.iter().map(|p| format!("{}|{}|{}\n", p.id, p.category_id, p.title)).collect::<String>().into_bytes()
+mod author {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "author")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: i32,
+        pub name: String,
+    }
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl ActiveModelBehavior for ActiveModel {}
 }
 
-fn decode(bytes: &[u8]) -> Vec<Post> {
-    String::from_utf8_lossy(bytes)
-        .lines()
-        .filter_map(|l| {
-            let mut parts = l.splitn(3, '|');
-            Some(Post {
-                id: parts.next()?.parse().ok()?,
-                category_id: parts.next()?.parse().ok()?,
-                title: parts.next()?.to_owned(),
-            })
-        })
-        .collect()
-}
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-async fn cached_select(cache: &Cache, db: &Db, sql: &str, params: &[Value], category: Option<i64>) -> Result<(Vec<Post>, &'static str), cacheops::Error> {
-    let analysis = cache.analyze(sql, params)?;
-    let query = cache.sql_query(sql, params, &analysis, "main", "posts");
-    Ok(match cache.lookup(&query).await? {
-        Lookup::Hit(bytes) => (decode(&bytes), "hit "),
-        Lookup::Miss(ticket) => {
-            let rows = db.select(category);
-            cache.store(ticket, &encode(&rows)).await?;
-            (rows, "miss")
-        }
-        Lookup::Bypass(_) => (db.select(category), "bypass"),
-    })
-}
-
-fn post_row(p: &Post) -> Row {
-    [
-        ("id".to_owned(), Value::Int(p.id)),
-        ("category_id".to_owned(), Value::Int(p.category_id)),
-        ("title".to_owned(), Value::Text(p.title.clone())),
-    ]
-    .into()
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 #[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), cacheops::Error> {
-    let profiles = Profiles::builder().profile("post", Profile::builder().ops(["all"])).build()?;
+async fn main() -> Res<()> {
+    let db_url = env("DATABASE_URL").unwrap_or_else(|| "sqlite::memory:".to_owned());
+    let redis = env("CACHEOPS_REDIS");
+    println!(
+        "cacheops demo — database: {}, cache: {}",
+        if db_url.starts_with("sqlite") { "SQLite (in memory)" } else { "PostgreSQL" },
+        if redis.is_some() { "Redis" } else { "in-process" }
+    );
+
+    // `post` is cached automatically; `author` only where asked for.
+    let profiles = Profiles::builder()
+        .profile("post", Profile::builder().ops(["get", "fetch", "count"]).timeout(Duration::from_secs(300)))
+        .build()?;
     let cache = Cache::builder().prefix("demo").from_env().profiles(profiles).build().await?;
-    // The demo creates its database afresh on every run: drop what earlier runs cached (O(1),
-    // and only under this prefix).
-    cache.invalidate_all().await?;
-    let backend = if std::env::var("CACHEOPS_REDIS").is_ok_and(|v| !v.is_empty()) { "redis" } else { "in-process" };
-    println!("cacheops demo — backend: {backend}");
+    cache.invalidate_all().await?; // the demo recreates its tables on every run
 
-    let db = Db { posts: Mutex::new(BTreeMap::new()), queries: AtomicUsize::new(0) };
-    {
-        let mut posts = db.posts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for id in 1..=6 {
-            posts.insert(id, Post { id, category_id: 3 + id % 2, title: format!("post {id}") });
+    let mut opts = ConnectOptions::new(db_url.clone());
+    if db_url.starts_with("sqlite") {
+        opts.max_connections(1); // one in-memory database, shared
+    }
+    let mut raw = Database::connect(opts).await?;
+    let queries = Arc::new(AtomicUsize::new(0));
+    let q = queries.clone();
+    raw.set_metric_callback(move |info| {
+        let sql = info.statement.sql.trim_start().to_ascii_uppercase();
+        if sql.starts_with("SELECT") && !sql.contains("FOR UPDATE") {
+            q.fetch_add(1, Ordering::Relaxed);
         }
-    }
-
-    let by_category = "SELECT id, category_id, title FROM post WHERE category_id = $1";
-    let all = "SELECT id, category_id, title FROM post";
-    for sql in [by_category, all] {
-        match cache.analyze(sql, &[Value::Int(3)]) {
-            Ok(a) => {
-                let deps: Vec<String> = a
-                    .reads
-                    .iter()
-                    .map(|(t, d)| {
-                        let conjs: Vec<String> = d.conjs().iter().map(|c| format!("{{{}}}", c.rendered())).collect();
-                        format!("{t}: [{}]", conjs.join(", "))
-                    })
-                    .collect();
-                println!("  {sql}\n    depends on {}", deps.join("; "));
-            }
-            Err(e) => println!("  {sql}\n    not analysed: {e}"),
-        }
-    }
-
-    println!("\nreads:");
-    for (label, sql, params, cat) in [
-        ("category 3", by_category, vec![Value::Int(3)], Some(3)),
-        ("category 4", by_category, vec![Value::Int(4)], Some(4)),
-        ("all posts ", all, vec![], None),
-        ("category 3", by_category, vec![Value::Int(3)], Some(3)),
-        ("category 4", by_category, vec![Value::Int(4)], Some(4)),
-        ("all posts ", all, vec![], None),
+    });
+    for sql in [
+        "DROP TABLE IF EXISTS post",
+        "DROP TABLE IF EXISTS author",
+        "CREATE TABLE post (id integer PRIMARY KEY, title varchar(128) NOT NULL, category_id integer NOT NULL)",
+        "CREATE TABLE author (id integer PRIMARY KEY, name varchar(128) NOT NULL)",
+        "INSERT INTO post (id, title, category_id) VALUES (1, 'Hello', 3), (2, 'Caching', 3), (3, 'Rust', 4), (4, 'SQL', 4)",
+        "INSERT INTO author (id, name) VALUES (1, 'Ada'), (2, 'Grace')",
     ] {
-        let (rows, how) = cached_select(&cache, &db, sql, &params, cat).await?;
-        println!("  {label}  {how}  {} rows", rows.len());
+        raw.execute_unprepared(sql).await?;
+    }
+    let db = CachedConnection::new(raw, cache.clone());
+    let taken = || queries.swap(0, Ordering::Relaxed);
+
+    let in_category = |c: i32| post::Entity::find().filter(post::Column::CategoryId.eq(c)).order_by_asc(post::Column::Id);
+
+    println!("\nautomatic caching (profile `post`: get, fetch, count):");
+    for round in 1..=2 {
+        let p = post::Entity::find_by_id(1).one(&db).await?;
+        let c3 = in_category(3).all(&db).await?;
+        let c4 = in_category(4).all(&db).await?;
+        let n = post::Entity::find().count(&db).await?;
+        println!(
+            "  round {round}: get post 1 = {:?}, category 3 = {} posts, category 4 = {} posts, count = {n}   → {} database queries",
+            p.map(|p| p.title),
+            c3.len(),
+            c4.len(),
+            taken()
+        );
     }
 
-    println!("\nwrite: UPDATE post SET title = 'edited' WHERE id = 2   (post 2 is in category 3)");
-    let old = db.posts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&2).cloned();
-    if let Some(old) = old {
-        let new = Post { title: "edited".into(), ..old.clone() };
-        let mut lease = cache.write_lease();
-        lease.mark(TableChange::rows("post", [post_row(&old), post_row(&new)])).await?;
-        db.posts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(2, new);
-        lease.before_commit().await?;
-        lease.finish().await?;
+    println!("\nmanual caching (`author` has no automatic ops; `cached(..)` opts in):");
+    for round in 1..=2 {
+        let names: Vec<String> = cached(CacheOptions::timeout(Duration::from_secs(60)), author::Entity::find().order_by_asc(author::Column::Id).all(&db))
+            .await?
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        println!("  round {round}: authors = {names:?}   → {} database queries", taken());
     }
-    for (label, sql, params, cat) in [
-        ("category 3", by_category, vec![Value::Int(3)], Some(3)),
-        ("category 4", by_category, vec![Value::Int(4)], Some(4)),
-        ("all posts ", all, vec![], None),
-    ] {
-        let (rows, how) = cached_select(&cache, &db, sql, &params, cat).await?;
-        let titles: Vec<&str> = rows.iter().map(|p| p.title.as_str()).collect();
-        println!("  {label}  {how}  {}", titles.join(", "));
-    }
+
+    println!("\nwrite: post 2 moves from category 3 to category 5");
+    let mut p2 = post::Entity::find_by_id(2).one(&db).await?.ok_or("post 2 is missing")?.into_active_model();
+    taken();
+    p2.category_id = Set(5);
+    p2.update(&db).await?;
+    taken();
+    let p1 = post::Entity::find_by_id(1).one(&db).await?;
+    println!("  get post 1        → {} database queries (untouched)", taken());
+    let c3 = in_category(3).all(&db).await?;
+    println!("  category 3 = {} posts → {} database queries (old value invalidated)", c3.len(), taken());
+    let c4 = in_category(4).all(&db).await?;
+    println!("  category 4 = {} posts → {} database queries (untouched)", c4.len(), taken());
+    let c5 = in_category(5).all(&db).await?;
+    println!("  category 5 = {} posts → {} database queries (new value invalidated)", c5.len(), taken());
+    let n = post::Entity::find().count(&db).await?;
+    println!("  count = {n}         → {} database queries (table-level count invalidated)", taken());
+    let _ = p1;
 
     let s = cache.stats();
-    println!(
-        "\nsummary: hits={} misses={} bypasses={} stores={} database queries={}",
-        s.hits,
-        s.misses,
-        s.bypasses,
-        s.stores,
-        db.queries.load(Ordering::Relaxed)
-    );
+    println!("\nsummary: hits={} misses={} bypasses={} stores={}", s.hits, s.misses, s.bypasses, s.stores);
     Ok(())
 }

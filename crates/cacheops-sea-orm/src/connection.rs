@@ -1,0 +1,224 @@
+//! `CachedConnection`: a `DatabaseConnection` whose reads are cached and whose writes invalidate.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use cacheops::Cache;
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, IsolationLevel,
+    QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
+};
+
+use crate::engine::{self, Class, Output, ReadMode, Shared, WriteMode, err};
+use crate::transaction::CachedTransaction;
+
+/// A SeaORM connection with cacheops in front of it.
+///
+/// Every SeaORM API accepts it (`find`, `one`, `all`, `count`, `paginate`, `insert`,
+/// `update_many`, raw `Statement`s…). Reads whose tables' profiles enable the matching op
+/// (`get` for `one`, `fetch` for `all`, `count`, `aggregate`, `exists`) are served from the cache;
+/// every write that passes through invalidates exactly the cached reads its old and new rows
+/// match. Transactions are wrapped too ([`CachedTransaction`]).
+///
+/// ```no_run
+/// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+/// use cacheops::{Cache, Profile, Profiles};
+/// use cacheops_sea_orm::CachedConnection;
+/// let cache = Cache::builder()
+///     .profiles(Profiles::builder().profile("post", Profile::builder().ops(["all"])).build()?)
+///     .build()
+///     .await?;
+/// let db = CachedConnection::new(sea_orm::Database::connect("sqlite::memory:").await?, cache);
+/// // use `&db` wherever SeaORM wants a connection
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CachedConnection {
+    inner: DatabaseConnection,
+    shared: Arc<Shared>,
+}
+
+impl CachedConnection {
+    /// Wraps a connection. Its database is named `"default"` in cache keys of tables whose
+    /// profile is not `db_agnostic`.
+    pub fn new(inner: DatabaseConnection, cache: Cache) -> Self {
+        Self::with_db_name(inner, cache, "default")
+    }
+
+    /// Wraps a connection to the database called `name` (see `Profile::db_agnostic`).
+    pub fn with_db_name(inner: DatabaseConnection, cache: Cache, name: impl Into<String>) -> Self {
+        let backend = inner.get_database_backend();
+        CachedConnection { shared: Shared::new(cache, backend, name.into()), inner }
+    }
+
+    /// The wrapped connection (bypasses the cache entirely: writes through it do not invalidate).
+    pub fn inner(&self) -> &DatabaseConnection {
+        &self.inner
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Cache {
+        &self.shared.cache
+    }
+
+    async fn autocommit_write(&self, stmt: Statement, analysis: &cacheops::Analysis, mode: WriteMode) -> Result<Output, DbErr> {
+        let txn = self.inner.begin().await?;
+        let mut lease = self.shared.cache.write_lease();
+        let res: Result<Output, DbErr> = async {
+            let (out, changes) = engine::write_in(&self.shared, &txn, stmt, analysis, mode).await?;
+            engine::mark_all(&mut lease, changes).await?;
+            lease.before_commit().await.map_err(err)?;
+            Ok(out)
+        }
+        .await;
+        match res {
+            Ok(out) => match txn.commit().await {
+                Ok(()) => {
+                    lease.finish().await.map_err(err)?;
+                    Ok(out)
+                }
+                Err(e) => {
+                    let _ = lease.finish().await;
+                    Err(e)
+                }
+            },
+            Err(e) => {
+                let _ = txn.rollback().await;
+                let _ = lease.finish().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn unknown_write(&self, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
+        let out = match mode {
+            WriteMode::Execute => Output::Exec(self.inner.execute_raw(stmt).await?),
+            WriteMode::Unprepared => Output::Exec(self.inner.execute_unprepared(&stmt.sql).await?),
+            WriteMode::One => Output::Rows(self.inner.query_one_raw(stmt).await?.into_iter().collect()),
+            WriteMode::All => Output::Rows(self.inner.query_all_raw(stmt).await?),
+        };
+        self.shared.cache.invalidate_all().await.map_err(err)?;
+        Ok(out)
+    }
+
+    async fn dispatch(&self, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
+        let params = crate::convert::params(&stmt);
+        match engine::classify(&self.shared, &stmt.sql, &params) {
+            Class::Write(a) if !cacheops::invalidation_suppressed() => self.autocommit_write(stmt, &a, mode).await,
+            Class::Unknown => self.unknown_write(stmt, mode).await,
+            Class::Read(_) if matches!(mode, WriteMode::One | WriteMode::All) => {
+                let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
+                Ok(Output::Rows(engine::read(&self.shared, &self.inner, stmt, read_mode, true).await?))
+            }
+            _ => match mode {
+                WriteMode::Execute => Ok(Output::Exec(self.inner.execute_raw(stmt).await?)),
+                WriteMode::Unprepared => Ok(Output::Exec(self.inner.execute_unprepared(&stmt.sql).await?)),
+                WriteMode::One => Ok(Output::Rows(self.inner.query_one_raw(stmt).await?.into_iter().collect())),
+                WriteMode::All => Ok(Output::Rows(self.inner.query_all_raw(stmt).await?)),
+            },
+        }
+    }
+
+    async fn begin_cached(&self, options: TransactionOptions) -> Result<CachedTransaction, DbErr> {
+        let serializable = crate::transaction::snapshot_isolation(self.shared.backend, options.isolation_level);
+        let inner = self.inner.begin_with_options(options).await?;
+        Ok(CachedTransaction::outer(inner, self.shared.clone(), serializable))
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for CachedConnection {
+    fn get_database_backend(&self) -> DbBackend {
+        self.inner.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.dispatch(stmt, WriteMode::Execute).await?.into_exec()
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let stmt = Statement::from_string(self.inner.get_database_backend(), sql);
+        self.dispatch(stmt, WriteMode::Unprepared).await?.into_exec()
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        Ok(self.dispatch(stmt, WriteMode::One).await?.into_rows()?.into_iter().next())
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.dispatch(stmt, WriteMode::All).await?.into_rows()
+    }
+
+    fn support_returning(&self) -> bool {
+        self.inner.support_returning()
+    }
+}
+
+impl StreamTrait for CachedConnection {
+    type Stream<'a> = sea_orm::QueryStream;
+
+    fn get_database_backend(&self) -> DbBackend {
+        self.inner.get_database_backend()
+    }
+
+    /// Streams are not cached. A data-changing statement cannot be streamed through the cached
+    /// connection (its invalidation could not be tied to the stream's end): that is an error.
+    fn stream_raw<'a>(&'a self, stmt: Statement) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+        Box::pin(async move {
+            let params = crate::convert::params(&stmt);
+            match engine::classify(&self.shared, &stmt.sql, &params) {
+                Class::Write(_) | Class::Unknown => Err(DbErr::Custom(
+                    "cacheops: data-changing statements cannot be streamed through CachedConnection; use query_all".into(),
+                )),
+                _ => self.inner.stream_raw(stmt).await,
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionTrait for CachedConnection {
+    type Transaction = CachedTransaction;
+
+    async fn begin(&self) -> Result<CachedTransaction, DbErr> {
+        self.begin_cached(TransactionOptions::default()).await
+    }
+
+    async fn begin_with_config(
+        &self,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<CachedTransaction, DbErr> {
+        self.begin_cached(TransactionOptions { isolation_level, access_mode, ..TransactionOptions::default() }).await
+    }
+
+    async fn begin_with_options(&self, options: TransactionOptions) -> Result<CachedTransaction, DbErr> {
+        self.begin_cached(options).await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(&'c CachedTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        crate::transaction::run(txn, callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        isolation_level: Option<IsolationLevel>,
+        access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(&'c CachedTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin_with_config(isolation_level, access_mode).await.map_err(TransactionError::Connection)?;
+        crate::transaction::run(txn, callback).await
+    }
+}

@@ -1,0 +1,339 @@
+//! The read and write paths shared by `CachedConnection` and `CachedTransaction`.
+
+use std::sync::Arc;
+
+use cacheops::{
+    Analysis, Analyzer, AnalyzerConfig, Cache, CacheOp, Dialect, Lookup, Row, StatementKind,
+    TableChange, WriteLease, WriteTarget,
+};
+use cacheops_core::ReadShape;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statement};
+
+use crate::convert::{self, CachedRow};
+use crate::scope::{self, Override};
+
+/// What one connection shares with its transactions.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) cache: Cache,
+    pub(crate) analyzer: Analyzer,
+    pub(crate) db: String,
+    pub(crate) backend: DbBackend,
+}
+
+impl Shared {
+    pub(crate) fn new(cache: Cache, backend: DbBackend, db: String) -> Arc<Shared> {
+        let dialect = match backend {
+            DbBackend::Sqlite => Dialect::Sqlite,
+            DbBackend::MySql => Dialect::MySql,
+            _ => Dialect::PostgreSql,
+        };
+        let mut config: AnalyzerConfig = cache.analyzer().config().clone();
+        config.dialect = dialect;
+        Arc::new(Shared { analyzer: Analyzer::new(config), cache, db, backend })
+    }
+}
+
+pub(crate) fn err(e: cacheops::Error) -> DbErr {
+    DbErr::Custom(format!("cacheops: {e}"))
+}
+
+/// How a read statement is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadMode {
+    One,
+    All,
+}
+
+/// What a statement is, for the wrapper.
+pub(crate) enum Class {
+    /// A read that may be cached.
+    Read(Analysis),
+    /// A write with a known target.
+    Write(Analysis),
+    /// Anything that neither reads cacheably nor writes (DDL without data loss, SET, BEGIN …).
+    Pass,
+    /// A statement that may change data in ways we cannot attribute: run it, then invalidate
+    /// everything under the prefix.
+    Unknown,
+}
+
+const DATA_CHANGING: &[&str] = &["insert", "update", "delete", "truncate", "drop", "alter", "merge", "replace", "copy", "call", "do", "rename"];
+
+fn may_change_data(sql: &str) -> bool {
+    let lower = sql.to_ascii_lowercase();
+    lower
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .any(|w| DATA_CHANGING.contains(&w))
+}
+
+pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -> Class {
+    match shared.analyzer.analyze(sql, params) {
+        Ok(a) => match a.kind {
+            StatementKind::Read if a.write.is_none() => Class::Read(a),
+            StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => Class::Write(a),
+            StatementKind::Other if !may_change_data(sql) => Class::Pass,
+            _ => Class::Unknown,
+        },
+        Err(_) if may_change_data(sql) => Class::Unknown,
+        Err(_) => Class::Pass,
+    }
+}
+
+fn op_for(shape: ReadShape, mode: ReadMode) -> CacheOp {
+    match shape {
+        ReadShape::Count => CacheOp::Count,
+        ReadShape::Aggregate => CacheOp::Aggregate,
+        ReadShape::Exists => CacheOp::Exists,
+        _ if mode == ReadMode::One => CacheOp::Get,
+        _ => CacheOp::Fetch,
+    }
+}
+
+/// Whether this read may be served from / stored in the cache, and for how long.
+fn cache_plan(shared: &Shared, a: &Analysis, mode: ReadMode) -> Option<Option<std::time::Duration>> {
+    if a.locking || a.volatile || a.reads.is_empty() {
+        return None;
+    }
+    let profiles = shared.cache.profiles();
+    if a.reads.tables().any(|t| profiles.is_configured(t) && !profiles.for_table(t).enabled) {
+        return None;
+    }
+    match scope::current() {
+        Some(Override::Off) => None,
+        Some(Override::Force(o)) => Some(o.timeout),
+        None => {
+            let op = op_for(a.shape, mode);
+            a.reads.tables().all(|t| profiles.for_table(t).caches(op)).then_some(None)
+        }
+    }
+}
+
+async fn run_read<C: ConnectionTrait>(conn: &C, stmt: Statement, mode: ReadMode) -> Result<Vec<QueryResult>, DbErr> {
+    match mode {
+        ReadMode::One => Ok(conn.query_one_raw(stmt).await?.into_iter().collect()),
+        ReadMode::All => conn.query_all_raw(stmt).await,
+    }
+}
+
+/// A read through the cache. `allowed`: false inside a transaction that has written or at an
+/// isolation level where a hit could be newer than the snapshot.
+pub(crate) async fn read<C: ConnectionTrait>(
+    shared: &Shared,
+    conn: &C,
+    stmt: Statement,
+    mode: ReadMode,
+    allowed: bool,
+) -> Result<Vec<QueryResult>, DbErr> {
+    let params = convert::params(&stmt);
+    let analysis = match classify(shared, &stmt.sql, &params) {
+        Class::Read(a) => a,
+        Class::Write(a) => {
+            // `… RETURNING` writes arrive through the query methods.
+            return Err(DbErr::Custom(format!("internal: write routed as read: {:?}", a.kind)));
+        }
+        Class::Pass | Class::Unknown => return run_read(conn, stmt, mode).await,
+    };
+    let plan = if allowed { cache_plan(shared, &analysis, mode) } else { None };
+    let Some(timeout) = plan else { return run_read(conn, stmt, mode).await };
+    let shape = match mode {
+        ReadMode::One => "sea-orm:one",
+        ReadMode::All => "sea-orm:all",
+    };
+    let mut query = shared.cache.sql_query(&stmt.sql, &params, &analysis, &shared.db, shape);
+    if let Some(t) = timeout {
+        query = query.with_timeout(t);
+    }
+    match shared.cache.lookup(&query).await.map_err(err)? {
+        Lookup::Hit(bytes) => {
+            let rebuilt: Option<Vec<QueryResult>> = convert::decode(&bytes)
+                .and_then(|rows| rows.into_iter().map(|r| r.into_query_result().ok()).collect());
+            match rebuilt {
+                Some(rows) => Ok(rows),
+                None => run_read(conn, stmt, mode).await,
+            }
+        }
+        Lookup::Miss(ticket) => {
+            let rows = run_read(conn, stmt, mode).await?;
+            if let Some(cached) = convert::convert_rows(&rows) {
+                let bytes = convert::encode(&cached)?;
+                shared.cache.store(ticket, &bytes).await.map_err(err)?;
+            }
+            Ok(rows)
+        }
+        Lookup::Bypass(_) => run_read(conn, stmt, mode).await,
+    }
+}
+
+/// How a write statement is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteMode {
+    Execute,
+    Unprepared,
+    One,
+    All,
+}
+
+/// A write's result.
+pub(crate) enum Output {
+    Exec(ExecResult),
+    Rows(Vec<QueryResult>),
+}
+
+impl Output {
+    pub(crate) fn into_exec(self) -> Result<ExecResult, DbErr> {
+        match self {
+            Output::Exec(e) => Ok(e),
+            Output::Rows(_) => Err(DbErr::Custom("internal: rows where an exec result was expected".into())),
+        }
+    }
+    pub(crate) fn into_rows(self) -> Result<Vec<QueryResult>, DbErr> {
+        match self {
+            Output::Rows(r) => Ok(r),
+            Output::Exec(_) => Err(DbErr::Custom("internal: exec result where rows were expected".into())),
+        }
+    }
+}
+
+async fn run_write<C: ConnectionTrait>(conn: &C, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
+    Ok(match mode {
+        WriteMode::Execute => Output::Exec(conn.execute_raw(stmt).await?),
+        WriteMode::Unprepared => Output::Exec(conn.execute_unprepared(&stmt.sql).await?),
+        WriteMode::One => Output::Rows(conn.query_one_raw(stmt).await?.into_iter().collect()),
+        WriteMode::All => Output::Rows(conn.query_all_raw(stmt).await?),
+    })
+}
+
+fn rows_of(results: &[QueryResult]) -> Option<Vec<Row>> {
+    convert::convert_rows(results).map(|rows| rows.iter().map(CachedRow::to_row).collect())
+}
+
+/// Runs a write inside `txn` (a real transaction, not yet committed) and returns what it changed.
+///
+/// Old rows come from a pre-image `SELECT … FOR UPDATE` with the statement's WHERE; new rows from
+/// the statement's values, its RETURNING rows, or the old rows with the assignments applied.
+/// Whatever is not known for certain becomes a table-level change.
+pub(crate) async fn write_in<C: ConnectionTrait>(
+    shared: &Shared,
+    txn: &C,
+    stmt: Statement,
+    analysis: &Analysis,
+    mode: WriteMode,
+) -> Result<(Output, Vec<TableChange>), DbErr> {
+    let Some(w) = analysis.write.as_ref() else {
+        return Err(DbErr::Custom("internal: write without target".into()));
+    };
+    let pre = match (&w.preimage_sql, analysis.kind) {
+        (Some(sql), StatementKind::Update | StatementKind::Delete) => {
+            let values: Option<Vec<_>> = stmt
+                .values
+                .as_ref()
+                .map(|v| w.where_params.iter().filter_map(|i| v.0.get(*i).cloned()).collect());
+            let count_ok = values.as_ref().is_none_or(|v| v.len() == w.where_params.len());
+            if count_ok {
+                let pre_stmt = Statement {
+                    sql: sql.clone(),
+                    values: values.map(sea_orm::sea_query::Values),
+                    db_backend: shared.backend,
+                };
+                let rows = txn.query_all_raw(pre_stmt).await?;
+                rows_of(&rows)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    let output = run_write(txn, stmt, mode).await?;
+    let (affected, returned) = match &output {
+        Output::Exec(e) => (Some(e.rows_affected()), None),
+        Output::Rows(r) => (Some(r.len() as u64), rows_of(r)),
+    };
+    let mut changes = vec![target_change(w, analysis.kind, pre, affected, returned)];
+    for t in &w.extra_tables {
+        changes.push(TableChange::table(t.clone()));
+    }
+    Ok((output, changes))
+}
+
+fn statement_rows(w: &WriteTarget) -> Vec<Row> {
+    w.rows
+        .iter()
+        .map(|vals| {
+            w.columns
+                .iter()
+                .zip(vals)
+                .filter_map(|(c, v)| v.as_ref().map(|v| (c.clone(), v.clone())))
+                .collect()
+        })
+        .collect()
+}
+
+fn target_change(
+    w: &WriteTarget,
+    kind: StatementKind,
+    pre: Option<Vec<Row>>,
+    affected: Option<u64>,
+    returned: Option<Vec<Row>>,
+) -> TableChange {
+    let table = w.table.clone();
+    match kind {
+        StatementKind::Insert => {
+            if w.upsert || !w.values_known {
+                return TableChange::table(table);
+            }
+            let mut rows = statement_rows(w);
+            if let Some(ret) = returned {
+                if ret.len() == rows.len() {
+                    for (row, r) in rows.iter_mut().zip(ret) {
+                        row.extend(r);
+                    }
+                } else {
+                    rows.extend(ret);
+                }
+            }
+            TableChange::rows(table, rows)
+        }
+        StatementKind::Update => {
+            let Some(old) = pre else { return TableChange::table(table) };
+            if affected.is_none_or(|n| n > old.len() as u64) {
+                // Rows committed after the pre-image matched too: their old values are unknown.
+                return TableChange::table(table);
+            }
+            let assigned = statement_rows(w).into_iter().next().unwrap_or_default();
+            let unknown: Vec<&String> =
+                w.columns.iter().filter(|c| !assigned.contains_key(c.as_str())).collect();
+            let mut rows = old.clone();
+            match returned {
+                Some(ret) if ret.len() == old.len() => rows.extend(ret),
+                _ => {
+                    for o in &old {
+                        let mut n = o.clone();
+                        for c in &unknown {
+                            n.remove(c.as_str());
+                        }
+                        n.extend(assigned.clone());
+                        rows.push(n);
+                    }
+                }
+            }
+            TableChange::rows(table, rows)
+        }
+        StatementKind::Delete => {
+            let Some(old) = pre else { return TableChange::table(table) };
+            if affected.is_none_or(|n| n > old.len() as u64) {
+                return TableChange::table(table);
+            }
+            TableChange::rows(table, old)
+        }
+        _ => TableChange::table(table),
+    }
+}
+
+/// Marks all changes on a lease.
+pub(crate) async fn mark_all(lease: &mut WriteLease, changes: Vec<TableChange>) -> Result<(), DbErr> {
+    for c in changes {
+        lease.mark(c).await.map_err(err)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! `CachedTransaction`: transactions and savepoints with cacheops' rules.
+//!
+//! * Once a transaction has written, its reads bypass the cache (they may see its own writes).
+//! * At REPEATABLE READ / SERIALIZABLE (and always on SQLite), reads bypass the cache: a hit
+//!   could be newer than the transaction's snapshot.
+//! * Each write takes a write lease when it runs (its markers keep other readers off the rows it
+//!   changes until after COMMIT); the leases are kept per savepoint level, merged into the parent
+//!   on release, finished at once on rollback, and renewed right before the outer COMMIT and
+//!   finished right after it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cacheops::WriteLease;
+use sea_orm::{
+    AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
+    QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
+    TransactionTrait,
+};
+
+use crate::engine::{self, Class, Output, ReadMode, Shared, WriteMode, err};
+
+#[derive(Debug, Default)]
+struct Level {
+    leases: Vec<WriteLease>,
+    invalidate_all: bool,
+    dirty: bool,
+}
+
+#[derive(Debug)]
+struct TxState {
+    levels: Mutex<Vec<Level>>,
+    snapshot: bool,
+}
+
+impl TxState {
+    fn levels(&self) -> MutexGuard<'_, Vec<Level>> {
+        self.levels.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Whether reads at this isolation level must bypass the cache.
+pub(crate) fn snapshot_isolation(backend: DbBackend, level: Option<IsolationLevel>) -> bool {
+    match (backend, level) {
+        (DbBackend::Sqlite, _) => true,
+        (_, Some(IsolationLevel::RepeatableRead | IsolationLevel::Serializable)) => true,
+        (DbBackend::MySql, None) => true, // MySQL's default is REPEATABLE READ
+        _ => false,
+    }
+}
+
+/// A transaction (or savepoint) on a [`crate::CachedConnection`].
+#[derive(Debug)]
+pub struct CachedTransaction {
+    inner: Option<DatabaseTransaction>,
+    shared: Arc<Shared>,
+    state: Arc<TxState>,
+    depth: usize,
+}
+
+impl CachedTransaction {
+    pub(crate) fn outer(inner: DatabaseTransaction, shared: Arc<Shared>, snapshot: bool) -> Self {
+        let state = Arc::new(TxState { levels: Mutex::new(vec![Level::default()]), snapshot });
+        CachedTransaction { inner: Some(inner), shared, state, depth: 0 }
+    }
+
+    fn txn(&self) -> Result<&DatabaseTransaction, DbErr> {
+        self.inner.as_ref().ok_or_else(|| DbErr::Custom("cacheops: transaction already ended".into()))
+    }
+
+    /// Whether this transaction (or an enclosing one) has written.
+    pub fn is_dirty(&self) -> bool {
+        self.state.levels().iter().any(|l| l.dirty)
+    }
+
+    fn reads_allowed(&self) -> bool {
+        !self.state.snapshot && !self.is_dirty()
+    }
+
+    fn with_level(&self, f: impl FnOnce(&mut Level)) {
+        let mut levels = self.state.levels();
+        if let Some(level) = levels.get_mut(self.depth) {
+            f(level);
+        }
+    }
+
+    async fn write(&self, stmt: Statement, analysis: &cacheops::Analysis, mode: WriteMode) -> Result<Output, DbErr> {
+        let txn = self.txn()?;
+        let mut lease = self.shared.cache.write_lease();
+        self.with_level(|l| l.dirty = true);
+        let res = engine::write_in(&self.shared, txn, stmt, analysis, mode).await;
+        match res {
+            Ok((out, changes)) => {
+                let marked = engine::mark_all(&mut lease, changes).await;
+                self.with_level(|l| l.leases.push(lease));
+                marked.map(|()| out)
+            }
+            Err(e) => {
+                // The statement failed; the transaction may still commit other writes.
+                let _ = lease.finish().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn dispatch(&self, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
+        let txn = self.txn()?;
+        let params = crate::convert::params(&stmt);
+        match engine::classify(&self.shared, &stmt.sql, &params) {
+            Class::Write(a) if !cacheops::invalidation_suppressed() => self.write(stmt, &a, mode).await,
+            Class::Write(_) => {
+                self.with_level(|l| l.dirty = true);
+                raw(txn, stmt, mode).await
+            }
+            Class::Unknown => {
+                self.with_level(|l| {
+                    l.dirty = true;
+                    l.invalidate_all = !cacheops::invalidation_suppressed();
+                });
+                raw(txn, stmt, mode).await
+            }
+            Class::Read(_) if matches!(mode, WriteMode::One | WriteMode::All) => {
+                let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
+                Ok(Output::Rows(engine::read(&self.shared, txn, stmt, read_mode, self.reads_allowed()).await?))
+            }
+            _ => raw(txn, stmt, mode).await,
+        }
+    }
+
+    async fn begin_nested(&self) -> Result<CachedTransaction, DbErr> {
+        let inner = self.txn()?.begin().await?;
+        let depth = {
+            let mut levels = self.state.levels();
+            levels.truncate(self.depth + 1);
+            levels.push(Level::default());
+            levels.len() - 1
+        };
+        Ok(CachedTransaction { inner: Some(inner), shared: self.shared.clone(), state: self.state.clone(), depth })
+    }
+
+    fn take_level(&self) -> Level {
+        let mut levels = self.state.levels();
+        if levels.len() > self.depth {
+            let mut taken = levels.split_off(self.depth);
+            let mut level = taken.remove(0);
+            for deeper in taken {
+                level.leases.extend(deeper.leases);
+                level.invalidate_all |= deeper.invalidate_all;
+                level.dirty |= deeper.dirty;
+            }
+            level
+        } else {
+            Level::default()
+        }
+    }
+
+    async fn finish_level(&self, level: Level) -> Result<(), DbErr> {
+        let mut first_err = None;
+        for lease in level.leases {
+            if let Err(e) = lease.finish().await {
+                first_err.get_or_insert(err(e));
+            }
+        }
+        if level.invalidate_all {
+            if let Err(e) = self.shared.cache.invalidate_all().await {
+                first_err.get_or_insert(err(e));
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+async fn raw(txn: &DatabaseTransaction, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
+    Ok(match mode {
+        WriteMode::Execute => Output::Exec(txn.execute_raw(stmt).await?),
+        WriteMode::Unprepared => Output::Exec(txn.execute_unprepared(&stmt.sql).await?),
+        WriteMode::One => Output::Rows(txn.query_one_raw(stmt).await?.into_iter().collect()),
+        WriteMode::All => Output::Rows(txn.query_all_raw(stmt).await?),
+    })
+}
+
+impl Drop for CachedTransaction {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            // Dropped without commit or rollback: SeaORM rolls the transaction back; our leases
+            // finish in the background (WriteLease's own Drop).
+            drop(self.take_level());
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionSession for CachedTransaction {
+    async fn commit(mut self) -> Result<(), DbErr> {
+        let Some(inner) = self.inner.take() else { return Ok(()) };
+        if self.depth == 0 {
+            let mut level = self.take_level();
+            for lease in &mut level.leases {
+                lease.before_commit().await.map_err(err)?;
+            }
+            match inner.commit().await {
+                Ok(()) => self.finish_level(level).await,
+                Err(e) => {
+                    let _ = self.finish_level(level).await;
+                    Err(e)
+                }
+            }
+        } else {
+            let res = inner.commit().await;
+            let level = self.take_level();
+            if res.is_ok() {
+                let orphan = {
+                    let mut levels = self.state.levels();
+                    match levels.get_mut(self.depth - 1) {
+                        Some(parent) => {
+                            parent.leases.extend(level.leases);
+                            parent.invalidate_all |= level.invalidate_all;
+                            parent.dirty |= level.dirty;
+                            None
+                        }
+                        None => Some(level),
+                    }
+                };
+                return match orphan {
+                    Some(level) => self.finish_level(level).await,
+                    None => Ok(()),
+                };
+            }
+            let _ = self.finish_level(level).await;
+            res
+        }
+    }
+
+    async fn rollback(mut self) -> Result<(), DbErr> {
+        let Some(inner) = self.inner.take() else { return Ok(()) };
+        let res = inner.rollback().await;
+        let level = self.take_level();
+        // Nothing of this level happened: finishing the leases only lifts their markers.
+        let fin = self.finish_level(level).await;
+        res.and(fin)
+    }
+}
+
+pub(crate) async fn run<F, T, E>(txn: CachedTransaction, callback: F) -> Result<T, TransactionError<E>>
+where
+    F: for<'c> FnOnce(&'c CachedTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+    T: Send,
+    E: std::fmt::Display + std::fmt::Debug + Send,
+{
+    let result = callback(&txn).await;
+    match result {
+        Ok(v) => {
+            txn.commit().await.map_err(TransactionError::Connection)?;
+            Ok(v)
+        }
+        Err(e) => {
+            txn.rollback().await.map_err(TransactionError::Connection)?;
+            Err(TransactionError::Transaction(e))
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for CachedTransaction {
+    fn get_database_backend(&self) -> DbBackend {
+        self.shared.backend
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.dispatch(stmt, WriteMode::Execute).await?.into_exec()
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        let stmt = Statement::from_string(self.shared.backend, sql);
+        self.dispatch(stmt, WriteMode::Unprepared).await?.into_exec()
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        Ok(self.dispatch(stmt, WriteMode::One).await?.into_rows()?.into_iter().next())
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.dispatch(stmt, WriteMode::All).await?.into_rows()
+    }
+
+    fn support_returning(&self) -> bool {
+        self.shared.backend.support_returning()
+    }
+}
+
+impl StreamTrait for CachedTransaction {
+    type Stream<'a> = sea_orm::TransactionStream<'a>;
+
+    fn get_database_backend(&self) -> DbBackend {
+        self.shared.backend
+    }
+
+    fn stream_raw<'a>(&'a self, stmt: Statement) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+        Box::pin(async move {
+            let params = crate::convert::params(&stmt);
+            match engine::classify(&self.shared, &stmt.sql, &params) {
+                Class::Write(_) | Class::Unknown => Err(DbErr::Custom(
+                    "cacheops: data-changing statements cannot be streamed through CachedTransaction; use query_all".into(),
+                )),
+                _ => self.txn()?.stream_raw(stmt).await,
+            }
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl TransactionTrait for CachedTransaction {
+    type Transaction = CachedTransaction;
+
+    async fn begin(&self) -> Result<CachedTransaction, DbErr> {
+        self.begin_nested().await
+    }
+
+    async fn begin_with_config(
+        &self,
+        _isolation_level: Option<IsolationLevel>,
+        _access_mode: Option<AccessMode>,
+    ) -> Result<CachedTransaction, DbErr> {
+        self.begin_nested().await
+    }
+
+    async fn begin_with_options(&self, _options: TransactionOptions) -> Result<CachedTransaction, DbErr> {
+        self.begin_nested().await
+    }
+
+    async fn transaction<F, T, E>(&self, callback: F) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(&'c CachedTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        run(txn, callback).await
+    }
+
+    async fn transaction_with_config<F, T, E>(
+        &self,
+        callback: F,
+        _isolation_level: Option<IsolationLevel>,
+        _access_mode: Option<AccessMode>,
+    ) -> Result<T, TransactionError<E>>
+    where
+        F: for<'c> FnOnce(&'c CachedTransaction) -> Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>> + Send,
+        T: Send,
+        E: std::fmt::Display + std::fmt::Debug + Send,
+    {
+        let txn = self.begin().await.map_err(TransactionError::Connection)?;
+        run(txn, callback).await
+    }
+}

@@ -1,0 +1,188 @@
+//! Shared fixtures: a blog schema in its own PostgreSQL schema, a query counter, a cache.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cacheops::{Cache, Profile, Profiles};
+use cacheops_sea_orm::CachedConnection;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+
+pub mod category {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
+    #[sea_orm(table_name = "category")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub title: String,
+    }
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(has_many = "super::post::Entity")]
+        Post,
+    }
+    impl Related<super::post::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Post.def()
+        }
+    }
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod post {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
+    #[sea_orm(table_name = "post")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub title: String,
+        pub category_id: i32,
+        pub author_id: i32,
+        pub visible: bool,
+    }
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(belongs_to = "super::category::Entity", from = "Column::CategoryId", to = "super::category::Column::Id")]
+        Category,
+    }
+    impl Related<super::category::Entity> for Entity {
+        fn to() -> RelationDef {
+            Relation::Category.def()
+        }
+    }
+    impl Related<super::tag::Entity> for Entity {
+        fn to() -> RelationDef {
+            super::post_tag::Relation::Tag.def()
+        }
+        fn via() -> Option<RelationDef> {
+            Some(super::post_tag::Relation::Post.def().rev())
+        }
+    }
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod tag {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
+    #[sea_orm(table_name = "tag")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i32,
+        pub name: String,
+    }
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+    impl Related<super::post::Entity> for Entity {
+        fn to() -> RelationDef {
+            super::post_tag::Relation::Post.def()
+        }
+        fn via() -> Option<RelationDef> {
+            Some(super::post_tag::Relation::Tag.def().rev())
+        }
+    }
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod post_tag {
+    use sea_orm::entity::prelude::*;
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "post_tag")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub post_id: i32,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub tag_id: i32,
+    }
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(belongs_to = "super::post::Entity", from = "Column::PostId", to = "super::post::Column::Id")]
+        Post,
+        #[sea_orm(belongs_to = "super::tag::Entity", from = "Column::TagId", to = "super::tag::Column::Id")]
+        Tag,
+    }
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const REDIS: &str = "redis://127.0.0.1:6379/0";
+
+fn unique(name: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    format!("{name}_{:x}", h.finish() & 0xffff_ffff)
+}
+
+/// A test database: its own PostgreSQL schema with the blog tables, and a counter of the data
+/// queries that reach PostgreSQL (pre-image `FOR UPDATE` selects are not counted).
+pub struct Env {
+    pub db: CachedConnection,
+    pub raw: DatabaseConnection,
+    pub queries: Arc<AtomicUsize>,
+    pub schema: String,
+}
+
+impl Env {
+    /// Data queries run since the last call.
+    pub fn take(&self) -> usize {
+        self.queries.swap(0, Ordering::SeqCst)
+    }
+}
+
+pub fn profiles() -> Profiles {
+    Profiles::builder()
+        .profile("post", Profile::builder().ops(["all"]).timeout(Duration::from_secs(600)))
+        .profile("category", Profile::builder().ops(["all"]))
+        .profile("tag", Profile::builder().ops(["all"]))
+        .profile("post_tag", Profile::builder().ops(["all"]))
+        .build()
+        .expect("profiles")
+}
+
+pub async fn env(name: &str) -> Env {
+    let cache = Cache::builder()
+        .redis_url(REDIS)
+        .prefix(unique(&format!("sea-{name}")))
+        .degrade(false)
+        .profiles(profiles())
+        .build()
+        .await
+        .expect("Redis must be running on 127.0.0.1:6379 (see .ci/run)");
+    env_with(name, cache).await
+}
+
+pub async fn env_with(name: &str, cache: Cache) -> Env {
+    let schema = unique(&format!("t_{name}"));
+    let admin = Database::connect(PG).await.expect("PostgreSQL must be running on 127.0.0.1:5432 (see .ci/run)");
+    admin.execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).await.expect("schema");
+    let url = format!("{PG}?options=-c%20search_path%3D{schema}");
+    let mut raw = Database::connect(&url).await.expect("connect");
+    raw.execute_unprepared(
+        "CREATE TABLE category (id serial PRIMARY KEY, title varchar(128) NOT NULL);
+         CREATE TABLE post (id serial PRIMARY KEY, title varchar(128) NOT NULL,
+            category_id integer NOT NULL REFERENCES category ON DELETE CASCADE,
+            author_id integer NOT NULL, visible boolean NOT NULL);
+         CREATE TABLE tag (id serial PRIMARY KEY, name varchar(64) NOT NULL);
+         CREATE TABLE post_tag (post_id integer REFERENCES post ON DELETE CASCADE,
+            tag_id integer REFERENCES tag ON DELETE CASCADE, PRIMARY KEY (post_id, tag_id));
+         INSERT INTO category (title) VALUES ('c1'), ('c2'), ('c3'), ('c4'), ('c5');
+         INSERT INTO post (title, category_id, author_id, visible) VALUES
+            ('p1', 3, 1, true), ('p2', 3, 2, false), ('p3', 4, 1, true), ('p4', 4, 2, true);
+         INSERT INTO tag (name) VALUES ('rust'), ('sql');
+         INSERT INTO post_tag VALUES (1, 1), (2, 1), (3, 2);",
+    )
+    .await
+    .expect("tables");
+    let queries = Arc::new(AtomicUsize::new(0));
+    let q = queries.clone();
+    raw.set_metric_callback(move |info| {
+        let sql = info.statement.sql.trim_start().to_ascii_uppercase();
+        if (sql.starts_with("SELECT") || sql.starts_with("WITH")) && !sql.contains("FOR UPDATE") {
+            q.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    Env { db: CachedConnection::new(raw.clone(), cache), raw, queries, schema }
+}
