@@ -117,7 +117,7 @@ fn expand(attr: TokenStream, item: TokenStream, simple: bool) -> syn::Result<Tok
     let opts = parse_options(attr, simple)?;
     let mut func: ItemFn = syn::parse(item)?;
     if func.sig.asyncness.is_none() {
-        return Err(syn::Error::new_spanned(&func.sig.fn_token, "cacheops caching macros apply to `async fn`s"));
+        return Err(syn::Error::new_spanned(func.sig.fn_token, "cacheops caching macros apply to `async fn`s"));
     }
     if !func.sig.generics.params.is_empty() || func.sig.generics.where_clause.is_some() {
         // Lifetimes are fine in the arguments (elided); named generics would leak into the companions.
