@@ -4,7 +4,8 @@
 //! The protocol and the argument for why no reader can hit a stale value are in
 //! `docs/protocol.md`; this crate checks that argument on a small model: one row `(a, b)` with a
 //! version, cached queries over two schemes, writers that change the row, readers of several
-//! rounds, leases that may run out at any moment. Each step is one atomic unit of the real
+//! rounds, leases that may run out at any moment, and optionally `maxmemory` eviction of any key
+//! with a TTL. Each step is one atomic unit of the real
 //! protocol (see [`model`] for the correspondence with `cacheops_core::protocol::Backend`).
 //!
 //! ```

@@ -159,6 +159,11 @@ fn correct_full() {
     let mut cfg = Config::small(Variant::REDIS_SEQ_FIXED);
     cfg.eviction = true;
     assert_safe("small+eviction/redis-seq-fixed", &cfg);
+    let mut cfg = Config::small(Variant::CORRECT);
+    cfg.concurrent_writers = true;
+    cfg.rollbacks = true;
+    cfg.eviction = true;
+    assert_safe("overlapping(2 readers)+rollbacks+eviction/correct", &cfg);
 }
 
 // --- eviction (`maxmemory`) -----------------------------------------------------------------
@@ -180,8 +185,8 @@ fn correct_with_eviction() {
     assert_safe("table-level(2 readers)+eviction/correct", &cfg);
 }
 
-/// Eviction with overlapping writers that may roll back (markers shared by two writers, one of
-/// whose entries may expire while the other's is live).
+/// Eviction with overlapping writers (markers shared by two writers, one of whose entries may
+/// expire while the other's is live); with rollbacks too in `correct_full`.
 #[test]
 fn correct_overlapping_writers_with_eviction() {
     let mut cfg = Config::new(
@@ -190,9 +195,8 @@ fn correct_overlapping_writers_with_eviction() {
         vec![Op::SetA(1), Op::SetB(1)],
     );
     cfg.concurrent_writers = true;
-    cfg.rollbacks = true;
     cfg.eviction = true;
-    assert_safe("overlapping(2 readers)+rollbacks+eviction/correct", &cfg);
+    assert_safe("overlapping(2 readers)+eviction/correct", &cfg);
 }
 
 /// The former scheme: markers and writer records had a Redis TTL (the lease), so eviction could
