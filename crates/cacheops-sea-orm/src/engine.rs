@@ -19,6 +19,7 @@ pub(crate) struct Shared {
     pub(crate) analyzer: Analyzer,
     pub(crate) db: String,
     pub(crate) backend: DbBackend,
+    pub(crate) fks: crate::cascade::Graph,
 }
 
 impl Shared {
@@ -30,7 +31,7 @@ impl Shared {
         };
         let mut config: AnalyzerConfig = cache.analyzer().config().clone();
         config.dialect = dialect;
-        Arc::new(Shared { analyzer: Analyzer::new(config), cache, db, backend })
+        Arc::new(Shared { analyzer: Analyzer::new(config), cache, db, backend, fks: Default::default() })
     }
 }
 
@@ -60,6 +61,11 @@ pub(crate) enum Class {
 
 const DATA_CHANGING: &[&str] = &["insert", "update", "delete", "truncate", "drop", "alter", "merge", "replace", "copy", "call", "do", "rename"];
 
+fn is_ddl(sql: &str) -> bool {
+    let lower = sql.trim_start().to_ascii_lowercase();
+    lower.starts_with("create") || lower.starts_with("alter") || lower.starts_with("drop")
+}
+
 fn may_change_data(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
     lower
@@ -72,7 +78,12 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
         Ok(a) => match a.kind {
             StatementKind::Read if a.write.is_none() => Class::Read(a),
             StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => Class::Write(a),
-            StatementKind::Other if !may_change_data(sql) => Class::Pass,
+            StatementKind::Other if !may_change_data(sql) => {
+                if is_ddl(sql) {
+                    shared.fks.reset();
+                }
+                Class::Pass
+            }
             _ => Class::Unknown,
         },
         Err(_) if may_change_data(sql) => Class::Unknown,
@@ -252,6 +263,16 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
     let mut changes = vec![target_change(w, analysis.kind, pre, affected, returned)];
     for t in &w.extra_tables {
         changes.push(TableChange::table(t.clone()));
+    }
+    if matches!(analysis.kind, StatementKind::Update | StatementKind::Delete) && affected != Some(0) {
+        let deleting = analysis.kind == StatementKind::Delete;
+        let mut tables = vec![w.table.clone()];
+        tables.extend(w.extra_tables.iter().cloned());
+        for t in tables {
+            for child in shared.fks.affected(txn, &t, deleting).await? {
+                changes.push(TableChange::table(child));
+            }
+        }
     }
     Ok((output, changes))
 }

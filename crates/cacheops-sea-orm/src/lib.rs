@@ -16,6 +16,7 @@
 //! Statements that cannot be analysed are not cached; if they might change data, the whole cache
 //! namespace is invalidated after them.
 
+mod cascade;
 mod connection;
 mod convert;
 mod engine;

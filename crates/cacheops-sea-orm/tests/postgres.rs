@@ -279,3 +279,17 @@ async fn concurrent_reader_sees_commit() {
     txn.commit().await.unwrap();
     assert_eq!(tokio::spawn(read()).await.unwrap(), 3);
 }
+
+#[tokio::test]
+async fn foreign_key_cascades_invalidate_child_rows() {
+    let e = env("cascade").await;
+    assert_eq!(list(&e, 3).await.len(), 2);
+    let tags_of_1 = || post_tag::Entity::find().filter(post_tag::Column::PostId.eq(1)).all(&e.db);
+    assert_eq!(tags_of_1().await.unwrap().len(), 1);
+    e.take();
+    // ON DELETE CASCADE: deleting category 3 deletes its posts, and their post_tag rows.
+    category::Entity::delete_by_id(3).exec(&e.db).await.unwrap();
+    e.take();
+    assert_eq!(list(&e, 3).await.len(), 0, "cascaded post deletions are invalidated");
+    assert_eq!(tags_of_1().await.unwrap().len(), 0, "two-level cascade is invalidated");
+}
