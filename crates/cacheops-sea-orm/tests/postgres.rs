@@ -149,6 +149,7 @@ async fn many_to_many_junction_rows_invalidate_both_sides() {
     assert_eq!(tags_of(1).await.len(), 1);
     assert_eq!(tags_of(2).await.len(), 1);
     assert_eq!(posts_of(2).await.len(), 1);
+    assert_eq!(posts_of(1).await.len(), 2);
     e.take();
     post_tag::ActiveModel { post_id: Set(1), tag_id: Set(2) }.insert(&e.db).await.unwrap();
     e.take();
@@ -158,6 +159,8 @@ async fn many_to_many_junction_rows_invalidate_both_sides() {
     assert_eq!(e.take(), 1, "tag 2's posts invalidated");
     tags_of(2).await;
     assert_eq!(e.take(), 0, "post 2's tags untouched");
+    posts_of(1).await;
+    assert_eq!(e.take(), 0, "tag 1's posts untouched although post 1 (same id) changed tags");
     // Removing and clearing.
     post_tag::Entity::delete_many().filter(post_tag::Column::PostId.eq(1)).exec(&e.db).await.unwrap();
     e.take();
