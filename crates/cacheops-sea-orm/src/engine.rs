@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use cacheops::{
-    Analysis, Analyzer, AnalyzerConfig, Cache, CacheOp, Dialect, Lookup, Row, StatementKind,
+    Analysis, Analyzer, AnalyzerConfig, Cache, CacheOp, Dialect, Row, StatementKind,
     TableChange, WriteLease, WriteTarget,
 };
 use cacheops_core::ReadShape;
@@ -101,8 +101,14 @@ fn op_for(shape: ReadShape, mode: ReadMode) -> CacheOp {
     }
 }
 
-/// Whether this read may be served from / stored in the cache, and for how long.
-fn cache_plan(shared: &Shared, a: &Analysis, mode: ReadMode) -> Option<Option<std::time::Duration>> {
+/// How a cacheable read is cached: its lifetime override and whether the dog-pile lock applies.
+struct Plan {
+    timeout: Option<std::time::Duration>,
+    lock: bool,
+}
+
+/// Whether this read may be served from / stored in the cache, and how.
+fn cache_plan(shared: &Shared, a: &Analysis, mode: ReadMode) -> Option<Plan> {
     if a.locking || a.volatile || a.reads.is_empty() {
         return None;
     }
@@ -110,12 +116,13 @@ fn cache_plan(shared: &Shared, a: &Analysis, mode: ReadMode) -> Option<Option<st
     if a.reads.tables().any(|t| profiles.is_configured(t) && !profiles.for_table(t).enabled) {
         return None;
     }
+    let profile_lock = a.reads.tables().any(|t| profiles.for_table(t).lock);
     match scope::current() {
         Some(Override::Off) => None,
-        Some(Override::Force(o)) => Some(o.timeout),
+        Some(Override::Force(o)) => Some(Plan { timeout: o.timeout, lock: o.lock.unwrap_or(profile_lock) }),
         None => {
             let op = op_for(a.shape, mode);
-            a.reads.tables().all(|t| profiles.for_table(t).caches(op)).then_some(None)
+            a.reads.tables().all(|t| profiles.for_table(t).caches(op)).then_some(Plan { timeout: None, lock: profile_lock })
         }
     }
 }
@@ -125,6 +132,24 @@ async fn run_read<C: ConnectionTrait>(conn: &C, stmt: Statement, mode: ReadMode)
         ReadMode::One => Ok(conn.query_one_raw(stmt).await?.into_iter().collect()),
         ReadMode::All => conn.query_all_raw(stmt).await,
     }
+}
+
+/// Why a cached read did not produce cacheable bytes.
+enum ReadErr {
+    Db(DbErr),
+    Cache(cacheops::Error),
+    /// The rows are fine but cannot be cached faithfully: hand them over, store nothing.
+    Uncacheable(Vec<QueryResult>),
+}
+
+impl From<cacheops::Error> for ReadErr {
+    fn from(e: cacheops::Error) -> Self {
+        ReadErr::Cache(e)
+    }
+}
+
+fn rebuild(bytes: &[u8]) -> Option<Vec<QueryResult>> {
+    convert::decode(bytes).and_then(|rows| rows.into_iter().map(|r| r.into_query_result().ok()).collect())
 }
 
 /// A read through the cache. `allowed`: false inside a transaction that has written or at an
@@ -139,42 +164,42 @@ pub(crate) async fn read<C: ConnectionTrait>(
     let params = convert::params(&stmt);
     let analysis = match classify(shared, &stmt.sql, &params) {
         Class::Read(a) => a,
-        Class::Write(a) => {
-            // `… RETURNING` writes arrive through the query methods.
-            return Err(DbErr::Custom(format!("internal: write routed as read: {:?}", a.kind)));
-        }
-        Class::Pass | Class::Unknown => return run_read(conn, stmt, mode).await,
+        _ => return run_read(conn, stmt, mode).await,
     };
     let plan = if allowed { cache_plan(shared, &analysis, mode) } else { None };
-    let Some(timeout) = plan else { return run_read(conn, stmt, mode).await };
+    let Some(plan) = plan else { return run_read(conn, stmt, mode).await };
     let shape = match mode {
         ReadMode::One => "sea-orm:one",
         ReadMode::All => "sea-orm:all",
     };
     let mut query = shared.cache.sql_query(&stmt.sql, &params, &analysis, &shared.db, shape);
-    if let Some(t) = timeout {
+    if let Some(t) = plan.timeout {
         query = query.with_timeout(t);
     }
-    match shared.cache.lookup(&query).await.map_err(err)? {
-        Lookup::Hit(bytes) => {
-            let rebuilt: Option<Vec<QueryResult>> = convert::decode(&bytes)
-                .and_then(|rows| rows.into_iter().map(|r| r.into_query_result().ok()).collect());
-            match rebuilt {
-                Some(rows) => Ok(rows),
-                None => run_read(conn, stmt, mode).await,
+    let opts = cacheops::LockOpts::new(plan.lock, LOCK_WAIT);
+    let fetched = shared
+        .cache
+        .get_or_compute_with(&query, opts, || async {
+            let rows = run_read(conn, stmt.clone(), mode).await.map_err(ReadErr::Db)?;
+            match convert::convert_rows(&rows) {
+                Some(cached) => convert::encode(&cached).map_err(ReadErr::Db),
+                None => Err(ReadErr::Uncacheable(rows)),
             }
-        }
-        Lookup::Miss(ticket) => {
-            let rows = run_read(conn, stmt, mode).await?;
-            if let Some(cached) = convert::convert_rows(&rows) {
-                let bytes = convert::encode(&cached)?;
-                shared.cache.store(ticket, &bytes).await.map_err(err)?;
-            }
-            Ok(rows)
-        }
-        Lookup::Bypass(_) => run_read(conn, stmt, mode).await,
+        })
+        .await;
+    match fetched {
+        Ok(bytes) => match rebuild(&bytes) {
+            Some(rows) => Ok(rows),
+            None => run_read(conn, stmt, mode).await,
+        },
+        Err(ReadErr::Uncacheable(rows)) => Ok(rows),
+        Err(ReadErr::Db(e)) => Err(e),
+        Err(ReadErr::Cache(e)) => Err(err(e)),
     }
 }
+
+/// How long a reader waits for another's computation under the dog-pile lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How a write statement is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

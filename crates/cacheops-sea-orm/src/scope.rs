@@ -10,12 +10,21 @@ use std::time::Duration;
 pub struct CacheOptions {
     /// Lifetime of the values stored (default: the tables' profiles, else the cache default).
     pub timeout: Option<Duration>,
+    /// Dog-pile lock on misses (default: the tables' profiles).
+    pub lock: Option<bool>,
 }
 
 impl CacheOptions {
     /// Options with a timeout.
     pub fn timeout(timeout: Duration) -> Self {
-        CacheOptions { timeout: Some(timeout) }
+        CacheOptions { timeout: Some(timeout), lock: None }
+    }
+
+    /// Turns the dog-pile lock on or off for these reads.
+    #[must_use]
+    pub fn with_lock(mut self, lock: bool) -> Self {
+        self.lock = Some(lock);
+        self
     }
 }
 

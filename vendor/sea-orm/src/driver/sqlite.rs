@@ -1,3 +1,4 @@
+#[allow(unused_imports)] // cacheops patch: unused with some driver features
 use crate::error::{DbErr, RuntimeErr};
 
 #[cfg(feature = "sqlite-use-returning-for-3_35")]
