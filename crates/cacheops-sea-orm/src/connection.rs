@@ -62,6 +62,10 @@ impl CachedConnection {
         &self.shared.cache
     }
 
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     async fn autocommit_write(&self, stmt: Statement, analysis: &cacheops::Analysis, mode: WriteMode) -> Result<Output, DbErr> {
         let txn = self.inner.begin().await?;
         let mut lease = self.shared.cache.write_lease();

@@ -22,8 +22,10 @@ mod convert;
 mod engine;
 mod scope;
 mod transaction;
+mod typed;
 
 pub use connection::CachedConnection;
 pub use convert::CachedRow;
 pub use scope::{CacheOptions, cached, nocache};
 pub use transaction::CachedTransaction;
+pub use typed::{SelectCacheExt, WithCache, WithoutCache};

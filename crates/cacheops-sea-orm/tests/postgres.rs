@@ -296,3 +296,81 @@ async fn foreign_key_cascades_invalidate_child_rows() {
     assert_eq!(list(&e, 3).await.len(), 0, "cascaded post deletions are invalidated");
     assert_eq!(tags_of_1().await.unwrap().len(), 0, "two-level cascade is invalidated");
 }
+
+async fn env_profiles(name: &str, profiles: cacheops::Profiles) -> Env {
+    let cache = cacheops::Cache::builder()
+        .redis_url(REDIS)
+        .prefix(format!("sea-{name}-{}", std::process::id()))
+        .degrade(false)
+        .profiles(profiles)
+        .build()
+        .await
+        .unwrap();
+    env_with(name, cache).await
+}
+
+#[tokio::test]
+async fn manual_cache_nocache_and_typed_caching() {
+    use cacheops::{Profile, Profiles};
+    use cacheops_sea_orm::SelectCacheExt;
+    let profiles = Profiles::builder()
+        .profile("post", Profile::builder()) // configured, nothing automatic
+        .profile("category", Profile::builder().ops(["all"]))
+        .build()
+        .unwrap();
+    let e = env_profiles("manual", profiles).await;
+    let q = || post::Entity::find().filter(post::Column::CategoryId.eq(3)).order_by_asc(post::Column::Id);
+    q().all(&e.db).await.unwrap();
+    q().all(&e.db).await.unwrap();
+    assert_eq!(e.take(), 2, "no automatic caching without ops");
+    assert_eq!(q().cache().all(&e.db).await.unwrap().len(), 2);
+    assert_eq!(q().cache().all(&e.db).await.unwrap().len(), 2);
+    assert_eq!(q().cache().count(&e.db).await.unwrap(), 2);
+    assert_eq!(q().cache().count(&e.db).await.unwrap(), 2);
+    assert_eq!(e.take(), 2, ".cache() caches the list and the count");
+    category::Entity::find_by_id(1).one(&e.db).await.unwrap();
+    category::Entity::find_by_id(1).nocache().one(&e.db).await.unwrap();
+    category::Entity::find_by_id(1).nocache().one(&e.db).await.unwrap();
+    assert_eq!(e.take(), 3, ".nocache() always queries");
+
+    let typed: Vec<post::Model> = e.db.typed_all(q()).await.unwrap();
+    let again: Vec<post::Model> = e.db.typed_all(q()).await.unwrap();
+    assert_eq!(typed, again);
+    assert_eq!(e.db.typed_count(q()).await.unwrap(), 2);
+    assert_eq!(e.db.typed_count(q()).await.unwrap(), 2);
+    assert_eq!(e.db.typed_one(post::Entity::find_by_id(1)).await.unwrap().map(|p| p.id), Some(1));
+    assert_eq!(e.take(), 3, "typed caching: one query per distinct read");
+    post::ActiveModel { title: sea_orm::ActiveValue::Set("t".into()), category_id: sea_orm::ActiveValue::Set(3), author_id: sea_orm::ActiveValue::Set(1), visible: sea_orm::ActiveValue::Set(true), ..Default::default() }
+        .insert(&e.db)
+        .await
+        .unwrap();
+    e.take();
+    assert_eq!(e.db.typed_all(q()).await.unwrap().len(), 3);
+    assert_eq!(q().cache().all(&e.db).await.unwrap().len(), 3);
+    assert_eq!(e.db.typed_count(q()).await.unwrap(), 3);
+    assert_eq!(e.take(), 3, "all three invalidated by the insert");
+    e.db.typed_one(post::Entity::find_by_id(1)).await.unwrap();
+    assert_eq!(e.take(), 0, "post 1's typed get untouched");
+}
+
+#[tokio::test]
+async fn db_agnostic_decides_whether_databases_share_entries() {
+    use cacheops::{Profile, Profiles};
+    for agnostic in [true, false] {
+        let profiles = Profiles::builder().profile("*", Profile::builder().ops(["all"]).db_agnostic(agnostic)).build().unwrap();
+        let name = if agnostic { "agn" } else { "nagn" };
+        let a = env_profiles(name, profiles).await;
+        let b = env_with(&format!("{name}b"), a.db.cache().clone()).await;
+        let db_a = cacheops_sea_orm::CachedConnection::with_db_name(a.raw.clone(), a.db.cache().clone(), "a");
+        let db_b = cacheops_sea_orm::CachedConnection::with_db_name(b.raw.clone(), b.db.cache().clone(), "b");
+        post::Entity::find_by_id(1).one(&db_a).await.unwrap();
+        a.take();
+        post::Entity::find_by_id(1).one(&db_b).await.unwrap();
+        let b_queries = b.take();
+        if agnostic {
+            assert_eq!(b_queries, 0, "db_agnostic: database b is served database a's entry");
+        } else {
+            assert_eq!(b_queries, 1, "not db_agnostic: each database has its own entries");
+        }
+    }
+}
