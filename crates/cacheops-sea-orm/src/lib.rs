@@ -29,3 +29,8 @@ pub use convert::CachedRow;
 pub use scope::{CacheOptions, cached, nocache};
 pub use transaction::CachedTransaction;
 pub use typed::{SelectCacheExt, WithCache, WithoutCache};
+
+/// The README's examples, compiled as doctests so that they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -91,7 +91,5 @@ impl AsRef<Cache> for Cache {
     }
 }
 
-/// The README's examples, compiled as doctests so that they stay true.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
+// The README's examples are compiled as doctests by `cacheops-sea-orm` (they use both crates).
+
