@@ -69,17 +69,18 @@ impl CachedConnection {
     async fn autocommit_write(&self, stmt: Statement, analysis: &cacheops::Analysis, mode: WriteMode) -> Result<Output, DbErr> {
         let txn = self.inner.begin().await?;
         let mut lease = self.shared.cache.write_lease();
-        let res: Result<Output, DbErr> = async {
-            let (out, changes) = engine::write_in(&self.shared, &txn, stmt, analysis, mode).await?;
+        let res: Result<(Output, Vec<engine::Saved>), DbErr> = async {
+            let (out, changes, saved) = engine::write_in(&self.shared, &txn, stmt, analysis, mode).await?;
             engine::mark_all(&mut lease, changes).await?;
             lease.before_commit().await.map_err(err)?;
-            Ok(out)
+            Ok((out, saved))
         }
         .await;
         match res {
-            Ok(out) => match txn.commit().await {
+            Ok((out, saved)) => match txn.commit().await {
                 Ok(()) => {
                     lease.finish().await.map_err(err)?;
+                    engine::cache_saved(&self.shared, &self.inner, saved).await?;
                     Ok(out)
                 }
                 Err(e) => {
@@ -127,7 +128,7 @@ impl CachedConnection {
     async fn begin_cached(&self, options: TransactionOptions) -> Result<CachedTransaction, DbErr> {
         let serializable = crate::transaction::snapshot_isolation(self.shared.backend, options.isolation_level);
         let inner = self.inner.begin_with_options(options).await?;
-        Ok(CachedTransaction::outer(inner, self.shared.clone(), serializable))
+        Ok(CachedTransaction::outer(inner, self.inner.clone(), self.shared.clone(), serializable))
     }
 }
 

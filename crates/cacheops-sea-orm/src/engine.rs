@@ -255,7 +255,7 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
     stmt: Statement,
     analysis: &Analysis,
     mode: WriteMode,
-) -> Result<(Output, Vec<TableChange>), DbErr> {
+) -> Result<(Output, Vec<TableChange>, Vec<Saved>), DbErr> {
     let Some(w) = analysis.write.as_ref() else {
         return Err(DbErr::Custom("internal: write without target".into()));
     };
@@ -285,6 +285,16 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
         Output::Exec(e) => (Some(e.rows_affected()), None),
         Output::Rows(r) => (Some(r.len() as u64), rows_of(r)),
     };
+    let saved = match (&output, shared.cache.profiles().for_table(&w.table).cache_on_save.as_ref()) {
+        (Output::Rows(r), Some(column)) if matches!(analysis.kind, StatementKind::Insert | StatementKind::Update) => {
+            convert::convert_rows(r)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|row| Saved { table: w.table.clone(), column: column.clone(), row })
+                .collect()
+        }
+        _ => Vec::new(),
+    };
     let mut changes = vec![target_change(w, analysis.kind, pre, affected, returned)];
     for t in &w.extra_tables {
         changes.push(TableChange::table(t.clone()));
@@ -299,7 +309,7 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
             }
         }
     }
-    Ok((output, changes))
+    Ok((output, changes, saved))
 }
 
 fn statement_rows(w: &WriteTarget) -> Vec<Row> {
@@ -380,6 +390,47 @@ fn target_change(
 pub(crate) async fn mark_all(lease: &mut WriteLease, changes: Vec<TableChange>) -> Result<(), DbErr> {
     for c in changes {
         lease.mark(c).await.map_err(err)?;
+    }
+    Ok(())
+}
+
+/// A row a write saved, for `cache_on_save`.
+#[derive(Debug, Clone)]
+pub(crate) struct Saved {
+    table: String,
+    /// The column gets are keyed on (`""`: `id`, else the first column).
+    column: String,
+    row: CachedRow,
+}
+
+/// `cache_on_save`: after the write committed, caches the saved rows for the next
+/// `find_by_id(..).one()` (or `filter(column.eq(..)).one()`), by running that very read through
+/// the cache right away (a normal miss: stamps first, then the database, so it is as safe as
+/// any read). The statement is built the way SeaORM builds it, so the next get hits.
+pub(crate) async fn cache_saved<C: ConnectionTrait>(shared: &Shared, conn: &C, saved: Vec<Saved>) -> Result<(), DbErr> {
+    use sea_orm::sea_query::{Alias, Expr, ExprTrait, MysqlQueryBuilder, PostgresQueryBuilder, Query, SqliteQueryBuilder};
+    for s in saved {
+        let column = if s.column.is_empty() {
+            if s.row.columns.iter().any(|c| c == "id") { "id".to_owned() } else { s.row.columns.first().cloned().unwrap_or_default() }
+        } else {
+            s.column.clone()
+        };
+        let Some(pos) = s.row.columns.iter().position(|c| *c == column) else { continue };
+        let Some(value) = s.row.values.get(pos).cloned() else { continue };
+        let table = Alias::new(s.table.as_str());
+        let mut q = Query::select();
+        for c in &s.row.columns {
+            q.column((table.clone(), Alias::new(c.as_str())));
+        }
+        q.from(table.clone()).and_where(Expr::col((table.clone(), Alias::new(column.as_str()))).eq(value)).limit(1);
+        let (sql, values) = match shared.backend {
+            DbBackend::Postgres => q.build(PostgresQueryBuilder),
+            DbBackend::Sqlite => q.build(SqliteQueryBuilder),
+            _ => q.build(MysqlQueryBuilder),
+        };
+        let stmt = Statement { sql, values: Some(values), db_backend: shared.backend };
+        let options = crate::scope::CacheOptions::default();
+        crate::scope::cached(options, read(shared, conn, stmt, ReadMode::One, true)).await?;
     }
     Ok(())
 }

@@ -24,6 +24,7 @@ use crate::engine::{self, Class, Output, ReadMode, Shared, WriteMode, err};
 #[derive(Debug, Default)]
 struct Level {
     leases: Vec<WriteLease>,
+    saved: Vec<engine::Saved>,
     invalidate_all: bool,
     dirty: bool,
 }
@@ -54,15 +55,22 @@ pub(crate) fn snapshot_isolation(backend: DbBackend, level: Option<IsolationLeve
 #[derive(Debug)]
 pub struct CachedTransaction {
     inner: Option<DatabaseTransaction>,
+    /// The connection the outer transaction came from (for `cache_on_save` after COMMIT).
+    outer_conn: Option<sea_orm::DatabaseConnection>,
     shared: Arc<Shared>,
     state: Arc<TxState>,
     depth: usize,
 }
 
 impl CachedTransaction {
-    pub(crate) fn outer(inner: DatabaseTransaction, shared: Arc<Shared>, snapshot: bool) -> Self {
+    pub(crate) fn outer(
+        inner: DatabaseTransaction,
+        conn: sea_orm::DatabaseConnection,
+        shared: Arc<Shared>,
+        snapshot: bool,
+    ) -> Self {
         let state = Arc::new(TxState { levels: Mutex::new(vec![Level::default()]), snapshot });
-        CachedTransaction { inner: Some(inner), shared, state, depth: 0 }
+        CachedTransaction { inner: Some(inner), outer_conn: Some(conn), shared, state, depth: 0 }
     }
 
     fn txn(&self) -> Result<&DatabaseTransaction, DbErr> {
@@ -91,9 +99,12 @@ impl CachedTransaction {
         self.with_level(|l| l.dirty = true);
         let res = engine::write_in(&self.shared, txn, stmt, analysis, mode).await;
         match res {
-            Ok((out, changes)) => {
+            Ok((out, changes, saved)) => {
                 let marked = engine::mark_all(&mut lease, changes).await;
-                self.with_level(|l| l.leases.push(lease));
+                self.with_level(|l| {
+                    l.leases.push(lease);
+                    l.saved.extend(saved);
+                });
                 marked.map(|()| out)
             }
             Err(e) => {
@@ -136,7 +147,7 @@ impl CachedTransaction {
             levels.push(Level::default());
             levels.len() - 1
         };
-        Ok(CachedTransaction { inner: Some(inner), shared: self.shared.clone(), state: self.state.clone(), depth })
+        Ok(CachedTransaction { inner: Some(inner), outer_conn: None, shared: self.shared.clone(), state: self.state.clone(), depth })
     }
 
     fn take_level(&self) -> Level {
@@ -146,6 +157,7 @@ impl CachedTransaction {
             let mut level = taken.remove(0);
             for deeper in taken {
                 level.leases.extend(deeper.leases);
+                level.saved.extend(deeper.saved);
                 level.invalidate_all |= deeper.invalidate_all;
                 level.dirty |= deeper.dirty;
             }
@@ -199,8 +211,15 @@ impl TransactionSession for CachedTransaction {
             for lease in &mut level.leases {
                 lease.before_commit().await.map_err(err)?;
             }
+            let saved = std::mem::take(&mut level.saved);
             match inner.commit().await {
-                Ok(()) => self.finish_level(level).await,
+                Ok(()) => {
+                    self.finish_level(level).await?;
+                    match self.outer_conn.as_ref() {
+                        Some(conn) => engine::cache_saved(&self.shared, conn, saved).await,
+                        None => Ok(()),
+                    }
+                }
                 Err(e) => {
                     let _ = self.finish_level(level).await;
                     Err(e)
@@ -215,6 +234,7 @@ impl TransactionSession for CachedTransaction {
                     match levels.get_mut(self.depth - 1) {
                         Some(parent) => {
                             parent.leases.extend(level.leases);
+                            parent.saved.extend(level.saved);
                             parent.invalidate_all |= level.invalidate_all;
                             parent.dirty |= level.dirty;
                             None

@@ -374,3 +374,51 @@ async fn db_agnostic_decides_whether_databases_share_entries() {
         }
     }
 }
+
+#[tokio::test]
+async fn cache_on_save_primes_the_next_get() {
+    use cacheops::{Profile, Profiles};
+    let profiles = Profiles::builder()
+        .profile("post", Profile::builder().ops(["get"]).cache_on_save(""))
+        .profile("category", Profile::builder().ops(["get"]).cache_on_save("title"))
+        .build()
+        .unwrap();
+    let e = env_profiles("onsave", profiles).await;
+    let mut p = post::Entity::find_by_id(1).one(&e.db).await.unwrap().unwrap().into_active_model();
+    p.title = Set("saved".into());
+    p.update(&e.db).await.unwrap();
+    e.take();
+    let got = post::Entity::find_by_id(1).one(&e.db).await.unwrap().unwrap();
+    assert_eq!(got.title, "saved");
+    assert_eq!(e.take(), 0, "the saved row was cached for the next get by primary key");
+
+    let inserted = post::ActiveModel { title: Set("new".into()), category_id: Set(4), author_id: Set(1), visible: Set(true), ..Default::default() }
+        .insert(&e.db)
+        .await
+        .unwrap();
+    e.take();
+    assert_eq!(post::Entity::find_by_id(inserted.id).one(&e.db).await.unwrap().unwrap(), inserted);
+    assert_eq!(e.take(), 0, "an inserted row too");
+
+    let mut c = category::Entity::find_by_id(2).one(&e.db).await.unwrap().unwrap().into_active_model();
+    c.title = Set("renamed".into());
+    c.update(&e.db).await.unwrap();
+    e.take();
+    let by_title = category::Entity::find().filter(category::Column::Title.eq("renamed")).one(&e.db).await.unwrap();
+    assert_eq!(by_title.map(|c| c.id), Some(2));
+    assert_eq!(e.take(), 0, "cached for a get by the named column");
+
+    // Inside a transaction: cached after COMMIT, and a later change still invalidates it.
+    let txn = e.db.begin().await.unwrap();
+    let mut p = post::Entity::find_by_id(2).one(&txn).await.unwrap().unwrap().into_active_model();
+    p.title = Set("txn saved".into());
+    p.update(&txn).await.unwrap();
+    txn.commit().await.unwrap();
+    e.take();
+    assert_eq!(post::Entity::find_by_id(2).one(&e.db).await.unwrap().unwrap().title, "txn saved");
+    assert_eq!(e.take(), 0);
+    post::Entity::update_many().col_expr(post::Column::Title, Expr::value("bulk")).filter(post::Column::Id.eq(2)).exec(&e.db).await.unwrap();
+    e.take();
+    assert_eq!(post::Entity::find_by_id(2).one(&e.db).await.unwrap().unwrap().title, "bulk");
+    assert_eq!(e.take(), 1);
+}
