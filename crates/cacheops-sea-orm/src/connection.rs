@@ -52,6 +52,21 @@ impl CachedConnection {
         CachedConnection { shared: Shared::new(cache, backend, name.into()), inner }
     }
 
+    /// Chooses the key prefix per statement from the database name and the tables (multi-tenant
+    /// or per-database namespaces). A read whose tables map to different prefixes is not cached
+    /// (no single prefix would receive all the writes that concern it); a write invalidates under
+    /// the prefix of each table it changes.
+    ///
+    /// ```no_run
+    /// # async fn f(db: cacheops_sea_orm::CachedConnection) {
+    /// let db = db.with_prefix_fn(|q| format!("{}-{}", q.db, if q.tables.iter().all(|t| t.starts_with("billing_")) { "billing" } else { "main" }));
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_prefix_fn(self, f: impl Fn(&crate::PrefixQuery<'_>) -> String + Send + Sync + 'static) -> Self {
+        CachedConnection { shared: self.shared.with_prefix_fn(Arc::new(f)), inner: self.inner }
+    }
+
     /// The wrapped connection (bypasses the cache entirely: writes through it do not invalidate).
     pub fn inner(&self) -> &DatabaseConnection {
         &self.inner
@@ -68,29 +83,42 @@ impl CachedConnection {
 
     async fn autocommit_write(&self, stmt: Statement, analysis: &cacheops::Analysis, mode: WriteMode) -> Result<Output, DbErr> {
         let txn = self.inner.begin().await?;
-        let mut lease = self.shared.cache.write_lease();
+        let mut leases = Vec::new();
         let res: Result<(Output, Vec<engine::Saved>), DbErr> = async {
             let (out, changes, saved) = engine::write_in(&self.shared, &txn, stmt, analysis, mode).await?;
-            engine::mark_all(&mut lease, changes).await?;
-            lease.before_commit().await.map_err(err)?;
+            let (marked, ok) = engine::mark_all(&self.shared, changes).await;
+            leases = marked;
+            ok?;
+            for lease in &mut leases {
+                lease.before_commit().await.map_err(err)?;
+            }
             Ok((out, saved))
         }
         .await;
+        let finish = |leases: Vec<cacheops::WriteLease>| async move {
+            let mut first = Ok(());
+            for lease in leases {
+                if let Err(e) = lease.finish().await {
+                    first = first.and(Err(err(e)));
+                }
+            }
+            first
+        };
         match res {
             Ok((out, saved)) => match txn.commit().await {
                 Ok(()) => {
-                    lease.finish().await.map_err(err)?;
+                    finish(leases).await?;
                     engine::cache_saved(&self.shared, &self.inner, saved).await?;
                     Ok(out)
                 }
                 Err(e) => {
-                    let _ = lease.finish().await;
+                    let _ = finish(leases).await;
                     Err(e)
                 }
             },
             Err(e) => {
                 let _ = txn.rollback().await;
-                let _ = lease.finish().await;
+                let _ = finish(leases).await;
                 Err(e)
             }
         }
@@ -103,7 +131,7 @@ impl CachedConnection {
             WriteMode::One => Output::Rows(self.inner.query_one_raw(stmt).await?.into_iter().collect()),
             WriteMode::All => Output::Rows(self.inner.query_all_raw(stmt).await?),
         };
-        self.shared.cache.invalidate_all().await.map_err(err)?;
+        self.shared.invalidate_all().await?;
         Ok(out)
     }
 

@@ -13,13 +13,28 @@ use crate::convert::{self, CachedRow};
 use crate::scope::{self, Override};
 
 /// What one connection shares with its transactions.
-#[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) cache: Cache,
     pub(crate) analyzer: Analyzer,
     pub(crate) db: String,
     pub(crate) backend: DbBackend,
     pub(crate) fks: crate::cascade::Graph,
+    pub(crate) prefix_fn: Option<PrefixFn>,
+    by_prefix: std::sync::Mutex<std::collections::HashMap<String, Cache>>,
+}
+
+/// A prefix callback (see [`crate::CachedConnection::with_prefix_fn`]).
+pub(crate) type PrefixFn = Arc<dyn Fn(&PrefixQuery<'_>) -> String + Send + Sync>;
+
+/// What a prefix callback sees: the database (its name on the connection) and the tables of the
+/// statement.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct PrefixQuery<'a> {
+    /// The database name given to the connection (`"default"` unless set).
+    pub db: &'a str,
+    /// The tables the statement reads (for a read) or changes (for a write: one at a time).
+    pub tables: &'a [&'a str],
 }
 
 impl Shared {
@@ -31,7 +46,80 @@ impl Shared {
         };
         let mut config: AnalyzerConfig = cache.analyzer().config().clone();
         config.dialect = dialect;
-        Arc::new(Shared { analyzer: Analyzer::new(config), cache, db, backend, fks: Default::default() })
+        Arc::new(Shared {
+            analyzer: Analyzer::new(config),
+            cache,
+            db,
+            backend,
+            fks: Default::default(),
+            prefix_fn: None,
+            by_prefix: Default::default(),
+        })
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("cache", &self.cache)
+            .field("db", &self.db)
+            .field("backend", &self.backend)
+            .field("prefix_fn", &self.prefix_fn.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn with_prefix_fn(&self, f: PrefixFn) -> Arc<Shared> {
+        Arc::new(Shared {
+            cache: self.cache.clone(),
+            analyzer: Analyzer::new(self.analyzer.config().clone()),
+            db: self.db.clone(),
+            backend: self.backend,
+            fks: Default::default(),
+            prefix_fn: Some(f),
+            by_prefix: Default::default(),
+        })
+    }
+
+    fn prefixed(&self, prefix: String) -> Result<Cache, DbErr> {
+        let mut map = self.by_prefix.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = map.get(&prefix) {
+            return Ok(c.clone());
+        }
+        let c = self.cache.with_prefix(&prefix).map_err(err)?;
+        map.insert(prefix, c.clone());
+        Ok(c)
+    }
+
+    /// The cache for a statement over `tables`: `None` when the prefix callback puts the tables
+    /// under different prefixes (a write to one of them could not reach the read's entries, so
+    /// the read is not cached).
+    pub(crate) fn cache_for(&self, tables: &[&str]) -> Result<Option<Cache>, DbErr> {
+        let Some(f) = self.prefix_fn.as_ref() else { return Ok(Some(self.cache.clone())) };
+        let prefix = f(&PrefixQuery { db: &self.db, tables });
+        for t in tables {
+            if f(&PrefixQuery { db: &self.db, tables: std::slice::from_ref(t) }) != prefix {
+                tracing::debug!(tables = ?tables, "cacheops: tables under different prefixes; not cached");
+                return Ok(None);
+            }
+        }
+        self.prefixed(prefix).map(Some)
+    }
+
+    /// Every cache this connection has used (for invalidating everything).
+    pub(crate) fn all_caches(&self) -> Vec<Cache> {
+        let mut v = vec![self.cache.clone()];
+        v.extend(self.by_prefix.lock().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned());
+        v
+    }
+
+    /// Invalidates everything under every prefix this connection has used.
+    pub(crate) async fn invalidate_all(&self) -> Result<(), DbErr> {
+        for c in self.all_caches() {
+            c.invalidate_all().await.map_err(err)?;
+        }
+        Ok(())
     }
 }
 
@@ -172,13 +260,14 @@ pub(crate) async fn read<C: ConnectionTrait>(
         ReadMode::One => "sea-orm:one",
         ReadMode::All => "sea-orm:all",
     };
-    let mut query = shared.cache.sql_query(&stmt.sql, &params, &analysis, &shared.db, shape);
+    let tables: Vec<&str> = analysis.reads.tables().collect();
+    let Some(cache) = shared.cache_for(&tables)? else { return run_read(conn, stmt, mode).await };
+    let mut query = cache.sql_query(&stmt.sql, &params, &analysis, &shared.db, shape);
     if let Some(t) = plan.timeout {
         query = query.with_timeout(t);
     }
     let opts = cacheops::LockOpts::new(plan.lock, LOCK_WAIT);
-    let fetched = shared
-        .cache
+    let fetched = cache
         .get_or_compute_with(&query, opts, || async {
             let rows = run_read(conn, stmt.clone(), mode).await.map_err(ReadErr::Db)?;
             match convert::convert_rows(&rows) {
@@ -387,11 +476,31 @@ fn target_change(
 }
 
 /// Marks all changes on a lease.
-pub(crate) async fn mark_all(lease: &mut WriteLease, changes: Vec<TableChange>) -> Result<(), DbErr> {
+/// Marks all changes, on one lease per prefix. Returns the leases (to be finished whatever
+/// happens) and whether every mark succeeded.
+pub(crate) async fn mark_all(shared: &Shared, changes: Vec<TableChange>) -> (Vec<WriteLease>, Result<(), DbErr>) {
+    let mut leases: Vec<(String, WriteLease)> = Vec::new();
     for c in changes {
-        lease.mark(c).await.map_err(err)?;
+        let cache = match shared.cache_for(&[c.table_name()]) {
+            Ok(Some(cache)) => cache,
+            Ok(None) => shared.cache.clone(),
+            Err(e) => return (leases.into_iter().map(|(_, l)| l).collect(), Err(e)),
+        };
+        let base = cache.keys().base().to_owned();
+        let idx = match leases.iter().position(|(b, _)| *b == base) {
+            Some(i) => i,
+            None => {
+                leases.push((base, cache.write_lease()));
+                leases.len() - 1
+            }
+        };
+        if let Some((_, lease)) = leases.get_mut(idx)
+            && let Err(e) = lease.mark(c).await
+        {
+            return (leases.into_iter().map(|(_, l)| l).collect(), Err(err(e)));
+        }
     }
-    Ok(())
+    (leases.into_iter().map(|(_, l)| l).collect(), Ok(()))
 }
 
 /// A row a write saved, for `cache_on_save`.

@@ -26,6 +26,7 @@ mod typed;
 
 pub use connection::CachedConnection;
 pub use convert::CachedRow;
+pub use engine::PrefixQuery;
 pub use scope::{CacheOptions, cached, nocache};
 pub use transaction::CachedTransaction;
 pub use typed::{SelectCacheExt, WithCache, WithoutCache};

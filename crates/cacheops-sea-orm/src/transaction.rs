@@ -77,6 +77,16 @@ impl CachedTransaction {
         self.inner.as_ref().ok_or_else(|| DbErr::Custom("cacheops: transaction already ended".into()))
     }
 
+    /// Commits (releases the savepoint for a nested transaction); see [`TransactionSession`].
+    pub async fn commit(self) -> Result<(), DbErr> {
+        TransactionSession::commit(self).await
+    }
+
+    /// Rolls back (to the savepoint for a nested transaction); see [`TransactionSession`].
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        TransactionSession::rollback(self).await
+    }
+
     /// Whether this transaction (or an enclosing one) has written.
     pub fn is_dirty(&self) -> bool {
         self.state.levels().iter().any(|l| l.dirty)
@@ -95,24 +105,14 @@ impl CachedTransaction {
 
     async fn write(&self, stmt: Statement, analysis: &cacheops::Analysis, mode: WriteMode) -> Result<Output, DbErr> {
         let txn = self.txn()?;
-        let mut lease = self.shared.cache.write_lease();
         self.with_level(|l| l.dirty = true);
-        let res = engine::write_in(&self.shared, txn, stmt, analysis, mode).await;
-        match res {
-            Ok((out, changes, saved)) => {
-                let marked = engine::mark_all(&mut lease, changes).await;
-                self.with_level(|l| {
-                    l.leases.push(lease);
-                    l.saved.extend(saved);
-                });
-                marked.map(|()| out)
-            }
-            Err(e) => {
-                // The statement failed; the transaction may still commit other writes.
-                let _ = lease.finish().await;
-                Err(e)
-            }
-        }
+        let (out, changes, saved) = engine::write_in(&self.shared, txn, stmt, analysis, mode).await?;
+        let (leases, marked) = engine::mark_all(&self.shared, changes).await;
+        self.with_level(|l| {
+            l.leases.extend(leases);
+            l.saved.extend(saved);
+        });
+        marked.map(|()| out)
     }
 
     async fn dispatch(&self, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
@@ -174,10 +174,10 @@ impl CachedTransaction {
                 first_err.get_or_insert(err(e));
             }
         }
-        if level.invalidate_all {
-            if let Err(e) = self.shared.cache.invalidate_all().await {
-                first_err.get_or_insert(err(e));
-            }
+        if level.invalidate_all
+            && let Err(e) = self.shared.invalidate_all().await
+        {
+            first_err.get_or_insert(e);
         }
         first_err.map_or(Ok(()), Err)
     }

@@ -175,11 +175,12 @@ impl CachedConnection {
         if disabled || analysis.locking || analysis.volatile || matches!(scope::current(), Some(Override::Off)) {
             return compute().await;
         }
-        let query = shared.cache.sql_query(&stmt.sql, &params, &analysis, &shared.db, &format!("typed:{shape}:{type_name}"));
+        let tables: Vec<&str> = analysis.reads.tables().collect();
+        let Some(cache) = shared.cache_for(&tables)? else { return compute().await };
+        let query = cache.sql_query(&stmt.sql, &params, &analysis, &shared.db, &format!("typed:{shape}:{type_name}"));
         let lock = analysis.reads.tables().any(|t| profiles.for_table(t).lock);
         let opts = cacheops::LockOpts::new(lock, std::time::Duration::from_secs(5));
-        let bytes = shared
-            .cache
+        let bytes = cache
             .get_or_compute_with(&query, opts, || async {
                 let v = compute().await.map_err(TypedErr::Db)?;
                 serde_json::to_vec(&v).map_err(|e| TypedErr::Db(DbErr::Custom(format!("cacheops: cannot serialise: {e}"))))

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, IntoActiveModel, QueryOrder, Statement, TransactionSession, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, IntoActiveModel, QueryOrder, Statement, TransactionTrait};
 
 #[tokio::test]
 async fn get_is_cached_and_saving_another_row_keeps_it() {
@@ -421,4 +421,43 @@ async fn cache_on_save_primes_the_next_get() {
     e.take();
     assert_eq!(post::Entity::find_by_id(2).one(&e.db).await.unwrap().unwrap().title, "bulk");
     assert_eq!(e.take(), 1);
+}
+
+#[tokio::test]
+async fn prefix_callback_sees_database_and_tables() {
+    let e = env("prefix").await;
+    // post and category share a prefix per database; tag lives alone.
+    let db = e.db.clone().with_prefix_fn(|q| {
+        let group = if q.tables.iter().all(|t| *t == "tag") { "tags" } else if q.tables.iter().all(|t| *t != "tag") { "blog" } else { "mixed" };
+        format!("p-{}-{group}-{}", q.db, std::process::id())
+    });
+    let by_cat = || post::Entity::find_by_id(1).find_also_related(category::Entity).one(&db);
+    by_cat().await.unwrap();
+    by_cat().await.unwrap();
+    tag::Entity::find_by_id(1).one(&db).await.unwrap();
+    tag::Entity::find_by_id(1).one(&db).await.unwrap();
+    assert_eq!(e.take(), 2, "post+category and tag are cached under their prefixes");
+    let base = db.cache().keys().base().to_owned();
+    assert!(!base.contains("blog"), "the connection's own cache keeps its prefix");
+
+    // A read across prefixes (post joined with tag) is not cached.
+    let dbr = &db;
+    let across = || async move {
+        let p = post::Entity::find_by_id(1).one(dbr).await.unwrap().unwrap();
+        p.find_related(tag::Entity).all(dbr).await.unwrap()
+    };
+    across().await;
+    across().await;
+    assert_eq!(e.take(), 3, "the post get is cached (1 query for two calls), the join spanning prefixes is not (2)");
+
+    // Writes invalidate under the prefix of the table they change.
+    let mut c3 = category::Entity::find_by_id(3).one(&db).await.unwrap().unwrap().into_active_model();
+    c3.title = Set("renamed".into());
+    c3.update(&db).await.unwrap();
+    e.take();
+    let (_, c) = by_cat().await.unwrap().unwrap();
+    assert_eq!(c.unwrap().title, "renamed");
+    assert_eq!(e.take(), 1);
+    tag::Entity::find_by_id(1).one(&db).await.unwrap();
+    assert_eq!(e.take(), 0, "the tags prefix is untouched");
 }

@@ -9,7 +9,7 @@ use cacheops::Cache;
 use cacheops_sea_orm::CachedConnection;
 use common::*;
 use sea_orm::entity::prelude::*;
-use sea_orm::{ActiveValue::Set, ConnectOptions, Database, IntoActiveModel, QueryOrder, QuerySelect, TransactionSession, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ConnectOptions, Database, IntoActiveModel, QueryOrder, QuerySelect, TransactionTrait};
 
 async fn sqlite() -> (CachedConnection, Arc<AtomicUsize>) {
     let mut opts = ConnectOptions::new("sqlite::memory:");

@@ -250,7 +250,7 @@ impl CacheBuilder {
         };
         let inner = Inner::new(
             backend,
-            keys,
+            keys.clone(),
             self.profiles,
             Analyzer::new(self.analyzer),
             Health::new(self.retry_interval, self.replay_limit),
@@ -262,6 +262,6 @@ impl CacheBuilder {
             Locks::new(remote, self.lock_ttl),
             self.lock_wait,
         );
-        Ok(Cache { inner: Arc::new(inner) })
+        Ok(Cache { inner: Arc::new(inner), keys: Arc::new(keys) })
     }
 }

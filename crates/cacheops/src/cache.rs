@@ -55,7 +55,8 @@ struct Counters {
 
 pub(crate) struct Inner {
     pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) keys: KeySpace,
+    /// The epoch keys of every prefix this cache has served (a fence replaces them all).
+    pub(crate) epochs: std::sync::Mutex<std::collections::BTreeSet<String>>,
     pub(crate) profiles: Profiles,
     pub(crate) analyzer: Analyzer,
     pub(crate) health: Health,
@@ -89,7 +90,7 @@ impl Inner {
     ) -> Self {
         Inner {
             backend,
-            keys,
+            epochs: std::sync::Mutex::new(std::iter::once(keys.epoch()).collect()),
             profiles,
             analyzer,
             health,
@@ -138,13 +139,14 @@ impl Inner {
 #[derive(Clone)]
 pub struct Cache {
     pub(crate) inner: Arc<Inner>,
+    pub(crate) keys: Arc<KeySpace>,
 }
 
 impl fmt::Debug for Cache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cache")
             .field("backend", &self.inner.backend)
-            .field("prefix", &self.inner.keys.base())
+            .field("prefix", &self.keys.base())
             .field("enabled", &self.inner.enabled)
             .finish_non_exhaustive()
     }
@@ -282,7 +284,25 @@ impl Cache {
 
     /// The key space (prefix).
     pub fn keys(&self) -> &KeySpace {
-        &self.inner.keys
+        &self.keys
+    }
+
+    /// The same cache (backend, profiles, health, subscribers) under another key prefix: caches
+    /// with different prefixes never see each other's entries, and `invalidate_model`/`all` on
+    /// one leave the others alone. Cheap (no connection is opened).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = cacheops::Cache::builder().prefix("app").build().await.unwrap();
+    /// let tenant = cache.with_prefix("app-tenant7").unwrap();
+    /// assert_eq!(tenant.keys().epoch(), "{co:app-tenant7}:1:e");
+    /// assert!(cache.with_prefix("bad{prefix}").is_err());
+    /// # });
+    /// ```
+    pub fn with_prefix(&self, prefix: &str) -> Result<Cache, Error> {
+        let keys = KeySpace::new(prefix).map_err(cacheops_core::ConfigError::from)?;
+        self.inner.epochs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(keys.epoch());
+        Ok(Cache { inner: self.inner.clone(), keys: Arc::new(keys) })
     }
 
     /// The backend.
@@ -356,7 +376,7 @@ impl Cache {
     }
 
     pub(crate) fn shape_request(&self, shape: &Shape, value_key: String, timeout: Duration) -> ReadRequest {
-        let ks = &self.inner.keys;
+        let ks = &self.keys;
         let tables = shape
             .tables
             .iter()
@@ -385,7 +405,7 @@ impl Cache {
 
     /// A read-check request whose value key is never written: it answers with stamps, never a hit.
     pub(crate) fn probe_request(&self, shape: &Shape) -> ReadRequest {
-        self.shape_request(shape, self.inner.keys.value("auto-deps-probe"), self.inner.default_timeout)
+        self.shape_request(shape, self.keys.value("auto-deps-probe"), self.inner.default_timeout)
     }
 
     /// Sends a probe; `None` when the cache is disabled, unavailable, or out of sync.
@@ -497,7 +517,7 @@ impl Cache {
         if self.inner.health.needs_sync() && !self.sync().await? {
             return self.unavailable();
         }
-        let req = self.shape_request(shape, self.inner.keys.value(hash), timeout);
+        let req = self.shape_request(shape, self.keys.value(hash), timeout);
         match self.inner.backend.read(&req).await {
             Ok(ReadReply::Hit(data)) => {
                 self.inner.health.succeeded();
@@ -598,7 +618,15 @@ impl Cache {
         }
         let (items, fence) = self.inner.health.take();
         if fence {
-            if let Err(e) = self.inner.backend.delete_stamps(&[self.inner.keys.epoch()]).await {
+            let epochs: Vec<String> = self
+                .inner
+                .epochs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .cloned()
+                .collect();
+            if let Err(e) = self.inner.backend.delete_stamps(&epochs).await {
                 self.inner.health.put_back(items, true);
                 self.backend_failed(e)?;
                 return Ok(false);
@@ -628,7 +656,7 @@ impl Cache {
     }
 
     fn write_request(&self, writer: Option<String>, changes: &[TableChange]) -> WriteRequest {
-        let ks = &self.inner.keys;
+        let ks = &self.keys;
         WriteRequest {
             writer,
             seq_key: ks.seq(),
@@ -723,7 +751,7 @@ impl Cache {
         }
         let span = tracing::debug_span!("cacheops.invalidate", table = %table, rows = "all");
         let res =
-            tracing::Instrument::instrument(self.deliver(Pending::DeleteStamps(vec![self.inner.keys.table(table)])), span)
+            tracing::Instrument::instrument(self.deliver(Pending::DeleteStamps(vec![self.keys.table(table)])), span)
                 .await;
         if self.inner.enabled {
             self.emit_invalidate(&InvalidateEvent::Model { table: table.to_owned() });
@@ -737,7 +765,7 @@ impl Cache {
             return Ok(());
         }
         let span = tracing::debug_span!("cacheops.invalidate", table = "*");
-        let res = tracing::Instrument::instrument(self.deliver(Pending::DeleteStamps(vec![self.inner.keys.epoch()])), span).await;
+        let res = tracing::Instrument::instrument(self.deliver(Pending::DeleteStamps(vec![self.keys.epoch()])), span).await;
         if self.inner.enabled {
             self.emit_invalidate(&InvalidateEvent::All);
         }
