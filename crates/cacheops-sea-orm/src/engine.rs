@@ -266,6 +266,10 @@ pub(crate) async fn read<C: ConnectionTrait>(
     if let Some(t) = plan.timeout {
         query = query.with_timeout(t);
     }
+    let profiles = shared.cache.profiles();
+    if mode == ReadMode::One && analysis.shape == ReadShape::Rows && tables.iter().all(|t| profiles.for_table(t).local_get) {
+        query = query.with_local(true);
+    }
     let opts = cacheops::LockOpts::new(plan.lock, LOCK_WAIT);
     let fetched = cache
         .get_or_compute_with(&query, opts, || async {

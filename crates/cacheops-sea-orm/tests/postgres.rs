@@ -461,3 +461,38 @@ async fn prefix_callback_sees_database_and_tables() {
     tag::Entity::find_by_id(1).one(&db).await.unwrap();
     assert_eq!(e.take(), 0, "the tags prefix is untouched");
 }
+
+#[tokio::test]
+async fn local_get_keeps_a_copy_that_other_processes_invalidate() {
+    use cacheops::{Profile, Profiles};
+    let prefix = format!("sea-local-{}", std::process::id());
+    let build = || {
+        let prefix = prefix.clone();
+        async move {
+            cacheops::Cache::builder()
+                .redis_url(REDIS)
+                .prefix(prefix)
+                .degrade(false)
+                .profiles(Profiles::builder().profile("post", Profile::builder().ops(["get"]).local_get(true)).build().unwrap())
+                .build()
+                .await
+                .unwrap()
+        }
+    };
+    let e = env_with("local", build().await).await;
+    // "Another process": its own Cache (own local copies) on the same Redis prefix and database.
+    let other = cacheops_sea_orm::CachedConnection::new(e.raw.clone(), build().await);
+    post::Entity::find_by_id(1).one(&e.db).await.unwrap();
+    assert_eq!(e.db.cache().local_copies(), 1);
+    e.take();
+    assert_eq!(post::Entity::find_by_id(1).one(&e.db).await.unwrap().unwrap().title, "p1");
+    assert_eq!(e.take(), 0, "served from the local copy");
+    let mut p = post::Entity::find_by_id(1).one(&other).await.unwrap().unwrap().into_active_model();
+    p.title = Set("changed elsewhere".into());
+    p.update(&other).await.unwrap();
+    e.take();
+    assert_eq!(post::Entity::find_by_id(1).one(&e.db).await.unwrap().unwrap().title, "changed elsewhere");
+    assert_eq!(e.take(), 1, "the local copy was invalidated by the other process's write");
+    post::Entity::find_by_id(1).one(&e.db).await.unwrap();
+    assert_eq!(e.take(), 0);
+}

@@ -69,6 +69,7 @@ pub(crate) struct Inner {
     pub(crate) subscribers: Subscribers,
     pub(crate) locks: Locks,
     pub(crate) lock_wait: Duration,
+    pub(crate) local: LocalCopies,
     counters: Counters,
 }
 
@@ -103,6 +104,7 @@ impl Inner {
             subscribers,
             locks,
             lock_wait,
+            local: LocalCopies::new(LOCAL_ENTRIES),
             counters: Counters::default(),
         }
     }
@@ -159,6 +161,7 @@ pub struct Query {
     pub(crate) deps: Dependencies,
     pub(crate) timeout: Duration,
     pub(crate) label: Option<Arc<str>>,
+    pub(crate) local: bool,
 }
 
 /// The key-level form of a set of dependencies: per table, its conj keys as (scheme, rendered
@@ -202,6 +205,14 @@ impl Query {
         self.timeout = timeout;
         self
     }
+    /// Keeps a copy of this query's value in process (`local_get`): a later lookup checks the
+    /// copy's stamps with the backend (one round trip, no value transfer, no decoding) and serves
+    /// the copy while they are unchanged — so the copy is invalidated exactly like the shared one.
+    #[must_use]
+    pub fn with_local(mut self, local: bool) -> Self {
+        self.local = local;
+        self
+    }
     /// Names the read in events ([`ReadSource::Function`]) instead of its hash.
     #[must_use]
     pub fn with_label(mut self, label: impl Into<Arc<str>>) -> Self {
@@ -228,6 +239,7 @@ pub struct MissTicket {
     req: ReadRequest,
     stamps: Stamps,
     ttl: Duration,
+    local: bool,
 }
 
 /// What a write changes in one table.
@@ -340,7 +352,7 @@ impl Cache {
     pub fn query(&self, identity: &[u8], deps: Dependencies) -> Query {
         let hash = hash_parts([b"manual".as_ref(), identity]);
         let timeout = self.timeout_for(&deps);
-        Query { hash, deps, timeout, label: None }
+        Query { hash, deps, timeout, label: None, local: false }
     }
 
     /// Analyses a SQL statement with its binds.
@@ -363,7 +375,7 @@ impl Cache {
             shape.as_bytes(),
         ]);
         let timeout = self.timeout_for(&analysis.reads);
-        Query { hash, deps: analysis.reads.clone(), timeout, label: None }
+        Query { hash, deps: analysis.reads.clone(), timeout, label: None, local: false }
     }
 
     pub(crate) fn timeout_for(&self, deps: &Dependencies) -> Duration {
@@ -466,7 +478,7 @@ impl Cache {
             Some(l) => ReadSource::Function { name: l.to_string() },
             None => ReadSource::Query { hash: q.hash.clone() },
         };
-        self.lookup_shape(&shape, &q.hash, q.timeout, source).await
+        self.lookup_shape_local(&shape, &q.hash, q.timeout, source, q.local).await
     }
 
     /// Lookup of a value stored under `hash` with the dependencies `shape`.
@@ -477,11 +489,22 @@ impl Cache {
         timeout: Duration,
         source: ReadSource,
     ) -> Result<Lookup, Error> {
+        self.lookup_shape_local(shape, hash, timeout, source, false).await
+    }
+
+    async fn lookup_shape_local(
+        &self,
+        shape: &Shape,
+        hash: &str,
+        timeout: Duration,
+        source: ReadSource,
+        local: bool,
+    ) -> Result<Lookup, Error> {
         if !self.inner.enabled {
             return Ok(self.bypass(BypassReason::Unavailable));
         }
         let span = tracing::debug_span!("cacheops.lookup", hash = %hash);
-        let res = tracing::Instrument::instrument(self.lookup_inner(shape, hash, timeout), span).await;
+        let res = tracing::Instrument::instrument(self.lookup_inner(shape, hash, timeout, local), span).await;
         if let Ok(l) = &res {
             let outcome = match l {
                 Lookup::Hit(_) => ReadOutcome::Hit,
@@ -503,7 +526,7 @@ impl Cache {
         self.inner.subscribers.read(event);
     }
 
-    async fn lookup_inner(&self, shape: &Shape, hash: &str, timeout: Duration) -> Result<Lookup, Error> {
+    async fn lookup_inner(&self, shape: &Shape, hash: &str, timeout: Duration, local: bool) -> Result<Lookup, Error> {
         if crate::deps_scope::active() {
             crate::deps_scope::record_shape(self, shape).await;
         }
@@ -517,7 +540,35 @@ impl Cache {
         if self.inner.health.needs_sync() && !self.sync().await? {
             return self.unavailable();
         }
-        let req = self.shape_request(shape, self.keys.value(hash), timeout);
+        let value_key = self.keys.value(hash);
+        if local && let Some(entry) = self.inner.local.get(&value_key) {
+            // Check the local copy's stamps: a read-check of a key that is never stored returns
+            // the current stamps (a miss) without transferring any value.
+            let mut req = self.shape_request(shape, self.keys.value(LOCAL_PROBE), timeout);
+            match self.inner.backend.read(&req).await {
+                Ok(ReadReply::Miss(stamps)) => {
+                    self.inner.health.succeeded();
+                    if stamps.0 == entry.stamps {
+                        self.count(|c| &c.hits);
+                        return Ok(Lookup::Hit(entry.data.to_vec()));
+                    }
+                    self.inner.local.remove(&value_key);
+                    self.count(|c| &c.misses);
+                    req.value_key = value_key;
+                    return Ok(Lookup::Miss(MissTicket { req, stamps, ttl: timeout, local: true }));
+                }
+                Ok(ReadReply::Bypass(reason)) => {
+                    self.inner.health.succeeded();
+                    return Ok(self.bypass(reason));
+                }
+                Ok(ReadReply::Hit(_)) => {}
+                Err(e) => {
+                    self.backend_failed(e)?;
+                    return Ok(self.bypass(BypassReason::Unavailable));
+                }
+            }
+        }
+        let req = self.shape_request(shape, value_key, timeout);
         match self.inner.backend.read(&req).await {
             Ok(ReadReply::Hit(data)) => {
                 self.inner.health.succeeded();
@@ -527,7 +578,7 @@ impl Cache {
             Ok(ReadReply::Miss(stamps)) => {
                 self.inner.health.succeeded();
                 self.count(|c| &c.misses);
-                Ok(Lookup::Miss(MissTicket { req, stamps, ttl: timeout }))
+                Ok(Lookup::Miss(MissTicket { req, stamps, ttl: timeout, local }))
             }
             Ok(ReadReply::Bypass(reason)) => {
                 self.inner.health.succeeded();
@@ -543,7 +594,11 @@ impl Cache {
     /// Stores a result computed after a miss. Returns whether it was stored (it is not when a
     /// dependency changed since the lookup: the result may predate that change).
     pub async fn store(&self, ticket: MissTicket, data: &[u8]) -> Result<bool, Error> {
-        self.store_raw(&ticket.req, &ticket.stamps, data, ticket.ttl).await
+        let stored = self.store_raw(&ticket.req, &ticket.stamps, data, ticket.ttl).await?;
+        if stored && ticket.local {
+            self.inner.local.put(ticket.req.value_key, ticket.stamps.0, data);
+        }
+        Ok(stored)
     }
 
     pub(crate) async fn store_raw(&self, req: &ReadRequest, stamps: &Stamps, data: &[u8], ttl: Duration) -> Result<bool, Error> {
@@ -926,5 +981,53 @@ impl Cache {
         } else {
             Err(BackendError::new("cache backend unavailable (circuit open)").into())
         }
+    }
+}
+
+/// The value key of the `local_get` probe: never stored, so reading it returns current stamps.
+const LOCAL_PROBE: &str = "local-get-probe";
+
+/// How many `local_get` copies a process keeps.
+const LOCAL_ENTRIES: usize = 10_000;
+
+/// One `local_get` copy: the stamps it was stored with and its bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalEntry {
+    stamps: String,
+    data: Arc<[u8]>,
+}
+
+/// The bounded in-process copies of `local_get` values.
+pub(crate) struct LocalCopies {
+    map: std::sync::Mutex<lru::LruCache<String, LocalEntry>>,
+}
+
+impl LocalCopies {
+    fn new(cap: usize) -> Self {
+        let cap = std::num::NonZeroUsize::new(cap.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
+        LocalCopies { map: std::sync::Mutex::new(lru::LruCache::new(cap)) }
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, LocalEntry>> {
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+    fn get(&self, key: &str) -> Option<LocalEntry> {
+        self.lock().get(key).cloned()
+    }
+    fn put(&self, key: String, stamps: String, data: &[u8]) {
+        self.lock().put(key, LocalEntry { stamps, data: Arc::from(data) });
+    }
+    fn remove(&self, key: &str) {
+        self.lock().pop(key);
+    }
+    /// Number of copies held.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl Cache {
+    /// Number of `local_get` copies held in this process.
+    pub fn local_copies(&self) -> usize {
+        self.inner.local.len()
     }
 }
