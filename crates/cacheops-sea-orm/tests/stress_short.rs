@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cacheops::{Cache, Profile, Profiles};
