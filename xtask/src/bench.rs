@@ -46,7 +46,9 @@ pub fn main(args: &Args) -> Res<bool> {
         other => return Err(format!("unknown backend {other:?} (redis, memory, all)")),
     };
     let extras = !args.flag("--no-extras");
-    runtime(2).block_on(async move {
+    // XTASK_WORKERS: tokio worker threads (default 2, one per core of the reference machine).
+    let workers = std::env::var("XTASK_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    runtime(workers).block_on(async move {
         println!(
             "# cacheops workload: N={n} seed={seed}, PostgreSQL schema {SCHEMA}, {} cores, release build",
             std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -268,6 +270,23 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     }
     lines.push(line("redis_rtt", &mut samples));
 
+    // The engine alone: `Cache::lookup` hits of one query depending on one conj (what get_pk_hit
+    // does below the SeaORM layer: analysis, key, rows).
+    let probe = cache.query(b"xtask-engine-probe", deps_eq("post", "id", 1));
+    if let Lookup::Miss(t) = cache.lookup(&probe).await.map_err(e("lookup"))? {
+        cache.store(t, &[b'v'; 365]).await.map_err(e("store"))?;
+    }
+    samples.clear();
+    for _ in 0..n {
+        let t = Instant::now();
+        let l = cache.lookup(&probe).await.map_err(e("lookup"))?;
+        samples.push(t.elapsed());
+        if !matches!(l, Lookup::Hit(_)) {
+            return Err(format!("engine probe: expected a hit, got {l:?}"));
+        }
+    }
+    let (em, ep) = summarize(&mut samples);
+
     println!("# backend: {backend}");
     for l in &lines {
         println!("{} {:.1} {:.1}", l.name, l.median, l.p99);
@@ -276,6 +295,7 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     println!("get_pk_hit/redis_rtt {:.2}", m("get_pk_hit") / m("redis_rtt"));
     println!("get_pk_nocache/get_pk_hit {:.2}", m("get_pk_nocache") / m("get_pk_hit"));
     println!("filter_list_hit/redis_rtt {:.2}", m("filter_list_hit") / m("redis_rtt"));
+    println!("# engine_lookup_hit {em:.1} {ep:.1} (Cache::lookup alone, 365-byte value)");
     for c in checks {
         println!("# check {c}");
     }
@@ -379,7 +399,8 @@ async fn extra_figures(_n: usize, _seed: u64, _backends: &[&str]) -> Res<()> {
     let backend = redis_backend(&server.url()).await?;
     let mut conn = backend.connection();
 
-    println!("# invalidation cost (own redis-server; one row of `post` whose category_id = 7 changes)");
+    println!("# invalidation cost (own redis-server; one row of `post` whose category_id = 7 changes; redis_commands");
+    println!("# counts the EVALSHA and the commands its script runs; keys_touched as reported by the finish script)");
     println!("# dependents  fill_s  invalidate_us  redis_commands  keys_deleted  keys_touched  dependents_hit_after");
     for k in [1usize, 1_000, 100_000] {
         let cache = Cache::builder()
@@ -395,6 +416,9 @@ async fn extra_figures(_n: usize, _seed: u64, _backends: &[&str]) -> Res<()> {
         if stored != k as u64 {
             return Err(format!("stored {stored} of {k}"));
         }
+        // Warm the script cache (a first EVALSHA may need a SCRIPT LOAD) on an unrelated row.
+        let other: Row = [("id".to_owned(), Value::Int(2)), ("category_id".to_owned(), Value::Int(8))].into();
+        cache.invalidate_rows("post", std::slice::from_ref(&other)).await.map_err(e("invalidate"))?;
         let keys_before: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.map_err(e("DBSIZE"))?;
         let cmds_before = info_field(&mut conn, "stats", "total_commands_processed").await?;
         let row: Row = [("id".to_owned(), Value::Int(1)), ("category_id".to_owned(), Value::Int(7))].into();
@@ -436,7 +460,12 @@ async fn extra_figures(_n: usize, _seed: u64, _backends: &[&str]) -> Res<()> {
         );
     }
 
-    // Memory: many distinct cached queries with a short timeout, then after they expire.
+    drop(server);
+    // Memory: many distinct cached queries with a short timeout, then after they expire (a fresh
+    // server of our own, so that the baseline is this cache's alone).
+    let server = OwnRedis::start(&[])?;
+    let backend = redis_backend(&server.url()).await?;
+    let mut conn = backend.connection();
     let cache = Cache::builder()
         .backend(Arc::new(backend.clone()))
         .prefix("mem")
