@@ -452,20 +452,33 @@ fn target_change(
             let assigned = statement_rows(w).into_iter().next().unwrap_or_default();
             let unknown: Vec<&String> =
                 w.columns.iter().filter(|c| !assigned.contains_key(c.as_str())).collect();
-            let mut rows = old.clone();
-            match returned {
-                Some(ret) if ret.len() == old.len() => rows.extend(ret),
-                _ => {
-                    for o in &old {
-                        let mut n = o.clone();
-                        for c in &unknown {
-                            n.remove(c.as_str());
-                        }
-                        n.extend(assigned.clone());
-                        rows.push(n);
+            // New rows: the old rows with the assignments applied (columns set from expressions
+            // unknown), then what RETURNING reported on top: whole rows replace them, a partial
+            // RETURNING of a single row is overlaid (several partial rows cannot be matched up).
+            let mut new_rows: Vec<Row> = old
+                .iter()
+                .map(|o| {
+                    let mut n = o.clone();
+                    for c in &unknown {
+                        n.remove(c.as_str());
                     }
+                    n.extend(assigned.clone());
+                    n
+                })
+                .collect();
+            if let Some(ret) = returned {
+                let whole = ret.iter().all(|r| old.first().is_none_or(|o| o.keys().all(|k| r.contains_key(k))));
+                if whole && ret.len() == old.len() {
+                    new_rows = ret;
+                } else if ret.len() == 1
+                    && let (Some(n), Some(r)) = (new_rows.first_mut(), ret.into_iter().next())
+                    && old.len() == 1
+                {
+                    n.extend(r);
                 }
             }
+            let mut rows = old;
+            rows.extend(new_rows);
             TableChange::rows(table, rows)
         }
         StatementKind::Delete => {

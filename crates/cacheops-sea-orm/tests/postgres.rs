@@ -496,3 +496,23 @@ async fn local_get_keeps_a_copy_that_other_processes_invalidate() {
     post::Entity::find_by_id(1).one(&e.db).await.unwrap();
     assert_eq!(e.take(), 0);
 }
+
+#[tokio::test]
+async fn partial_returning_stays_granular() {
+    let e = env("partret").await;
+    list(&e, 3).await;
+    list(&e, 4).await;
+    e.take();
+    let be = e.db.get_database_backend();
+    let rows = e
+        .db
+        .query_all_raw(Statement::from_sql_and_values(be, "UPDATE post SET title = $1 WHERE id = $2 RETURNING id", ["t".into(), 1.into()]))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    e.take();
+    list(&e, 4).await;
+    assert_eq!(e.take(), 0, "a partial RETURNING does not invalidate the whole table");
+    assert_eq!(list(&e, 3).await[0].title, "t");
+    assert_eq!(e.take(), 1);
+}
