@@ -125,12 +125,7 @@ impl CachedConnection {
     }
 
     async fn unknown_write(&self, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
-        let out = match mode {
-            WriteMode::Execute => Output::Exec(self.inner.execute_raw(stmt).await?),
-            WriteMode::Unprepared => Output::Exec(self.inner.execute_unprepared(&stmt.sql).await?),
-            WriteMode::One => Output::Rows(self.inner.query_one_raw(stmt).await?.into_iter().collect()),
-            WriteMode::All => Output::Rows(self.inner.query_all_raw(stmt).await?),
-        };
+        let out = engine::run_write(&self.inner, stmt, mode).await?;
         self.shared.invalidate_all().await?;
         Ok(out)
     }
@@ -144,12 +139,7 @@ impl CachedConnection {
                 let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
                 Ok(Output::Rows(engine::read(&self.shared, &self.inner, stmt, read_mode, true).await?))
             }
-            _ => match mode {
-                WriteMode::Execute => Ok(Output::Exec(self.inner.execute_raw(stmt).await?)),
-                WriteMode::Unprepared => Ok(Output::Exec(self.inner.execute_unprepared(&stmt.sql).await?)),
-                WriteMode::One => Ok(Output::Rows(self.inner.query_one_raw(stmt).await?.into_iter().collect())),
-                WriteMode::All => Ok(Output::Rows(self.inner.query_all_raw(stmt).await?)),
-            },
+            _ => engine::run_write(&self.inner, stmt, mode).await,
         }
     }
 
@@ -199,13 +189,8 @@ impl StreamTrait for CachedConnection {
     /// connection (its invalidation could not be tied to the stream's end): that is an error.
     fn stream_raw<'a>(&'a self, stmt: Statement) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
         Box::pin(async move {
-            let params = crate::convert::params(&stmt);
-            match engine::classify(&self.shared, &stmt.sql, &params) {
-                Class::Write(_) | Class::Unknown => Err(DbErr::Custom(
-                    "cacheops: data-changing statements cannot be streamed through CachedConnection; use query_all".into(),
-                )),
-                _ => self.inner.stream_raw(stmt).await,
-            }
+            engine::refuse_stream_write(&self.shared, &stmt)?;
+            self.inner.stream_raw(stmt).await
         })
     }
 }

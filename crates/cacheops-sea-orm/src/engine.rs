@@ -294,6 +294,18 @@ pub(crate) async fn read<C: ConnectionTrait>(
 /// How long a reader waits for another's computation under the dog-pile lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Streams are not cached, and a data-changing statement cannot be streamed through the cached
+/// connection (its invalidation could not be tied to the stream's end): that is an error.
+pub(crate) fn refuse_stream_write(shared: &Shared, stmt: &Statement) -> Result<(), DbErr> {
+    let params = convert::params(stmt);
+    match classify(shared, &stmt.sql, &params) {
+        Class::Write(_) | Class::Unknown => Err(DbErr::Custom(
+            "cacheops: data-changing statements cannot be streamed through a cached connection; use query_all".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// How a write statement is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WriteMode {
@@ -324,7 +336,7 @@ impl Output {
     }
 }
 
-async fn run_write<C: ConnectionTrait>(conn: &C, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
+pub(crate) async fn run_write<C: ConnectionTrait>(conn: &C, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
     Ok(match mode {
         WriteMode::Execute => Output::Exec(conn.execute_raw(stmt).await?),
         WriteMode::Unprepared => Output::Exec(conn.execute_unprepared(&stmt.sql).await?),

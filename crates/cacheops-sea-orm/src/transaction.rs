@@ -122,20 +122,20 @@ impl CachedTransaction {
             Class::Write(a) if !cacheops::invalidation_suppressed() => self.write(stmt, &a, mode).await,
             Class::Write(_) => {
                 self.with_level(|l| l.dirty = true);
-                raw(txn, stmt, mode).await
+                engine::run_write(txn, stmt, mode).await
             }
             Class::Unknown => {
                 self.with_level(|l| {
                     l.dirty = true;
                     l.invalidate_all = !cacheops::invalidation_suppressed();
                 });
-                raw(txn, stmt, mode).await
+                engine::run_write(txn, stmt, mode).await
             }
             Class::Read(_) if matches!(mode, WriteMode::One | WriteMode::All) => {
                 let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
                 Ok(Output::Rows(engine::read(&self.shared, txn, stmt, read_mode, self.reads_allowed()).await?))
             }
-            _ => raw(txn, stmt, mode).await,
+            _ => engine::run_write(txn, stmt, mode).await,
         }
     }
 
@@ -181,15 +181,6 @@ impl CachedTransaction {
         }
         first_err.map_or(Ok(()), Err)
     }
-}
-
-async fn raw(txn: &DatabaseTransaction, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
-    Ok(match mode {
-        WriteMode::Execute => Output::Exec(txn.execute_raw(stmt).await?),
-        WriteMode::Unprepared => Output::Exec(txn.execute_unprepared(&stmt.sql).await?),
-        WriteMode::One => Output::Rows(txn.query_one_raw(stmt).await?.into_iter().collect()),
-        WriteMode::All => Output::Rows(txn.query_all_raw(stmt).await?),
-    })
 }
 
 impl Drop for CachedTransaction {
@@ -318,13 +309,8 @@ impl StreamTrait for CachedTransaction {
 
     fn stream_raw<'a>(&'a self, stmt: Statement) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
         Box::pin(async move {
-            let params = crate::convert::params(&stmt);
-            match engine::classify(&self.shared, &stmt.sql, &params) {
-                Class::Write(_) | Class::Unknown => Err(DbErr::Custom(
-                    "cacheops: data-changing statements cannot be streamed through CachedTransaction; use query_all".into(),
-                )),
-                _ => self.txn()?.stream_raw(stmt).await,
-            }
+            engine::refuse_stream_write(&self.shared, &stmt)?;
+            self.txn()?.stream_raw(stmt).await
         })
     }
 }
