@@ -135,9 +135,9 @@ impl CachedConnection {
         match engine::classify(&self.shared, &stmt.sql, &params) {
             Class::Write(a) if !cacheops::invalidation_suppressed() => self.autocommit_write(stmt, &a, mode).await,
             Class::Unknown => self.unknown_write(stmt, mode).await,
-            Class::Read(_) if matches!(mode, WriteMode::One | WriteMode::All) => {
+            Class::Read(a) if matches!(mode, WriteMode::One | WriteMode::All) => {
                 let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
-                Ok(Output::Rows(engine::read(&self.shared, &self.inner, stmt, read_mode, true).await?))
+                Ok(Output::Rows(engine::read_analyzed(&self.shared, &self.inner, stmt, &params, &a, read_mode, true).await?))
             }
             _ => engine::run_write(&self.inner, stmt, mode).await,
         }

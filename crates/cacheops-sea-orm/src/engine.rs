@@ -250,11 +250,23 @@ pub(crate) async fn read<C: ConnectionTrait>(
     allowed: bool,
 ) -> Result<Vec<QueryResult>, DbErr> {
     let params = convert::params(&stmt);
-    let analysis = match classify(shared, &stmt.sql, &params) {
-        Class::Read(a) => a,
-        _ => return run_read(conn, stmt, mode).await,
-    };
-    let plan = if allowed { cache_plan(shared, &analysis, mode) } else { None };
+    match classify(shared, &stmt.sql, &params) {
+        Class::Read(a) => read_analyzed(shared, conn, stmt, &params, &a, mode, allowed).await,
+        _ => run_read(conn, stmt, mode).await,
+    }
+}
+
+/// [`read`] of a statement the caller has already classified as a read (`params` are its binds).
+pub(crate) async fn read_analyzed<C: ConnectionTrait>(
+    shared: &Shared,
+    conn: &C,
+    stmt: Statement,
+    params: &[cacheops::Value],
+    analysis: &Analysis,
+    mode: ReadMode,
+    allowed: bool,
+) -> Result<Vec<QueryResult>, DbErr> {
+    let plan = if allowed { cache_plan(shared, analysis, mode) } else { None };
     let Some(plan) = plan else { return run_read(conn, stmt, mode).await };
     let shape = match mode {
         ReadMode::One => "sea-orm:one",
@@ -262,7 +274,7 @@ pub(crate) async fn read<C: ConnectionTrait>(
     };
     let tables: Vec<&str> = analysis.reads.tables().collect();
     let Some(cache) = shared.cache_for(&tables)? else { return run_read(conn, stmt, mode).await };
-    let mut query = cache.sql_query(&stmt.sql, &params, &analysis, &shared.db, shape);
+    let mut query = cache.sql_query(&stmt.sql, params, analysis, &shared.db, shape);
     if let Some(t) = plan.timeout {
         query = query.with_timeout(t);
     }

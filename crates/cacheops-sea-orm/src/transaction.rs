@@ -131,9 +131,9 @@ impl CachedTransaction {
                 });
                 engine::run_write(txn, stmt, mode).await
             }
-            Class::Read(_) if matches!(mode, WriteMode::One | WriteMode::All) => {
+            Class::Read(a) if matches!(mode, WriteMode::One | WriteMode::All) => {
                 let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
-                Ok(Output::Rows(engine::read(&self.shared, txn, stmt, read_mode, self.reads_allowed()).await?))
+                Ok(Output::Rows(engine::read_analyzed(&self.shared, txn, stmt, &params, &a, read_mode, self.reads_allowed()).await?))
             }
             _ => engine::run_write(txn, stmt, mode).await,
         }
