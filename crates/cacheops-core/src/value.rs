@@ -74,6 +74,50 @@ impl Value {
         finish(escape(&raw))
     }
 
+    /// Appends an exact, self-delimiting binary form of this value to `out`: a tag byte, then a
+    /// fixed-width number or a length-prefixed payload. Unlike [`Value::render`] it tells every
+    /// two different values apart (types included), so a sequence of encodings identifies a list
+    /// of bind values — what cache keys of SQL reads are derived from.
+    ///
+    /// ```
+    /// use cacheops_core::Value;
+    /// let enc = |v: &[Value]| { let mut out = Vec::new(); v.iter().for_each(|v| v.encode_into(&mut out)); out };
+    /// assert_ne!(enc(&[Value::Int(3)]), enc(&[Value::Text("3".into())]));
+    /// assert_ne!(enc(&[Value::Text("a".into()), Value::Text("b".into())]), enc(&[Value::Text("ab".into())]));
+    /// ```
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        fn payload(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+            out.push(tag);
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        match self {
+            Value::Null => out.push(0),
+            Value::Bool(b) => out.extend_from_slice(&[1, u8::from(*b)]),
+            Value::Int(i) => {
+                out.push(2);
+                out.extend_from_slice(&i.to_le_bytes());
+            }
+            Value::UInt(u) => {
+                out.push(3);
+                out.extend_from_slice(&u.to_le_bytes());
+            }
+            Value::Float(f) => {
+                out.push(4);
+                out.extend_from_slice(&f.to_bits().to_le_bytes());
+            }
+            Value::Text(t) => payload(out, 5, t.as_bytes()),
+            Value::Bytes(b) => payload(out, 6, b),
+            Value::Array(items) => {
+                out.push(7);
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+                for item in items {
+                    item.encode_into(out);
+                }
+            }
+        }
+    }
+
     /// Whether this value is SQL `NULL`.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)

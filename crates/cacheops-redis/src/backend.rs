@@ -5,7 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 use cacheops_core::protocol::{
-    Backend, BackendError, BypassReason, ReadReply, ReadRequest, Stamps, TableWrite, WriteRequest,
+    Backend, BackendError, BypassReason, HEADER_END, ReadReply, ReadRequest, Stamps, TableWrite,
+    WriteRequest,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -211,8 +212,53 @@ impl RedisBackend {
     }
 
     /// [`Backend::read`], with this crate's error type.
+    ///
+    /// A hit costs one round trip and no Lua: `MULTI; MGET value stamps…; EXISTS schemes…; EXEC`
+    /// ([`RedisBackend::read_hit`]). Anything else (a missing key, a marker, a stamp mismatch,
+    /// an unregistered table) falls back to `read.lua`, which decides miss or bypass and creates
+    /// what is missing.
     pub async fn read_checked(&self, req: &ReadRequest) -> Result<ReadReply, RedisBackendError> {
         check_same_slot(read_keys(req))?;
+        if let Some(data) = self.read_hit(req).await? {
+            return Ok(ReadReply::Hit(data));
+        }
+        self.read_script(req).await
+    }
+
+    /// The hit branch of `read.lua` as one transaction of two read-only commands: the value and
+    /// every stamp (`MGET`, in stamp-vector order) and the tables' schemes registries
+    /// (`EXISTS`), read atomically. It is a hit exactly when `read.lua` would return one — every
+    /// stamp present and not a marker, every table registered, the value's header equal to the
+    /// stamps — and in that case `read.lua` writes nothing either, so the two are
+    /// interchangeable. `None`: not a hit (the script decides what it is).
+    pub async fn read_hit(&self, req: &ReadRequest) -> Result<Option<Vec<u8>>, RedisBackendError> {
+        let mut mget = redis::cmd("MGET");
+        mget.arg(&req.value_key).arg(&req.epoch_key);
+        let mut exists = redis::cmd("EXISTS");
+        for t in &req.tables {
+            mget.arg(&t.table_key);
+            for c in &t.conjs {
+                mget.arg(&c.key);
+            }
+            exists.arg(&t.schemes_key);
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic().add_command(mget).add_command(exists);
+        let mut conn = self.conn.clone();
+        let (mut values, registered): (Vec<Option<Vec<u8>>>, usize) =
+            pipe.query_async(&mut conn).await?;
+        if registered != req.tables.len() {
+            return Ok(None);
+        }
+        let Some((value, stamps)) = values.split_first_mut() else {
+            return Ok(None);
+        };
+        Ok(value.take().and_then(|v| hit_data(v, stamps)))
+    }
+
+    /// `read.lua`: the full read-check (miss and bypass decisions, stamp creation, scheme
+    /// registration).
+    async fn read_script(&self, req: &ReadRequest) -> Result<ReadReply, RedisBackendError> {
         let mut inv = SCRIPTS.read.prepare_invoke();
         inv.key(&req.value_key)
             .key(&req.epoch_key)
@@ -333,6 +379,31 @@ impl RedisBackend {
     }
 }
 
+/// The data of a stored value (`header \n data`) if its header equals the current stamps joined
+/// by spaces and none of them is absent or a marker; `None` otherwise.
+fn hit_data(mut value: Vec<u8>, stamps: &[Option<Vec<u8>>]) -> Option<Vec<u8>> {
+    let end = value.iter().position(|&b| b == HEADER_END)?;
+    let mut rest = &value[..end];
+    for (i, stamp) in stamps.iter().enumerate() {
+        let stamp = stamp.as_deref()?;
+        if stamp.first() == Some(&MARKER_BYTE) {
+            return None;
+        }
+        if i > 0 {
+            rest = rest.strip_prefix(b" ")?;
+        }
+        rest = rest.strip_prefix(stamp)?;
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    value.drain(..=end);
+    Some(value)
+}
+
+/// [`MARKER_PREFIX`](cacheops_core::protocol::MARKER_PREFIX) as a byte.
+const MARKER_BYTE: u8 = cacheops_core::protocol::MARKER_PREFIX as u8;
+
 fn read_keys(req: &ReadRequest) -> impl Iterator<Item = &str> {
     [
         req.value_key.as_str(),
@@ -439,5 +510,34 @@ impl Backend for RedisBackend {
     async fn ping(&self) -> Result<(), BackendError> {
         let _: String = self.query(&redis::cmd("PING")).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hit_data;
+
+    fn stamps(s: &[Option<&str>]) -> Vec<Option<Vec<u8>>> {
+        s.iter().map(|x| x.map(|x| x.as_bytes().to_vec())).collect()
+    }
+
+    #[test]
+    fn hit_requires_the_exact_stamp_vector() {
+        let value = b"e1 t1 c1\ndata\nwith newline".to_vec();
+        let current = stamps(&[Some("e1"), Some("t1"), Some("c1")]);
+        assert_eq!(hit_data(value.clone(), &current).as_deref(), Some(&b"data\nwith newline"[..]));
+        // A changed, missing, extra, or marker stamp is not a hit.
+        for other in [
+            stamps(&[Some("e1"), Some("t1"), Some("c2")]),
+            stamps(&[Some("e1"), None, Some("c1")]),
+            stamps(&[Some("e1"), Some("t1")]),
+            stamps(&[Some("e1"), Some("t1"), Some("c1"), Some("c9")]),
+            stamps(&[Some("e1"), Some("t1"), Some("!w@99")]),
+            stamps(&[Some("e1"), Some("t1"), Some("c")]),
+        ] {
+            assert_eq!(hit_data(value.clone(), &other), None, "{other:?}");
+        }
+        // No header at all.
+        assert_eq!(hit_data(b"e1 t1 c1".to_vec(), &current), None);
     }
 }

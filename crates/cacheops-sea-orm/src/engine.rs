@@ -1,5 +1,6 @@
 //! The read and write paths shared by `CachedConnection` and `CachedTransaction`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use cacheops::{
@@ -21,6 +22,62 @@ pub(crate) struct Shared {
     pub(crate) fks: crate::cascade::Graph,
     pub(crate) prefix_fn: Option<PrefixFn>,
     by_prefix: std::sync::Mutex<std::collections::HashMap<String, Cache>>,
+    plans: PlanMemo,
+}
+
+/// A read statement (SQL text and binds) classified once: its analysis and, per read mode, its
+/// cache query with the keys derived (see [`cacheops::Query`]). Memoised per connection in
+/// [`PlanMemo`], so that a repeated read costs one map lookup instead of analysis, hashing and
+/// key derivation.
+pub(crate) struct ReadPlan {
+    pub(crate) analysis: Analysis,
+    /// The query of [`ReadMode::One`] and [`ReadMode::All`] reads, for the connection's own cache
+    /// (not memoised with a prefix callback, whose answer may change between calls).
+    queries: [std::sync::OnceLock<cacheops::Query>; 2],
+}
+
+impl ReadPlan {
+    fn new(analysis: Analysis) -> ReadPlan {
+        ReadPlan { analysis, queries: Default::default() }
+    }
+}
+
+/// Most read plans a connection memoises; past it the memo starts over.
+const PLAN_MEMO_ENTRIES: usize = 4096;
+
+/// The read plans of recent statements, keyed by SQL text and exact bind values.
+#[derive(Default)]
+struct PlanMemo {
+    map: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<ReadPlan>>>,
+}
+
+impl PlanMemo {
+    fn key(sql: &str, params: &[cacheops::Value]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(sql.len() + 1 + 16 * params.len());
+        key.extend_from_slice(sql.as_bytes());
+        // SQL text never contains 0xFF (not UTF-8): the separator keeps the key unambiguous.
+        key.push(0xFF);
+        for p in params {
+            p.encode_into(&mut key);
+        }
+        key
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<Vec<u8>, Arc<ReadPlan>>> {
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Arc<ReadPlan>> {
+        self.lock().get(key).cloned()
+    }
+
+    fn insert(&self, key: Vec<u8>, plan: Arc<ReadPlan>) {
+        let mut map = self.lock();
+        if map.len() >= PLAN_MEMO_ENTRIES {
+            map.clear();
+        }
+        map.insert(key, plan);
+    }
 }
 
 /// A prefix callback (see [`crate::CachedConnection::with_prefix_fn`]).
@@ -54,6 +111,7 @@ impl Shared {
             fks: Default::default(),
             prefix_fn: None,
             by_prefix: Default::default(),
+            plans: Default::default(),
         })
     }
 }
@@ -79,6 +137,7 @@ impl Shared {
             fks: Default::default(),
             prefix_fn: Some(f),
             by_prefix: Default::default(),
+            plans: Default::default(),
         })
     }
 
@@ -130,14 +189,14 @@ pub(crate) fn err(e: cacheops::Error) -> DbErr {
 /// How a read statement is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadMode {
-    One,
-    All,
+    One = 0,
+    All = 1,
 }
 
 /// What a statement is, for the wrapper.
 pub(crate) enum Class {
     /// A read that may be cached.
-    Read(Analysis),
+    Read(Arc<ReadPlan>),
     /// A write with a known target.
     Write(Analysis),
     /// Anything that neither reads cacheably nor writes (DDL without data loss, SET, BEGIN …).
@@ -162,9 +221,17 @@ fn may_change_data(sql: &str) -> bool {
 }
 
 pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -> Class {
+    let key = PlanMemo::key(sql, params);
+    if let Some(plan) = shared.plans.get(&key) {
+        return Class::Read(plan);
+    }
     match shared.analyzer.analyze(sql, params) {
         Ok(a) => match a.kind {
-            StatementKind::Read if a.write.is_none() => Class::Read(a),
+            StatementKind::Read if a.write.is_none() => {
+                let plan = Arc::new(ReadPlan::new(a));
+                shared.plans.insert(key, Arc::clone(&plan));
+                Class::Read(plan)
+            }
             StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => Class::Write(a),
             StatementKind::Other if !may_change_data(sql) => {
                 if is_ddl(sql) {
@@ -251,7 +318,7 @@ pub(crate) async fn read<C: ConnectionTrait>(
 ) -> Result<Vec<QueryResult>, DbErr> {
     let params = convert::params(&stmt);
     match classify(shared, &stmt.sql, &params) {
-        Class::Read(a) => read_analyzed(shared, conn, stmt, &params, &a, mode, allowed).await,
+        Class::Read(plan) => read_analyzed(shared, conn, stmt, &params, &plan, mode, allowed).await,
         _ => run_read(conn, stmt, mode).await,
     }
 }
@@ -262,25 +329,37 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
     conn: &C,
     stmt: Statement,
     params: &[cacheops::Value],
-    analysis: &Analysis,
+    read: &ReadPlan,
     mode: ReadMode,
     allowed: bool,
 ) -> Result<Vec<QueryResult>, DbErr> {
+    let analysis = &read.analysis;
     let plan = if allowed { cache_plan(shared, analysis, mode) } else { None };
     let Some(plan) = plan else { return run_read(conn, stmt, mode).await };
-    let shape = match mode {
-        ReadMode::One => "sea-orm:one",
-        ReadMode::All => "sea-orm:all",
+    let build = |cache: &Cache| {
+        let shape = match mode {
+            ReadMode::One => "sea-orm:one",
+            ReadMode::All => "sea-orm:all",
+        };
+        let query = cache.sql_query(&stmt.sql, params, analysis, &shared.db, shape);
+        let profiles = shared.cache.profiles();
+        let local = mode == ReadMode::One
+            && analysis.shape == ReadShape::Rows
+            && analysis.reads.tables().all(|t| profiles.for_table(t).local_get);
+        query.with_local(local)
     };
-    let tables: Vec<&str> = analysis.reads.tables().collect();
-    let Some(cache) = shared.cache_for(&tables)? else { return run_read(conn, stmt, mode).await };
-    let mut query = cache.sql_query(&stmt.sql, params, analysis, &shared.db, shape);
+    let prefixed;
+    let (cache, mut query) = if shared.prefix_fn.is_none() {
+        let memo = &read.queries[mode as usize];
+        (&shared.cache, Cow::Borrowed(memo.get_or_init(|| build(&shared.cache))))
+    } else {
+        let tables: Vec<&str> = analysis.reads.tables().collect();
+        let Some(cache) = shared.cache_for(&tables)? else { return run_read(conn, stmt, mode).await };
+        prefixed = cache;
+        (&prefixed, Cow::Owned(build(&prefixed)))
+    };
     if let Some(t) = plan.timeout {
-        query = query.with_timeout(t);
-    }
-    let profiles = shared.cache.profiles();
-    if mode == ReadMode::One && analysis.shape == ReadShape::Rows && tables.iter().all(|t| profiles.for_table(t).local_get) {
-        query = query.with_local(true);
+        query = Cow::Owned(query.into_owned().with_timeout(t));
     }
     let opts = cacheops::LockOpts::new(plan.lock, LOCK_WAIT);
     let fetched = cache

@@ -167,9 +167,10 @@ impl CachedConnection {
     {
         let shared = self.shared();
         let params = crate::convert::params(&stmt);
-        let Class::Read(analysis) = engine::classify(shared, &stmt.sql, &params) else {
+        let Class::Read(plan) = engine::classify(shared, &stmt.sql, &params) else {
             return compute().await;
         };
+        let analysis = &plan.analysis;
         let profiles = shared.cache.profiles();
         let disabled = analysis.reads.tables().any(|t| profiles.is_configured(t) && !profiles.for_table(t).enabled);
         if disabled || analysis.locking || analysis.volatile || matches!(scope::current(), Some(Override::Off)) {
@@ -177,7 +178,7 @@ impl CachedConnection {
         }
         let tables: Vec<&str> = analysis.reads.tables().collect();
         let Some(cache) = shared.cache_for(&tables)? else { return compute().await };
-        let query = cache.sql_query(&stmt.sql, &params, &analysis, &shared.db, &format!("typed:{shape}:{type_name}"));
+        let query = cache.sql_query(&stmt.sql, &params, analysis, &shared.db, &format!("typed:{shape}:{type_name}"));
         let lock = analysis.reads.tables().any(|t| profiles.for_table(t).lock);
         let opts = cacheops::LockOpts::new(lock, std::time::Duration::from_secs(5));
         let bytes = cache

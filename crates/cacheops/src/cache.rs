@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -155,13 +155,36 @@ impl fmt::Debug for Cache {
 }
 
 /// A cacheable read: a hash that identifies its result, what it depends on, and how long it lives.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Its keys are derived once, on the first lookup, and shared by its clones: keep a `Query`
+/// (or a clone) around to make repeated lookups of the same read cheaper.
+#[derive(Debug, Clone)]
 pub struct Query {
     pub(crate) hash: String,
     pub(crate) deps: Dependencies,
     pub(crate) timeout: Duration,
     pub(crate) label: Option<Arc<str>>,
     pub(crate) local: bool,
+    pub(crate) prepared: Arc<OnceLock<Prepared>>,
+}
+
+impl PartialEq for Query {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.deps == other.deps
+            && self.timeout == other.timeout
+            && self.label == other.label
+            && self.local == other.local
+    }
+}
+
+/// What a lookup of a [`Query`] sends, derived once: its shape and its read-check request
+/// (whose `new_stamp` is filled per lookup), for the key space it was derived in.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    keys: Arc<KeySpace>,
+    shape: Shape,
+    req: ReadRequest,
 }
 
 /// The key-level form of a set of dependencies: per table, its conj keys as (scheme, rendered
@@ -187,6 +210,10 @@ impl Shape {
 }
 
 impl Query {
+    pub(crate) fn new(hash: String, deps: Dependencies, timeout: Duration, label: Option<Arc<str>>) -> Query {
+        Query { hash, deps, timeout, label, local: false, prepared: Arc::default() }
+    }
+
     /// The key hash.
     pub fn hash(&self) -> &str {
         &self.hash
@@ -202,7 +229,11 @@ impl Query {
     /// Overrides the lifetime.
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        if timeout != self.timeout {
+            self.timeout = timeout;
+            // The conj stamps' TTL follows the lifetime: derive the request again.
+            self.prepared = Arc::default();
+        }
         self
     }
     /// Keeps a copy of this query's value in process (`local_get`): a later lookup checks the
@@ -270,10 +301,9 @@ fn new_stamp() -> String {
 }
 
 fn encode_params(params: &[Value]) -> Vec<u8> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(16 * params.len());
     for p in params {
-        out.extend_from_slice(format!("{p:?}").as_bytes());
-        out.push(0);
+        p.encode_into(&mut out);
     }
     out
 }
@@ -352,7 +382,7 @@ impl Cache {
     pub fn query(&self, identity: &[u8], deps: Dependencies) -> Query {
         let hash = hash_parts([b"manual".as_ref(), identity]);
         let timeout = self.timeout_for(&deps);
-        Query { hash, deps, timeout, label: None, local: false }
+        Query::new(hash, deps, timeout, None)
     }
 
     /// Analyses a SQL statement with its binds.
@@ -375,7 +405,7 @@ impl Cache {
             shape.as_bytes(),
         ]);
         let timeout = self.timeout_for(&analysis.reads);
-        Query { hash, deps: analysis.reads.clone(), timeout, label: None, local: false }
+        Query::new(hash, analysis.reads.clone(), timeout, None)
     }
 
     pub(crate) fn timeout_for(&self, deps: &Dependencies) -> Duration {
@@ -473,12 +503,31 @@ impl Cache {
         if !self.inner.enabled {
             return Ok(self.bypass(BypassReason::Unavailable));
         }
-        let shape = Shape::of(&q.deps);
-        let source = match &q.label {
+        let fresh;
+        let prepared = match q.prepared.get() {
+            Some(p) if Arc::ptr_eq(&p.keys, &self.keys) => p,
+            Some(_) => {
+                // Derived by another cache (another prefix): derive for this one, uncached.
+                fresh = self.prepare(q);
+                &fresh
+            }
+            None => q.prepared.get_or_init(|| self.prepare(q)),
+        };
+        let mut req = prepared.req.clone();
+        req.new_stamp = new_stamp();
+        let source = || match &q.label {
             Some(l) => ReadSource::Function { name: l.to_string() },
             None => ReadSource::Query { hash: q.hash.clone() },
         };
-        self.lookup_shape_local(&shape, &q.hash, q.timeout, source, q.local).await
+        self.lookup_request(&prepared.shape, req, q.timeout, source, q.local).await
+    }
+
+    /// Derives a query's keys in this cache's key space.
+    fn prepare(&self, q: &Query) -> Prepared {
+        let shape = Shape::of(&q.deps);
+        let mut req = self.shape_request(&shape, self.keys.value(&q.hash), q.timeout);
+        req.new_stamp = String::new();
+        Prepared { keys: Arc::clone(&self.keys), shape, req }
     }
 
     /// Lookup of a value stored under `hash` with the dependencies `shape`.
@@ -489,22 +538,24 @@ impl Cache {
         timeout: Duration,
         source: ReadSource,
     ) -> Result<Lookup, Error> {
-        self.lookup_shape_local(shape, hash, timeout, source, false).await
+        let req = self.shape_request(shape, self.keys.value(hash), timeout);
+        self.lookup_request(shape, req, timeout, || source, false).await
     }
 
-    async fn lookup_shape_local(
+    /// Lookup with a read-check request derived from `shape` (its value key identifies the value).
+    async fn lookup_request(
         &self,
         shape: &Shape,
-        hash: &str,
+        req: ReadRequest,
         timeout: Duration,
-        source: ReadSource,
+        source: impl FnOnce() -> ReadSource,
         local: bool,
     ) -> Result<Lookup, Error> {
         if !self.inner.enabled {
             return Ok(self.bypass(BypassReason::Unavailable));
         }
-        let span = tracing::debug_span!("cacheops.lookup", hash = %hash);
-        let res = tracing::Instrument::instrument(self.lookup_inner(shape, hash, timeout, local), span).await;
+        let span = tracing::debug_span!("cacheops.lookup", key = %req.value_key);
+        let res = tracing::Instrument::instrument(self.lookup_inner(shape, req, timeout, local), span).await;
         if let Ok(l) = &res {
             let outcome = match l {
                 Lookup::Hit(_) => ReadOutcome::Hit,
@@ -512,9 +563,9 @@ impl Cache {
                 Lookup::Bypass(_) => ReadOutcome::Bypass,
             };
             if self.inner.subscribers.has_read() {
-                self.emit_read(&ReadEvent { source, outcome, tables: shape.table_names() });
+                self.emit_read(&ReadEvent { source: source(), outcome, tables: shape.table_names() });
             } else {
-                crate::events::count_read(outcome, matches!(source, ReadSource::Function { .. }));
+                crate::events::count_read(outcome, matches!(source(), ReadSource::Function { .. }));
             }
         }
         res
@@ -526,7 +577,7 @@ impl Cache {
         self.inner.subscribers.read(event);
     }
 
-    async fn lookup_inner(&self, shape: &Shape, hash: &str, timeout: Duration, local: bool) -> Result<Lookup, Error> {
+    async fn lookup_inner(&self, shape: &Shape, mut req: ReadRequest, timeout: Duration, local: bool) -> Result<Lookup, Error> {
         if crate::deps_scope::active() {
             crate::deps_scope::record_shape(self, shape).await;
         }
@@ -540,11 +591,10 @@ impl Cache {
         if self.inner.health.needs_sync() && !self.sync().await? {
             return self.unavailable();
         }
-        let value_key = self.keys.value(hash);
-        if local && let Some(entry) = self.inner.local.get(&value_key) {
+        if local && let Some(entry) = self.inner.local.get(&req.value_key) {
             // Check the local copy's stamps: a read-check of a key that is never stored returns
             // the current stamps (a miss) without transferring any value.
-            let mut req = self.shape_request(shape, self.keys.value(LOCAL_PROBE), timeout);
+            let value_key = std::mem::replace(&mut req.value_key, self.keys.value(LOCAL_PROBE));
             match self.inner.backend.read(&req).await {
                 Ok(ReadReply::Miss(stamps)) => {
                     self.inner.health.succeeded();
@@ -561,14 +611,14 @@ impl Cache {
                     self.inner.health.succeeded();
                     return Ok(self.bypass(reason));
                 }
-                Ok(ReadReply::Hit(_)) => {}
+                // Never stored, so never a hit; read the shared value.
+                Ok(ReadReply::Hit(_)) => req.value_key = value_key,
                 Err(e) => {
                     self.backend_failed(e)?;
                     return Ok(self.bypass(BypassReason::Unavailable));
                 }
             }
         }
-        let req = self.shape_request(shape, value_key, timeout);
         match self.inner.backend.read(&req).await {
             Ok(ReadReply::Hit(data)) => {
                 self.inner.health.succeeded();

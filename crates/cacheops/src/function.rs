@@ -293,7 +293,7 @@ impl<S: Serializer> CachedAs<S> {
         let Some(deps) = &self.deps else { return Ok(None) };
         let deps = deps.resolve(&self.cache)?;
         let timeout = self.timeout.unwrap_or_else(|| self.cache.timeout_for(&deps));
-        Ok(Some(Query { hash, deps, timeout, label: Some(Arc::clone(&self.name)), local: false }))
+        Ok(Some(Query::new(hash, deps, timeout, Some(Arc::clone(&self.name)))))
     }
 
     fn shape_timeout(&self, shape: &Shape) -> Duration {

@@ -124,6 +124,17 @@ impl Env {
         }
     }
 
+    /// An environment on a given Redis backend (a server started by the test), fresh namespace.
+    #[allow(dead_code)]
+    pub fn with_backend(b: RedisBackend) -> Env {
+        Env {
+            kind: Kind::Standalone,
+            backend: Arc::new(b.clone()),
+            redis: Some(b),
+            ks: KeySpace::new(&format!("t{}", unique())).expect("valid prefix"),
+        }
+    }
+
     /// The same backend, another namespace.
     pub fn sibling(&self) -> Env {
         Env {
