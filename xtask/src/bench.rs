@@ -181,8 +181,20 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     let s1 = cache.stats();
     checks.push(format!("get_pk_miss: misses={} stores={}", s1.misses - s0.misses, s1.stores - s0.stores));
 
+    // `redis_rtt` is sampled interleaved with `get_pk_hit` (one plain GET right before each hit),
+    // so that the ratio of the two compares calls made under the same machine load.
+    let key = format!("xtask-bench-rtt-{}", std::process::id());
+    {
+        let mut c = rtt.clone();
+        let _: () = redis::cmd("SET").arg(&key).arg("x").arg("EX").arg(60).query_async(&mut c).await.map_err(e("SET"))?;
+    }
+    let mut rtt_samples = Vec::with_capacity(n);
     samples.clear();
     for &id in &ids {
+        let t = Instant::now();
+        let v = redis_get(&rtt, &key).await?;
+        rtt_samples.push(t.elapsed());
+        debug_assert!(v.is_some());
         let t = Instant::now();
         get(&db, id).await?;
         samples.push(t.elapsed());
@@ -256,19 +268,7 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     }
     lines.push(line("get_pk_nocache", &mut samples));
 
-    let key = format!("xtask-bench-rtt-{}", std::process::id());
-    {
-        let mut c = rtt.clone();
-        let _: () = redis::cmd("SET").arg(&key).arg("x").arg("EX").arg(60).query_async(&mut c).await.map_err(e("SET"))?;
-    }
-    samples.clear();
-    for _ in 0..n {
-        let t = Instant::now();
-        let v = redis_get(&rtt, &key).await?;
-        samples.push(t.elapsed());
-        debug_assert!(v.is_some());
-    }
-    lines.push(line("redis_rtt", &mut samples));
+    lines.push(line("redis_rtt", &mut rtt_samples));
 
     // The engine alone: `Cache::lookup` hits of one query depending on one conj (what get_pk_hit
     // does below the SeaORM layer: analysis, key, rows).

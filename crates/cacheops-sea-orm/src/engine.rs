@@ -34,11 +34,13 @@ pub(crate) struct ReadPlan {
     /// The query of [`ReadMode::One`] and [`ReadMode::All`] reads, for the connection's own cache
     /// (not memoised with a prefix callback, whose answer may change between calls).
     queries: [std::sync::OnceLock<cacheops::Query>; 2],
+    /// What the connection's profiles say about it.
+    profile: std::sync::OnceLock<ProfilePlan>,
 }
 
 impl ReadPlan {
     fn new(analysis: Analysis) -> ReadPlan {
-        ReadPlan { analysis, queries: Default::default() }
+        ReadPlan { analysis, queries: Default::default(), profile: Default::default() }
     }
 }
 
@@ -262,23 +264,43 @@ struct Plan {
     lock: bool,
 }
 
-/// Whether this read may be served from / stored in the cache, and how.
-fn cache_plan(shared: &Shared, a: &Analysis, mode: ReadMode) -> Option<Plan> {
-    if a.locking || a.volatile || a.reads.is_empty() {
+/// What the profiles say about a read, whatever the scope: whether it may be cached at all,
+/// whether the profiles cache it by default (per read mode), and whether the dog-pile lock applies.
+#[derive(Debug, Clone, Copy)]
+struct ProfilePlan {
+    cacheable: bool,
+    by_default: [bool; 2],
+    lock: bool,
+}
+
+impl ProfilePlan {
+    fn of(shared: &Shared, a: &Analysis) -> ProfilePlan {
+        let profiles = shared.cache.profiles();
+        let disabled = a.reads.tables().any(|t| profiles.is_configured(t) && !profiles.for_table(t).enabled);
+        let cacheable = !(a.locking || a.volatile || a.reads.is_empty() || disabled);
+        let default_for = |mode| {
+            let op = op_for(a.shape, mode);
+            a.reads.tables().all(|t| profiles.for_table(t).caches(op))
+        };
+        ProfilePlan {
+            cacheable,
+            by_default: [default_for(ReadMode::One), default_for(ReadMode::All)],
+            lock: a.reads.tables().any(|t| profiles.for_table(t).lock),
+        }
+    }
+}
+
+/// Whether this read may be served from / stored in the cache, and how: the profiles' answer
+/// (derived once per plan), overridden by a `cached` / `nocache` scope.
+fn cache_plan(shared: &Shared, read: &ReadPlan, mode: ReadMode) -> Option<Plan> {
+    let p = *read.profile.get_or_init(|| ProfilePlan::of(shared, &read.analysis));
+    if !p.cacheable {
         return None;
     }
-    let profiles = shared.cache.profiles();
-    if a.reads.tables().any(|t| profiles.is_configured(t) && !profiles.for_table(t).enabled) {
-        return None;
-    }
-    let profile_lock = a.reads.tables().any(|t| profiles.for_table(t).lock);
     match scope::current() {
         Some(Override::Off) => None,
-        Some(Override::Force(o)) => Some(Plan { timeout: o.timeout, lock: o.lock.unwrap_or(profile_lock) }),
-        None => {
-            let op = op_for(a.shape, mode);
-            a.reads.tables().all(|t| profiles.for_table(t).caches(op)).then_some(Plan { timeout: None, lock: profile_lock })
-        }
+        Some(Override::Force(o)) => Some(Plan { timeout: o.timeout, lock: o.lock.unwrap_or(p.lock) }),
+        None => p.by_default[mode as usize].then_some(Plan { timeout: None, lock: p.lock }),
     }
 }
 
@@ -334,7 +356,7 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
     allowed: bool,
 ) -> Result<Vec<QueryResult>, DbErr> {
     let analysis = &read.analysis;
-    let plan = if allowed { cache_plan(shared, analysis, mode) } else { None };
+    let plan = if allowed { cache_plan(shared, read, mode) } else { None };
     let Some(plan) = plan else { return run_read(conn, stmt, mode).await };
     let build = |cache: &Cache| {
         let shape = match mode {
@@ -662,4 +684,33 @@ pub(crate) async fn cache_saved<C: ConnectionTrait>(shared: &Shared, conn: &C, s
         crate::scope::cached(options, read(shared, conn, stmt, ReadMode::One, true)).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cacheops::Value;
+
+    #[test]
+    fn plan_keys_tell_statements_and_binds_apart() {
+        let k = PlanMemo::key;
+        assert_ne!(k("SELECT 1", &[Value::Int(1)]), k("SELECT 1", &[Value::Text("1".into())]));
+        assert_ne!(k("SELECT $1", &[Value::Int(1)]), k("SELECT $", &[Value::Int(1)]));
+        assert_ne!(k("SELECT", &[Value::Text("a".into()), Value::Null]), k("SELECT", &[Value::Text("a".into())]));
+        assert_eq!(k("SELECT", &[Value::Int(7)]), k("SELECT", &[Value::Int(7)]));
+    }
+
+    #[test]
+    fn plan_memo_is_bounded() {
+        let memo = PlanMemo::default();
+        let analyzer = Analyzer::new(AnalyzerConfig::default());
+        let a = analyzer.analyze("SELECT * FROM post WHERE id = $1", &[Value::Int(1)]).expect("analysis");
+        let plan = Arc::new(ReadPlan::new(a));
+        for i in 0..(PLAN_MEMO_ENTRIES as i64 * 2 + 3) {
+            let key = PlanMemo::key("SELECT * FROM post WHERE id = $1", &[Value::Int(i)]);
+            memo.insert(key.clone(), Arc::clone(&plan));
+            assert!(memo.get(&key).is_some());
+            assert!(memo.lock().len() <= PLAN_MEMO_ENTRIES);
+        }
+    }
 }
