@@ -4,7 +4,8 @@
 //! * `analysis/memo_hit` — `Cache::analyze` of a statement whose template is memoised;
 //! * `keys/sql_query` — key derivation (`Cache::sql_query`: params encoding, SHA-1, deps clone);
 //! * `rows/*` — `CachedRow` encode / decode of a `post` row (WORKLOAD.md) and of a 67-row list,
-//!   and the rebuild of SeaORM `QueryResult`s from decoded rows;
+//!   the rebuild of SeaORM `QueryResult`s (`decode_rebuild_*`: bytes straight to `QueryResult`s,
+//!   as a hit does), and the model read of a rebuilt row with SQLite's value types;
 //! * `hit/memory_lookup` — `Cache::lookup` hit on the in-process backend;
 //! * `hit/sea_orm_memory_get_pk` — a whole `find_by_id(..).one(&CachedConnection)` hit on the
 //!   in-process backend (SQLite in memory behind it, never reached).
@@ -15,7 +16,7 @@ use cacheops::{Cache, Lookup, Profile, Profiles, Value};
 use cacheops_sea_orm::CachedRow;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sea_orm::sea_query::Value as SeaValue;
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, EntityTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, EntityTrait, FromQueryResult};
 use std::hint::black_box;
 
 mod post {
@@ -80,26 +81,47 @@ fn rows(c: &mut Criterion) {
     println!("# encoded sizes: one post {} B, 67 posts {} B", one_bytes.len(), list_bytes.len());
     c.bench_function("rows/encode_post", |b| b.iter(|| cacheops_sea_orm_encode(black_box(&one))));
     c.bench_function("rows/decode_post", |b| b.iter(|| decode(black_box(&one_bytes))));
-    c.bench_function("rows/decode_rebuild_post", |b| {
-        b.iter(|| decode(black_box(&one_bytes)).into_iter().map(|r| r.into_query_result().unwrap()).collect::<Vec<_>>())
-    });
+    c.bench_function("rows/decode_rebuild_post", |b| b.iter(|| decode_rebuild(black_box(&one_bytes))));
     c.bench_function("rows/rebuild_post", |b| {
         b.iter_batched(|| one.clone(), |rows| rows.into_iter().map(|r| r.into_query_result().unwrap()).collect::<Vec<_>>(), BatchSize::SmallInput)
     });
     c.bench_function("rows/decode_67_posts", |b| b.iter(|| decode(black_box(&list_bytes))));
-    c.bench_function("rows/decode_rebuild_67_posts", |b| {
-        b.iter(|| decode(black_box(&list_bytes)).into_iter().map(|r| r.into_query_result().unwrap()).collect::<Vec<_>>())
+    c.bench_function("rows/decode_rebuild_67_posts", |b| b.iter(|| decode_rebuild(black_box(&list_bytes))));
+
+    // What a hit on SQLite rebuilds: integers and booleans as `BigInt`, read as `i32` / `bool`.
+    let sqlite_bytes = cacheops_sea_orm_encode(&[sqlite_post_row(42)]);
+    let sqlite_row = decode_rebuild(&sqlite_bytes).remove(0);
+    c.bench_function("rows/model_from_sqlite_post", |b| {
+        b.iter(|| post::Model::from_query_result(black_box(&sqlite_row), "").unwrap())
     });
 }
 
-/// `CachedConnection` stores what `cacheops_sea_orm`'s (crate-private) `convert::encode`
-/// produces: `serde_json` of the rows. The same here, on the public `CachedRow`.
+/// `post_row` with the value types the SQLite driver produces (`INTEGER`/`BOOLEAN` → `BigInt`).
+fn sqlite_post_row(id: i32) -> CachedRow {
+    let mut row = post_row(id);
+    for value in &mut row.values {
+        match value {
+            SeaValue::Int(Some(i)) => *value = SeaValue::BigInt(Some(i64::from(*i))),
+            SeaValue::Bool(Some(b)) => *value = SeaValue::BigInt(Some(i64::from(*b))),
+            _ => {}
+        }
+    }
+    row
+}
+
+/// What `CachedConnection` stores: `cacheops_sea_orm`'s (crate-private) `convert::encode`,
+/// reached through a hidden entry point.
 fn cacheops_sea_orm_encode(rows: &[CachedRow]) -> Vec<u8> {
-    serde_json::to_vec(rows).unwrap()
+    CachedRow::encode_all(rows).unwrap()
 }
 
 fn decode(bytes: &[u8]) -> Vec<CachedRow> {
-    serde_json::from_slice(bytes).unwrap()
+    CachedRow::decode_all(bytes).unwrap()
+}
+
+/// What a hit does: bytes straight to SeaORM `QueryResult`s sharing the column names.
+fn decode_rebuild(bytes: &[u8]) -> Vec<sea_orm::QueryResult> {
+    CachedRow::decode_query_results(bytes).unwrap()
 }
 
 fn hits(c: &mut Criterion) {

@@ -20,6 +20,7 @@ mod cascade;
 mod connection;
 mod convert;
 mod engine;
+mod row_codec;
 mod scope;
 mod transaction;
 mod typed;

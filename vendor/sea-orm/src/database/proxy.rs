@@ -1,7 +1,7 @@
 use crate::{ExecResult, ExecResultHolder, QueryResult, QueryResultRow, Statement, error::*};
 
 use sea_query::{Value, ValueType};
-use std::{collections::BTreeMap, fmt::Debug};
+use std::{collections::BTreeMap, fmt::Debug, ops::ControlFlow, sync::Arc};
 
 /// Defines the [ProxyDatabaseTrait] to save the functions
 #[async_trait::async_trait]
@@ -98,12 +98,127 @@ impl From<ExecResult> for ProxyExecResult {
 /// (select) order, so positional access (`try_get_by_index`, `into_tuple()`)
 /// returns the right column. Rows built with [ProxyRow::new] / `From<BTreeMap>`
 /// have no recorded order and fall back to the (alphabetical) map order.
-#[derive(Clone, Debug, Default)]
+///
+/// PATCHED: rows built with [ProxyRow::with_shared_columns] keep their values
+/// by position against column names shared by all rows of a result (no map,
+/// no per-row copy of the names); their `values` map is empty. Every method of
+/// this type, `QueryResult`'s getters and the conversions into a map / pairs /
+/// JSON read both kinds alike.
+#[derive(Clone, Default)]
 pub struct ProxyRow {
-    /// The values of the single row
+    /// The values of the single row (empty for rows built with
+    /// [ProxyRow::with_shared_columns]; read those with the methods).
     pub values: BTreeMap<String, Value>,
     /// Column names in select order; empty = use map order.
     order: Vec<String>,
+    /// Positional values against shared column names (see [ProxyRow::with_shared_columns]).
+    shared: Option<SharedValues>,
+}
+
+/// The values of a row built with [ProxyRow::with_shared_columns].
+#[derive(Clone)]
+struct SharedValues {
+    columns: Arc<ProxyColumns>,
+    values: Vec<Value>,
+}
+
+/// Column names in select order, shared by the rows of one result
+/// (PATCHED, see [ProxyRow::with_shared_columns]). Validated once: no duplicates.
+#[derive(Clone, Debug)]
+pub struct ProxyColumns {
+    names: Vec<String>,
+    /// Positions into `names`, sorted by name, for the binary search of rows with
+    /// more than `LINEAR_LOOKUP_MAX` columns (empty otherwise: linear scan).
+    sorted: Vec<usize>,
+}
+
+/// Up to this many columns a name is looked up by a linear scan.
+const LINEAR_LOOKUP_MAX: usize = 16;
+
+impl ProxyColumns {
+    /// Column names in select order; `Err` on a duplicate name (a row could not
+    /// tell the two columns apart by name).
+    pub fn new(names: Vec<String>) -> Result<Self, DbErr> {
+        let sorted = if names.len() <= LINEAR_LOOKUP_MAX {
+            Vec::new()
+        } else {
+            let mut sorted: Vec<usize> = (0..names.len()).collect();
+            sorted.sort_unstable_by(|&a, &b| names[a].cmp(&names[b]));
+            sorted
+        };
+        if let Some(name) = Self::first_duplicate(&names, &sorted) {
+            return Err(type_err(format!(
+                "duplicate column name `{name}` cannot be represented in a ProxyRow"
+            )));
+        }
+        Ok(Self { names, sorted })
+    }
+
+    /// A name that occurs twice: pairwise for few names, else among neighbours in
+    /// `sorted` order.
+    fn first_duplicate<'a>(names: &'a [String], sorted: &[usize]) -> Option<&'a String> {
+        if sorted.is_empty() {
+            names
+                .iter()
+                .enumerate()
+                .find(|(i, name)| names[..*i].contains(name))
+                .map(|(_, name)| name)
+        } else {
+            sorted
+                .windows(2)
+                .find(|w| names[w[0]] == names[w[1]])
+                .map(|w| &names[w[0]])
+        }
+    }
+
+    /// Column names in select order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The number of columns.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are no columns.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The select position of the column called `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        if self.names.len() <= LINEAR_LOOKUP_MAX {
+            self.names.iter().position(|n| n == name)
+        } else {
+            self.sorted
+                .binary_search_by(|&i| self.names[i].as_str().cmp(name))
+                .ok()
+                .map(|at| self.sorted[at])
+        }
+    }
+}
+
+impl Debug for ProxyRow {
+    /// Prints `ProxyRow { values, order }` (rows with shared columns print as
+    /// the equivalent map row).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.shared {
+            None => f
+                .debug_struct("ProxyRow")
+                .field("values", &self.values)
+                .field("order", &self.order)
+                .finish(),
+            Some(shared) => {
+                let values: BTreeMap<&String, &Value> =
+                    shared.columns.names.iter().zip(&shared.values).collect();
+                f.debug_struct("ProxyRow")
+                    .field("values", &values)
+                    .field("order", &shared.columns.names)
+                    .finish()
+            }
+        }
+    }
 }
 
 impl ProxyRow {
@@ -113,6 +228,7 @@ impl ProxyRow {
         Self {
             values,
             order: Vec::new(),
+            shared: None,
         }
     }
 
@@ -143,7 +259,11 @@ impl ProxyRow {
                 }
             }
         }
-        Ok(Self { values, order })
+        Ok(Self {
+            values,
+            order,
+            shared: None,
+        })
     }
 
     /// Build a [ProxyRow] from `(column, value)` pairs in select order.
@@ -160,12 +280,38 @@ impl ProxyRow {
             order.push(name.clone());
             values.insert(name, value);
         }
-        Ok(Self { values, order })
+        Ok(Self {
+            values,
+            order,
+            shared: None,
+        })
+    }
+
+    /// Build a [ProxyRow] from values in select order against column names
+    /// shared with other rows (PATCHED): no map is built and no name is copied,
+    /// which makes rebuilding many rows of one result cheap. The row reads back
+    /// like [ProxyRow::try_from_ordered] of the same pairs; its `values` map is
+    /// empty. Returns an error if `values` and `columns` differ in length.
+    pub fn with_shared_columns(columns: Arc<ProxyColumns>, values: Vec<Value>) -> Result<Self, DbErr> {
+        if columns.len() != values.len() {
+            return Err(type_err(format!(
+                "ProxyRow::with_shared_columns: {} column names for {} values",
+                columns.len(),
+                values.len()
+            )));
+        }
+        Ok(Self {
+            values: BTreeMap::new(),
+            order: Vec::new(),
+            shared: Some(SharedValues { columns, values }),
+        })
     }
 
     /// Column names in select order (map order if no order was recorded).
     pub fn column_names(&self) -> Vec<&str> {
-        if self.order.is_empty() {
+        if let Some(shared) = &self.shared {
+            shared.columns.names.iter().map(String::as_str).collect()
+        } else if self.order.is_empty() {
             self.values.keys().map(String::as_str).collect()
         } else {
             self.order.iter().map(String::as_str).collect()
@@ -174,47 +320,114 @@ impl ProxyRow {
 
     /// The recorded select order (empty if none was recorded).
     pub fn order(&self) -> &[String] {
-        &self.order
+        match &self.shared {
+            Some(shared) => &shared.columns.names,
+            None => &self.order,
+        }
     }
 
     /// `(column, value)` pairs in select order.
     pub fn to_ordered_pairs(&self) -> Vec<(String, Value)> {
+        if let Some(shared) = &self.shared {
+            return shared
+                .columns
+                .names
+                .iter()
+                .cloned()
+                .zip(shared.values.iter().cloned())
+                .collect();
+        }
         self.column_names()
             .into_iter()
             .filter_map(|c| self.values.get(c).map(|v| (c.to_owned(), v.clone())))
             .collect()
     }
 
+    /// The same row with its values in the public `values` map (a row with
+    /// shared columns is converted; any other row is cloned as is).
+    pub fn to_map_row(&self) -> ProxyRow {
+        match &self.shared {
+            None => self.clone(),
+            Some(shared) => ProxyRow {
+                values: shared
+                    .columns
+                    .names
+                    .iter()
+                    .cloned()
+                    .zip(shared.values.iter().cloned())
+                    .collect(),
+                order: shared.columns.names.clone(),
+                shared: None,
+            },
+        }
+    }
+
+    /// [ProxyRow::to_map_row], consuming the row (the values are moved).
+    fn into_map_row(self) -> ProxyRow {
+        match self.shared {
+            None => self,
+            Some(shared) => ProxyRow {
+                values: shared.columns.names.iter().cloned().zip(shared.values).collect(),
+                order: shared.columns.names.clone(),
+                shared: None,
+            },
+        }
+    }
+
     fn lookup<I: crate::ColIdx>(&self, index: I) -> Result<&Value, DbErr> {
         if let Some(name) = index.as_str() {
-            self.values
-                .get(name)
+            self.lookup_name(name)
                 .ok_or_else(|| query_err(format!("No column for ColIdx {name:?}")))
         } else if let Some(i) = index.as_usize() {
-            let found = if self.order.is_empty() {
-                self.values.values().nth(*i)
-            } else {
-                self.order.get(*i).and_then(|name| self.values.get(name))
-            };
-            found.ok_or_else(|| query_err(format!("Column at index {i} not found")))
+            self.lookup_position(*i)
+                .ok_or_else(|| query_err(format!("Column at index {i} not found")))
         } else {
             Err(query_err("Missing ColIdx implementation for ProxyRow"))
         }
     }
 
+    /// The value of the column called `name`.
+    fn lookup_name(&self, name: &str) -> Option<&Value> {
+        match &self.shared {
+            Some(shared) => shared
+                .columns
+                .position(name)
+                .and_then(|i| shared.values.get(i)),
+            None => self.values.get(name),
+        }
+    }
+
+    /// The value at select position `i` (map position if no order was recorded).
+    fn lookup_position(&self, i: usize) -> Option<&Value> {
+        match &self.shared {
+            Some(shared) => shared.values.get(i),
+            None if self.order.is_empty() => self.values.values().nth(i),
+            None => self.order.get(i).and_then(|name| self.values.get(name)),
+        }
+    }
+
+    /// `value` as a `T`: the value itself, else the first lossless equivalent
+    /// (see `equiv`) that `T` accepts. Equivalents are produced one at a time
+    /// and only until one fits (PATCHED: the first version of this patch built
+    /// the whole list on every mismatching read).
     fn convert<T: ValueType>(value: &Value) -> Result<T, DbErr> {
         if let Ok(v) = T::try_from(value.clone()) {
             return Ok(v);
         }
-        for alt in crate::database::proxy::equivalent_values(value) {
-            if let Ok(v) = T::try_from(alt) {
-                return Ok(v);
+        let mut found = None;
+        crate::database::proxy::for_each_equivalent(value, &mut |alt| match T::try_from(alt) {
+            Ok(v) => {
+                found = Some(v);
+                ControlFlow::Break(())
             }
-        }
-        Err(type_err(format!(
-            "ProxyRow: cannot read {value:?} as {}",
-            std::any::type_name::<T>()
-        )))
+            Err(_) => ControlFlow::Continue(()),
+        });
+        found.ok_or_else(|| {
+            type_err(format!(
+                "ProxyRow: cannot read {value:?} as {}",
+                std::any::type_name::<T>()
+            ))
+        })
     }
 
     /// Used by `QueryResult`/`TryGetable` for proxy rows: a missing column or a
@@ -237,14 +450,28 @@ impl ProxyRow {
 
 mod equiv {
     use sea_query::Value;
+    use std::ops::ControlFlow;
+
+    /// Hands `$v` to the visitor `$f`; returns from the enclosing function once
+    /// the visitor has what it wants.
+    macro_rules! emit {
+        ($f:expr, $v:expr) => {
+            if $f($v).is_break() {
+                return;
+            }
+        };
+    }
 
     /// Lossless re-encodings of a (non-null) value that the live drivers would
     /// also accept for the same column, e.g. an SQLite `INTEGER` (stored as
     /// `BigInt`) read as `i32`, or a `timestamptz` read as `DateTime<FixedOffset>`.
     /// Narrowing integer conversions are range-checked (like sqlx does).
-    #[allow(unused_mut, unused_variables, clippy::vec_init_then_push)]
-    pub(crate) fn equivalent_values(value: &Value) -> Vec<Value> {
-        let mut out = Vec::new();
+    ///
+    /// PATCHED: the equivalents are handed to `visit` one at a time, in a fixed
+    /// order, until `visit` breaks (the first version of this patch returned them
+    /// all in a `Vec`, built on every mismatching read).
+    #[allow(unused_variables)]
+    pub(crate) fn for_each_equivalent(value: &Value, visit: &mut dyn FnMut(Value) -> ControlFlow<()>) {
         let int: Option<i128> = match value {
             Value::TinyInt(Some(v)) => Some(*v as i128),
             Value::SmallInt(Some(v)) => Some(*v as i128),
@@ -258,103 +485,102 @@ mod equiv {
         };
         if let Some(n) = int {
             if let Ok(v) = i8::try_from(n) {
-                out.push(Value::TinyInt(Some(v)));
+                emit!(visit, Value::TinyInt(Some(v)));
             }
             if let Ok(v) = i16::try_from(n) {
-                out.push(Value::SmallInt(Some(v)));
+                emit!(visit, Value::SmallInt(Some(v)));
             }
             if let Ok(v) = i32::try_from(n) {
-                out.push(Value::Int(Some(v)));
+                emit!(visit, Value::Int(Some(v)));
             }
             if let Ok(v) = i64::try_from(n) {
-                out.push(Value::BigInt(Some(v)));
+                emit!(visit, Value::BigInt(Some(v)));
             }
             if let Ok(v) = u8::try_from(n) {
-                out.push(Value::TinyUnsigned(Some(v)));
+                emit!(visit, Value::TinyUnsigned(Some(v)));
             }
             if let Ok(v) = u16::try_from(n) {
-                out.push(Value::SmallUnsigned(Some(v)));
+                emit!(visit, Value::SmallUnsigned(Some(v)));
             }
             if let Ok(v) = u32::try_from(n) {
-                out.push(Value::Unsigned(Some(v)));
+                emit!(visit, Value::Unsigned(Some(v)));
             }
             if let Ok(v) = u64::try_from(n) {
-                out.push(Value::BigUnsigned(Some(v)));
+                emit!(visit, Value::BigUnsigned(Some(v)));
             }
             // sqlx (sqlite, mysql) decodes bool from an integer as `!= 0`
-            out.push(Value::Bool(Some(n != 0)));
+            emit!(visit, Value::Bool(Some(n != 0)));
         }
         match value {
-            Value::Float(Some(f)) => out.push(Value::Double(Some(*f as f64))),
+            Value::Float(Some(f)) => emit!(visit, Value::Double(Some(*f as f64))),
             // sqlx-sqlite decodes f32 from REAL as `double as f32`
             Value::Double(Some(f)) => {
-                out.push(Value::Float(Some(*f as f32)));
+                emit!(visit, Value::Float(Some(*f as f32)));
                 // sea-orm reads Decimal on SQLite as `Decimal::try_from(f64)`
                 #[cfg(feature = "with-rust_decimal")]
                 if let Ok(d) = rust_decimal::Decimal::try_from(*f) {
-                    out.push(Value::Decimal(Some(d)));
+                    emit!(visit, Value::Decimal(Some(d)));
                 }
             }
             #[cfg(feature = "with-json")]
             Value::String(Some(s)) => {
                 // sqlx-sqlite decodes JSON from TEXT
                 if let Ok(j) = serde_json::from_str::<serde_json::Value>(s) {
-                    out.push(Value::Json(Some(Box::new(j))));
+                    emit!(visit, Value::Json(Some(Box::new(j))));
                 }
             }
             #[cfg(feature = "with-uuid")]
             Value::Bytes(Some(b)) => {
                 // sqlx-sqlite decodes Uuid from a 16-byte BLOB
                 if let Ok(u) = uuid::Uuid::from_slice(b) {
-                    out.push(Value::Uuid(Some(u)));
+                    emit!(visit, Value::Uuid(Some(u)));
                 }
             }
             #[cfg(feature = "with-chrono")]
             Value::ChronoDateTimeUtc(Some(dt)) => {
-                out.push(Value::ChronoDateTimeWithTimeZone(Some(dt.fixed_offset())));
-                out.push(Value::ChronoDateTimeLocal(Some(dt.with_timezone(&chrono::Local))));
-                out.push(Value::ChronoDateTime(Some(dt.naive_utc())));
+                emit!(visit, Value::ChronoDateTimeWithTimeZone(Some(dt.fixed_offset())));
+                emit!(visit, Value::ChronoDateTimeLocal(Some(dt.with_timezone(&chrono::Local))));
+                emit!(visit, Value::ChronoDateTime(Some(dt.naive_utc())));
                 #[cfg(feature = "with-time")]
                 if let Some(t) = chrono_to_offset_datetime(&dt.fixed_offset()) {
-                    out.push(Value::TimeDateTimeWithTimeZone(Some(t)));
+                    emit!(visit, Value::TimeDateTimeWithTimeZone(Some(t)));
                 }
             }
             #[cfg(feature = "with-chrono")]
             Value::ChronoDateTime(Some(dt)) => {
                 // sqlx-mysql reads DATETIME as DateTime<Utc> by assuming UTC
                 let utc = dt.and_utc();
-                out.push(Value::ChronoDateTimeUtc(Some(utc)));
-                out.push(Value::ChronoDateTimeWithTimeZone(Some(utc.fixed_offset())));
+                emit!(visit, Value::ChronoDateTimeUtc(Some(utc)));
+                emit!(visit, Value::ChronoDateTimeWithTimeZone(Some(utc.fixed_offset())));
                 #[cfg(feature = "with-time")]
                 if let Some(t) = chrono_to_primitive_datetime(dt) {
-                    out.push(Value::TimeDateTime(Some(t)));
+                    emit!(visit, Value::TimeDateTime(Some(t)));
                 }
             }
             #[cfg(feature = "with-chrono")]
             Value::ChronoDateTimeWithTimeZone(Some(dt)) => {
-                out.push(Value::ChronoDateTimeUtc(Some(dt.with_timezone(&chrono::Utc))));
-                out.push(Value::ChronoDateTimeLocal(Some(dt.with_timezone(&chrono::Local))));
-                out.push(Value::ChronoDateTime(Some(dt.naive_local())));
+                emit!(visit, Value::ChronoDateTimeUtc(Some(dt.with_timezone(&chrono::Utc))));
+                emit!(visit, Value::ChronoDateTimeLocal(Some(dt.with_timezone(&chrono::Local))));
+                emit!(visit, Value::ChronoDateTime(Some(dt.naive_local())));
                 #[cfg(feature = "with-time")]
                 if let Some(t) = chrono_to_offset_datetime(dt) {
-                    out.push(Value::TimeDateTimeWithTimeZone(Some(t)));
+                    emit!(visit, Value::TimeDateTimeWithTimeZone(Some(t)));
                 }
             }
             #[cfg(all(feature = "with-chrono", feature = "with-time"))]
             Value::ChronoDate(Some(d)) => {
                 if let Some(t) = chrono_to_time_date(d) {
-                    out.push(Value::TimeDate(Some(t)));
+                    emit!(visit, Value::TimeDate(Some(t)));
                 }
             }
             #[cfg(all(feature = "with-chrono", feature = "with-time"))]
             Value::ChronoTime(Some(t)) => {
                 if let Some(t) = chrono_to_time_time(t) {
-                    out.push(Value::TimeTime(Some(t)));
+                    emit!(visit, Value::TimeTime(Some(t)));
                 }
             }
             _ => {}
         }
-        out
     }
 
     #[cfg(all(feature = "with-chrono", feature = "with-time"))]
@@ -392,7 +618,7 @@ mod equiv {
         Some(chrono_to_primitive_datetime(&dt.naive_local())?.assume_offset(offset))
     }
 }
-pub(crate) use equiv::equivalent_values;
+pub(crate) use equiv::for_each_equivalent;
 
 impl From<BTreeMap<String, Value>> for ProxyRow {
     fn from(values: BTreeMap<String, Value>) -> Self {
@@ -401,8 +627,9 @@ impl From<BTreeMap<String, Value>> for ProxyRow {
 }
 
 impl From<ProxyRow> for BTreeMap<String, Value> {
+    /// The values by name (a row with shared columns is converted).
     fn from(row: ProxyRow) -> Self {
-        row.values
+        row.into_map_row().values
     }
 }
 
@@ -424,7 +651,8 @@ impl From<ProxyRow> for QueryResult {
 #[cfg(feature = "with-json")]
 impl From<ProxyRow> for serde_json::Value {
     fn from(val: ProxyRow) -> serde_json::Value {
-        val.values
+        val.into_map_row()
+            .values
             .into_iter()
             .map(|(k, v)| (k, sea_query::sea_value_to_json_value(&v)))
             .collect()
@@ -456,7 +684,8 @@ pub fn try_from_query_result_to_proxy_row(result: &QueryResult) -> Result<ProxyR
         QueryResultRow::SqlxSqlite(row) => crate::try_from_sqlx_sqlite_row_to_proxy_row(row),
         #[cfg(feature = "mock")]
         QueryResultRow::Mock(row) => Ok(ProxyRow::new(row.values.clone())),
-        QueryResultRow::Proxy(row) => Ok(row.to_owned()),
+        // PATCHED: a row with shared columns is handed out with its `values` map filled
+        QueryResultRow::Proxy(row) => Ok(row.to_map_row()),
         #[allow(unreachable_patterns)]
         _ => Err(type_err("this QueryResult backend cannot be converted to a ProxyRow")),
     }
@@ -473,6 +702,11 @@ impl ProxyRow {
 
     /// An iterator over the keys and values of a proxy row, in select order.
     pub fn into_column_value_tuples(self) -> impl Iterator<Item = (String, Value)> {
+        if let Some(shared) = self.shared {
+            let pairs: Vec<(String, Value)> =
+                shared.columns.names.iter().cloned().zip(shared.values).collect();
+            return pairs.into_iter();
+        }
         let mut values = self.values;
         let pairs: Vec<(String, Value)> = if self.order.is_empty() {
             values.into_iter().collect()
