@@ -588,7 +588,6 @@ mod tests {
     /// Every PostgreSQL type the driver conversion accepts.
     #[tokio::test]
     #[cfg(feature = "postgres")]
-    #[ignore = "needs PostgreSQL on 127.0.0.1:5432 (cargo test -p cacheops-sea-orm --lib -- --ignored)"]
     async fn live_postgres_rows_round_trip() {
         assert_live_rows_round_trip(
             "postgres://postgres@127.0.0.1:5432/test",

@@ -326,7 +326,7 @@ impl From<cacheops::Error> for ReadErr {
 }
 
 fn rebuild(bytes: &[u8]) -> Option<Vec<QueryResult>> {
-    convert::decode(bytes).and_then(|rows| rows.into_iter().map(|r| r.into_query_result().ok()).collect())
+    convert::decode_query_results(bytes)
 }
 
 /// A read through the cache. `allowed`: false inside a transaction that has written or at an
