@@ -100,6 +100,32 @@ async fn cache_for(backend: &str, name: &str) -> Res<(Cache, RedisConnection)> {
     Ok((builder.build().await.map_err(e("cache"))?, rtt))
 }
 
+/// A database that answers every query instantly with one prebuilt `post` row.
+#[derive(Debug)]
+struct InstantDb {
+    row: sea_orm::ProxyRow,
+}
+
+#[async_trait::async_trait]
+impl sea_orm::ProxyDatabaseTrait for InstantDb {
+    async fn query(&self, _: sea_orm::Statement) -> Result<Vec<sea_orm::ProxyRow>, sea_orm::DbErr> {
+        Ok(vec![self.row.clone()])
+    }
+    async fn execute(&self, _: sea_orm::Statement) -> Result<sea_orm::ProxyExecResult, sea_orm::DbErr> {
+        Ok(sea_orm::ProxyExecResult { last_insert_id: 0, rows_affected: 0 })
+    }
+}
+
+/// A SeaORM connection to an [`InstantDb`] serving post `id` as read from `raw`.
+async fn instant_db(raw: &DatabaseConnection, id: i32) -> Res<DatabaseConnection> {
+    let stmt = sea_orm::QueryTrait::build(&post::Entity::find_by_id(id), sea_orm::DbBackend::Postgres);
+    let live = raw.query_one_raw(stmt).await.map_err(e("floor row"))?.ok_or("floor row missing")?;
+    let row = sea_orm::try_from_query_result_to_proxy_row(&live).map_err(e("floor row"))?;
+    Database::connect_proxy(sea_orm::DbBackend::Postgres, Arc::new(Box::new(InstantDb { row })))
+        .await
+        .map_err(e("proxy database"))
+}
+
 /// N distinct post ids, uniform over 1..=10000 (a partial Fisher-Yates shuffle).
 pub fn workload_ids(n: usize, seed: u64) -> Vec<i32> {
     let mut rng = Rng::new(seed);
@@ -200,6 +226,18 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
         samples.push(t.elapsed());
     }
     lines.push(line("get_pk_hit", &mut samples));
+
+    // SeaORM's own share of a get (statement building, row → model), sampled the same way:
+    // `find_by_id(..).one` against a database that answers instantly with a prebuilt row.
+    let instant = instant_db(&raw, ids[0]).await?;
+    let mut floor = Vec::with_capacity(n);
+    for &id in &ids {
+        redis_get(&rtt, &key).await?;
+        let t = Instant::now();
+        get(&instant, id).await?;
+        floor.push(t.elapsed());
+    }
+    let (floor_median, floor_p99) = summarize(&mut floor);
     let s2 = cache.stats();
     checks.push(format!("get_pk_hit: hits={}/{n}", s2.hits - s1.hits));
 
@@ -296,6 +334,11 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     println!("get_pk_nocache/get_pk_hit {:.2}", m("get_pk_nocache") / m("get_pk_hit"));
     println!("filter_list_hit/redis_rtt {:.2}", m("filter_list_hit") / m("redis_rtt"));
     println!("# engine_lookup_hit {em:.1} {ep:.1} (Cache::lookup alone, 365-byte value)");
+    println!("# sea_orm_floor {floor_median:.1} {floor_p99:.1} (find_by_id(..).one against a database answering instantly)");
+    println!(
+        "# (get_pk_hit-sea_orm_floor)/redis_rtt {:.2} (the cache's share of a hit, in round trips)",
+        (m("get_pk_hit") - floor_median) / m("redis_rtt")
+    );
     for c in checks {
         println!("# check {c}");
     }
