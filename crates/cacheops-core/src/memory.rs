@@ -239,6 +239,14 @@ impl State {
     /// `finish` on one key: absent (or an expired marker) ⇒ nothing left; a stamp ⇒ deleted; a
     /// live marker ⇒ without `writer` (and without expired entries), deleted when no live entry
     /// is left. With no writer a live marker is left alone.
+    /// Removes `writer`'s entry (and the expired ones) from the marker at `key`, if it holds
+    /// one; a stamp is left alone.
+    fn release_marker(&mut self, key: &str, writer: &str, now: Instant) {
+        if matches!(self.get_stamp(key, now), Some(Content::Marker(_))) {
+            self.clear_key(key, Some(writer), now);
+        }
+    }
+
     fn clear_key(&mut self, key: &str, writer: Option<&str>, now: Instant) {
         let Some(content) = self.get_stamp(key, now) else { return };
         let Content::Marker(mut entries) = content else {
@@ -403,13 +411,17 @@ impl Backend for MemoryBackend {
         let mut st = self.lock();
         for t in &req.tables {
             let schemes = st.schemes_of(&t.schemes_key);
-            for key in affected_keys(t, &schemes) {
-                st.clear_key(&key, req.writer.as_deref(), now);
+            let keys = affected_keys(t, &schemes);
+            for key in &keys {
+                st.clear_key(key, req.writer.as_deref(), now);
             }
-            if let Some(w) = req.writer.as_deref()
-                && let Some(ws) = st.writers.get_mut(&t.writers_key)
-            {
-                ws.remove(w);
+            if let Some(w) = req.writer.as_deref() {
+                if !keys.contains(&t.table_key) {
+                    st.release_marker(&t.table_key, w, now);
+                }
+                if let Some(ws) = st.writers.get_mut(&t.writers_key) {
+                    ws.remove(w);
+                }
             }
             st.live_writers(&t.writers_key, now); // drops expired records, and an empty hash
 

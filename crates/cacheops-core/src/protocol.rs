@@ -198,6 +198,11 @@ pub trait Backend: Send + Sync + Debug {
     ///    `seq = max(now_us, GET seq_key + 1)` (`SET seq_key seq`, `HSET schemes scheme seq`); if a
     ///    live writer has `mark_seq < seq` ⇒ [`BypassReason::NewScheme`].
     /// 6. Pending ⇒ [`BypassReason::Pending`]; else [`ReadReply::Miss`] with the joined stamps.
+    ///
+    /// A backend may answer a hit from one atomic read of the value and the stamp keys (every
+    /// stamp present, none a marker, the header equal to them) without the schemes check of
+    /// step 2, and run the steps above otherwise: a write to a table without registered schemes
+    /// is table-level (see [`Backend::mark`]), so a missing registry cannot hide a change.
     async fn read(&self, req: &ReadRequest) -> Result<ReadReply, BackendError>;
 
     /// Store: if the current values of [`ReadRequest::stamp_keys`] joined by `' '` equal `stamps`
@@ -218,7 +223,9 @@ pub trait Backend: Send + Sync + Debug {
     /// later in the same microsecond, or after the clock stepped back, gets `seq + 1` or more and
     /// is seen as newer than this mark; the model check finds a stale hit without the store).
     /// For each table: its affected keys are the table key when
-    /// `table_level`, and for each row × each registered scheme the conj key
+    /// `table_level` or when the table has no registered scheme (the schemes hash is missing:
+    /// never registered, or evicted — so a hit need not check the registry, see
+    /// [`Backend::read`]), and for each row × each registered scheme the conj key
     /// `conj_prefix + "c1=v1&c2=v2"` (columns in scheme order, values from the row); a row lacking
     /// a scheme column makes the table key affected instead. With `expiry = now_ms + lease`, each
     /// affected key gets the entry `writer@expiry` in its marker (see [`MARKER_PREFIX`]): a
@@ -236,8 +243,10 @@ pub trait Backend: Send + Sync + Debug {
     /// For each: absent ⇒ nothing (an expired marker is deleted); a stamp ⇒ `DEL`; a live marker
     /// ⇒ remove this writer's entry and the expired ones, `DEL` when no entry is left, else keep
     /// the other writers' live entries (with `writer = None` a live marker is left alone: its
-    /// writers' own finishes, or their expiries, end it). Then `HDEL writers writer` and drop the
-    /// expired entries of the writers hash.
+    /// writers' own finishes, or their expiries, end it). If the table key is not affected now
+    /// but holds a live marker, this writer's entry is removed from it all the same (it marked
+    /// the table while no scheme was registered, and one was registered since). Then `HDEL
+    /// writers writer` and drop the expired entries of the writers hash.
     async fn finish(&self, req: &WriteRequest) -> Result<(), BackendError>;
 
     /// Deletes stamp keys (table keys, the epoch), leaving live markers alone (expired ones are
@@ -299,7 +308,9 @@ pub fn marker_is_live(v: &str, now_ms: u64) -> bool {
 /// Shared by the in-process backend and tests; the Redis scripts do the same in Lua.
 pub fn affected_keys(table: &TableWrite, schemes: &[String]) -> Vec<String> {
     let mut keys = Vec::new();
-    let mut table_level = table.table_level;
+    // No registered scheme (never registered, or the registry was evicted): the values cached
+    // on this table are unknown, so the write is table-level.
+    let mut table_level = table.table_level || schemes.is_empty();
     for row in &table.rows {
         for scheme in schemes {
             let mut key = table.conj_prefix.clone();

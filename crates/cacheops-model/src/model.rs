@@ -588,6 +588,11 @@ impl State {
         self.schemes[scheme] != 0
     }
 
+    /// Whether the table has any registered scheme (its schemes hash exists).
+    fn any_registered(&self) -> bool {
+        self.schemes.iter().any(|s| *s != 0)
+    }
+
     /// `affected_keys`: the conj keys of the old and the new row for every registered scheme.
     fn affected_keys(&self, cfg: &Config, w: usize) -> [bool; NCONJ] {
         let old = self.writers[w].old;
@@ -680,6 +685,11 @@ impl State {
                 self.conj[i] = if is_marker(e) { e | bit } else { MARKER | bit };
             }
         }
+        // No registered scheme: the write is table-level (`affected_keys` in protocol.rs).
+        if !self.any_registered() {
+            let e = eff(self.table);
+            self.table = if is_marker(e) { e | bit } else { MARKER | bit };
+        }
         self.drop_expired_records();
         let mark_seq = match cfg.variant.seq_rule {
             SeqRule::Counter => self.seq,
@@ -712,6 +722,18 @@ impl State {
                 let rest = s & LIVE & !bit;
                 if rest == 0 { ABSENT } else { MARKER | rest }
             };
+        }
+        // The table key: affected when no scheme is registered (a stamp is deleted); otherwise a
+        // marker (this writer's, from a mark made before a scheme was registered) loses this
+        // writer's entry.
+        let t = eff(self.table);
+        if !self.any_registered() && (!is_marker(t) || cfg.variant.finish_deletes_foreign_markers) {
+            self.table = ABSENT;
+        } else if is_marker(t) {
+            let rest = t & LIVE & !bit;
+            self.table = if rest == 0 { ABSENT } else { MARKER | rest };
+        } else {
+            self.table = t;
         }
         self.writer_rec[w] = 0;
         self.drop_expired_records();
@@ -772,12 +794,12 @@ impl State {
     /// the committed result: returns that query. (A read-check's hit decision depends only on
     /// the state, so this is the "no stale hit" property for every possible reader at once.)
     pub fn servable_stale(&self, cfg: &Config) -> Option<Query> {
-        let registered = self.schemes.iter().any(|s| *s != 0);
+        // The hit check of the backends: every stamp present and current (no registry check:
+        // a write to a table without registered schemes is table-level).
         for (i, q) in cfg.queries.iter().enumerate() {
             let v = self.values[i];
             let c = self.conj[q.conj()];
             let servable = v[2] != NO_DATA
-                && registered
                 && is_stamp(self.table)
                 && is_stamp(c)
                 && v[0] == self.table

@@ -213,10 +213,9 @@ impl RedisBackend {
 
     /// [`Backend::read`], with this crate's error type.
     ///
-    /// A hit costs one round trip and no Lua: `MULTI; MGET value stamps…; EXISTS schemes…; EXEC`
-    /// ([`RedisBackend::read_hit`]). Anything else (a missing key, a marker, a stamp mismatch,
-    /// an unregistered table) falls back to `read.lua`, which decides miss or bypass and creates
-    /// what is missing.
+    /// A hit costs one round trip and no Lua: one `MGET` of the value and its stamps
+    /// ([`RedisBackend::read_hit`]). Anything else (a missing key, a marker, a stamp mismatch)
+    /// falls back to `read.lua`, which decides miss or bypass and creates what is missing.
     pub async fn read_checked(&self, req: &ReadRequest) -> Result<ReadReply, RedisBackendError> {
         check_same_slot(read_keys(req))?;
         if let Some(data) = self.read_hit(req).await? {
@@ -225,31 +224,24 @@ impl RedisBackend {
         self.read_script(req).await
     }
 
-    /// The hit branch of `read.lua` as one transaction of two read-only commands: the value and
-    /// every stamp (`MGET`, in stamp-vector order) and the tables' schemes registries
-    /// (`EXISTS`), read atomically. It is a hit exactly when `read.lua` would return one — every
-    /// stamp present and not a marker, every table registered, the value's header equal to the
-    /// stamps — and in that case `read.lua` writes nothing either, so the two are
-    /// interchangeable. `None`: not a hit (the script decides what it is).
+    /// The hit branch of `read.lua` as one read-only command: `MGET` of the value and every
+    /// stamp, in stamp-vector order. It is a hit when every stamp is present and not a marker
+    /// and the value's header equals the stamps — when `read.lua` would return a hit, or when
+    /// the only difference is a missing schemes registry, which `read.lua` treats as a table
+    /// invalidation but which can only matter once a write has run: and a write to a table
+    /// without a registry is table-level (`affected_keys`), so it replaces the table stamp this
+    /// check reads. A hit writes nothing in `read.lua` either. `None`: not a hit (the script
+    /// decides what it is).
     pub async fn read_hit(&self, req: &ReadRequest) -> Result<Option<Vec<u8>>, RedisBackendError> {
         let mut mget = redis::cmd("MGET");
         mget.arg(&req.value_key).arg(&req.epoch_key);
-        let mut exists = redis::cmd("EXISTS");
         for t in &req.tables {
             mget.arg(&t.table_key);
             for c in &t.conjs {
                 mget.arg(&c.key);
             }
-            exists.arg(&t.schemes_key);
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic().add_command(mget).add_command(exists);
-        let mut conn = self.conn.clone();
-        let (mut values, registered): (Vec<Option<Vec<u8>>>, usize) =
-            pipe.query_async(&mut conn).await?;
-        if registered != req.tables.len() {
-            return Ok(None);
-        }
+        let mut values: Vec<Option<Vec<u8>>> = self.query(&mget).await?;
         let Some((value, stamps)) = values.split_first_mut() else {
             return Ok(None);
         };

@@ -237,7 +237,7 @@ async fn new_scheme_rule(env: Env) {
 }
 
 async fn new_scheme_on_unregistered_table(env: Env) {
-    // A writer on a table without schemes marks nothing but is recorded.
+    // A writer on a table without schemes marks the table key and is recorded.
     let w = env.write_req(Some("w"), "tag", vec![row(&[("id", 1)])], false, LEASE);
     env.backend.mark(&w).await.expect("mark");
     let deps = [dep("tag", &[("id", 1)])];
@@ -338,9 +338,34 @@ async fn schemes_eviction_invalidates_table(env: Env) {
         return; // the in-process backend never drops a registration
     }
     let deps = [dep("post", &[("category_id", 3)])];
+    let other = [dep("post", &[("author_id", 9)])];
+    // A write after the registry is gone is table-level: it reaches every value of the table,
+    // whatever the row (here one that matches no cached conj).
     env.read_store("v", &deps, b"x", MIN).await;
+    env.read_store("o", &other, b"o", MIN).await;
     assert!(hit(&env.read("v", &deps).await).is_some());
     env.del(&env.ks.schemes("post")).await;
+    assert!(hit(&env.read("v", &deps).await).is_some(), "nothing changed yet");
+    let w = env.write_req(None, "post", vec![row(&[("id", 1), ("category_id", 4), ("author_id", 1)])], false, LEASE);
+    env.backend.finish(&w).await.expect("finish");
+    assert!(is_miss(&env.read("v", &deps).await));
+    assert!(is_miss(&env.read("o", &other).await));
+
+    // A lease taken while the registry is gone covers the whole table, and its finish ends it
+    // even though a scheme was registered meanwhile.
+    env.read_store("v", &deps, b"x", MIN).await;
+    env.del(&env.ks.schemes("post")).await;
+    let w = env.write_req(Some("w"), "post", vec![row(&[("id", 1), ("category_id", 4)])], false, LEASE);
+    env.backend.mark(&w).await.expect("mark");
+    assert!(matches!(env.read("v", &deps).await, ReadReply::Bypass(_)));
+    assert!(matches!(env.read("o", &other).await, ReadReply::Bypass(_)));
+    env.backend.finish(&w).await.expect("finish");
+    assert!(is_miss(&env.read_store("v", &deps, b"y", MIN).await));
+    assert_eq!(hit(&env.read("v", &deps).await), Some(&b"y"[..]));
+
+    // A reader that registers again after an eviction invalidates the table too.
+    env.del(&env.ks.schemes("post")).await;
+    assert!(is_miss(&env.read("o", &other).await));
     assert!(is_miss(&env.read("v", &deps).await));
 }
 

@@ -119,7 +119,8 @@ end
 local function affected_keys(tbl)
   local schemes = redis.call('HKEYS', tbl.schemes_key)
   local keys, seen = {}, {}
-  local table_level = tbl.table_level
+  -- No registered scheme (never registered, or the registry was evicted): table-level.
+  local table_level = tbl.table_level or #schemes == 0
   for _, row in ipairs(tbl.rows) do
     for _, scheme in ipairs(schemes) do
       local parts = { tbl.conj_prefix }
