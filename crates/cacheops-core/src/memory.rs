@@ -282,7 +282,7 @@ impl Backend for MemoryBackend {
             }
         };
         stamps.push(epoch);
-        for t in &req.tables {
+        for t in req.tables.iter() {
             let registered = st.schemes.contains_key(&t.schemes_key);
             let ts = match st.get_stamp(&t.table_key, now) {
                 Some(Content::Marker(_)) => {
@@ -320,7 +320,7 @@ impl Backend for MemoryBackend {
             return Ok(ReadReply::Hit(data.to_vec()));
         }
         let mut new_scheme = false;
-        for t in &req.tables {
+        for t in req.tables.iter() {
             let live = st.live_writers(&t.writers_key, now);
             for c in &t.conjs {
                 let existing = st.schemes.get(&t.schemes_key).and_then(|m| m.get(&c.scheme)).copied();
@@ -372,7 +372,7 @@ impl Backend for MemoryBackend {
         stored.push(b'\n');
         stored.extend_from_slice(data);
         st.values.put(req.value_key.clone(), Entry { data: stored, expires: Some(now + ttl) });
-        for t in &req.tables {
+        for t in req.tables.iter() {
             for c in &t.conjs {
                 if let Some(s) = st.stamps.get_mut(&c.key)
                     && !s.content.is_marker()
@@ -392,7 +392,7 @@ impl Backend for MemoryBackend {
         let now = Instant::now();
         let mut st = self.lock();
         let seq = st.seq;
-        for t in &req.tables {
+        for t in req.tables.iter() {
             let schemes = st.schemes_of(&t.schemes_key);
             for key in affected_keys(t, &schemes) {
                 st.add_marker(&key, writer, req.lease, now);
@@ -409,7 +409,7 @@ impl Backend for MemoryBackend {
     async fn finish(&self, req: &WriteRequest) -> Result<(), BackendError> {
         let now = Instant::now();
         let mut st = self.lock();
-        for t in &req.tables {
+        for t in req.tables.iter() {
             let schemes = st.schemes_of(&t.schemes_key);
             let keys = affected_keys(t, &schemes);
             for key in &keys {

@@ -82,8 +82,9 @@ pub struct ReadRequest {
     pub epoch_key: String,
     /// The scheme sequence key.
     pub seq_key: String,
-    /// The tables read.
-    pub tables: Vec<TableRead>,
+    /// The tables read (shared: a request is copied per lookup with a fresh stamp, its keys are
+    /// not).
+    pub tables: std::sync::Arc<[TableRead]>,
     /// A fresh random stamp for keys that do not exist yet (never starts with `!`).
     pub new_stamp: String,
     /// TTL given to conj stamps created or extended (see [`crate::keys::conj_ttl`]).
@@ -94,7 +95,7 @@ impl ReadRequest {
     /// The stamp keys in stamp-vector order: epoch, then per table its table key and conj keys.
     pub fn stamp_keys(&self) -> Vec<&str> {
         let mut keys = vec![self.epoch_key.as_str()];
-        for t in &self.tables {
+        for t in self.tables.iter() {
             keys.push(t.table_key.as_str());
             keys.extend(t.conjs.iter().map(|c| c.key.as_str()));
         }

@@ -235,7 +235,7 @@ impl RedisBackend {
     pub async fn read_hit(&self, req: &ReadRequest) -> Result<Option<Vec<u8>>, RedisBackendError> {
         let mut mget = redis::cmd("MGET");
         mget.arg(&req.value_key).arg(&req.epoch_key);
-        for t in &req.tables {
+        for t in req.tables.iter() {
             mget.arg(&t.table_key);
             for c in &t.conjs {
                 mget.arg(&c.key);
@@ -258,7 +258,7 @@ impl RedisBackend {
         inv.arg(&req.new_stamp)
             .arg(ms(req.conj_ttl))
             .arg(req.tables.len());
-        for t in &req.tables {
+        for t in req.tables.iter() {
             inv.key(&t.table_key)
                 .key(&t.schemes_key)
                 .key(&t.writers_key);
@@ -302,7 +302,7 @@ impl RedisBackend {
         let mut kinds = String::new();
         inv.key(&req.epoch_key);
         kinds.push('s');
-        for t in &req.tables {
+        for t in req.tables.iter() {
             inv.key(&t.table_key);
             kinds.push('s');
             for c in &t.conjs {
@@ -429,7 +429,7 @@ fn write_keys(req: &WriteRequest) -> impl Iterator<Item = &str> {
 fn write_args(inv: &mut ScriptInvocation<'_>, req: &WriteRequest) {
     inv.key(&req.seq_key);
     inv.arg(req.tables.len());
-    for t in &req.tables {
+    for t in req.tables.iter() {
         table_args(inv, t);
     }
 }

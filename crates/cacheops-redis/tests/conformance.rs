@@ -758,7 +758,9 @@ async fn cross_slot_requests_are_rejected_before_sending() {
     let env = Env::new(Kind::Standalone).await;
     let other = env.sibling();
     let mut req = env.read_req("v", &[dep("post", &[("id", 1)])]);
-    req.tables[0].conjs[0].key = other.ks.conj("post", &common::conj(&[("id", 1)]));
+    let mut tables = req.tables.to_vec();
+    tables[0].conjs[0].key = other.ks.conj("post", &common::conj(&[("id", 1)]));
+    req.tables = tables.into();
     if cacheops_redis::key_slot(&env.ks.epoch()) == cacheops_redis::key_slot(&other.ks.epoch()) {
         return; // astronomically unlikely: both random prefixes hash to one slot
     }

@@ -176,7 +176,7 @@ impl Env {
             value_key: self.ks.value(value),
             epoch_key: self.ks.epoch(),
             seq_key: self.ks.seq(),
-            tables,
+            tables: tables.into(),
             new_stamp: unique(),
             conj_ttl,
         }
