@@ -325,10 +325,6 @@ impl From<cacheops::Error> for ReadErr {
     }
 }
 
-fn rebuild(bytes: &[u8]) -> Option<Vec<QueryResult>> {
-    convert::decode_query_results(bytes)
-}
-
 /// A read through the cache. `allowed`: false inside a transaction that has written or at an
 /// isolation level where a hit could be newer than the snapshot.
 pub(crate) async fn read<C: ConnectionTrait>(
@@ -394,7 +390,7 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
         })
         .await;
     match fetched {
-        Ok(bytes) => match rebuild(&bytes) {
+        Ok(bytes) => match convert::decode_query_results(&bytes) {
             Some(rows) => Ok(rows),
             None => run_read(conn, stmt, mode).await,
         },
