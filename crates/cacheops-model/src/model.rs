@@ -356,6 +356,22 @@ fn eff(s: Slot) -> Slot {
     }
 }
 
+/// What `finish` of the writer with bit `bit` leaves in a key. Absent (or expired): nothing; an
+/// affected stamp: `DEL`; a marker, affected or not: this writer's entry removed (the key deleted
+/// when no live entry is left; with `FINISH_DELETES_FOREIGN_MARKERS` an affected marker is
+/// deleted whole); an unaffected stamp stays.
+fn finish_slot(s: Slot, bit: u8, affected: bool, cfg: &Config) -> Slot {
+    let s = eff(s);
+    if affected && (!is_marker(s) || cfg.variant.finish_deletes_foreign_markers) {
+        ABSENT
+    } else if is_marker(s) {
+        let rest = s & LIVE & !bit;
+        if rest == 0 { ABSENT } else { MARKER | rest }
+    } else {
+        s
+    }
+}
+
 /// A writer record whose expiry has passed (still stored until an operation drops it).
 const REC_EXPIRED: u8 = 0x80;
 
@@ -714,27 +730,12 @@ impl State {
             if !*k {
                 continue;
             }
-            let s = eff(self.conj[i]);
-            // Absent (or expired): nothing left; a stamp: DEL; a marker: remove this writer's id.
-            self.conj[i] = if !is_marker(s) || cfg.variant.finish_deletes_foreign_markers {
-                ABSENT
-            } else {
-                let rest = s & LIVE & !bit;
-                if rest == 0 { ABSENT } else { MARKER | rest }
-            };
+            self.conj[i] = finish_slot(self.conj[i], bit, true, cfg);
         }
-        // The table key: affected when no scheme is registered (a stamp is deleted); otherwise a
-        // marker (this writer's, from a mark made before a scheme was registered) loses this
-        // writer's entry.
-        let t = eff(self.table);
-        if !self.any_registered() && (!is_marker(t) || cfg.variant.finish_deletes_foreign_markers) {
-            self.table = ABSENT;
-        } else if is_marker(t) {
-            let rest = t & LIVE & !bit;
-            self.table = if rest == 0 { ABSENT } else { MARKER | rest };
-        } else {
-            self.table = t;
-        }
+        // The table key: affected when no scheme is registered; otherwise a marker (this
+        // writer's, from a mark made before a scheme was registered) still loses this writer's
+        // entry.
+        self.table = finish_slot(self.table, bit, !self.any_registered(), cfg);
         self.writer_rec[w] = 0;
         self.drop_expired_records();
         self.writers[w].lease = L_NONE;
