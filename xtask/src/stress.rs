@@ -519,28 +519,14 @@ async fn write(ctx: &Ctx, kind: u64, id: i32, grp: i32) -> Result<(), sea_orm::D
         }
         1 => {
             let txn = ctx.db.begin().await?;
-            let row = txn
-                .query_one_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "UPDATE item SET version = version + 1, grp = $2 WHERE id = $1 RETURNING id, grp, version",
-                    [id.into(), grp.into()],
-                ))
-                .await?
-                .ok_or(sea_orm::DbErr::RecordNotFound(id.to_string()))?;
+            let row = one_row(&txn, id, BUMP_RETURNING, [id.into(), grp.into()]).await?;
             let version: i64 = row.try_get("", "version")?;
             txn.execute_raw(log_stmt(id, version, grp)).await?;
             txn.commit().await
         }
         2 => {
             let txn = ctx.db.begin().await?;
-            let row = txn
-                .query_one_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT version FROM item WHERE id = $1 FOR UPDATE",
-                    [id.into()],
-                ))
-                .await?
-                .ok_or(sea_orm::DbErr::RecordNotFound(id.to_string()))?;
+            let row = one_row(&txn, id, "SELECT version FROM item WHERE id = $1 FOR UPDATE", [id.into()]).await?;
             let version: i64 = row.try_get::<i64>("", "version")? + 1;
             let res = item::Entity::update_many()
                 .col_expr(item::Column::Version, Expr::col(item::Column::Version).add(1))
@@ -555,20 +541,27 @@ async fn write(ctx: &Ctx, kind: u64, id: i32, grp: i32) -> Result<(), sea_orm::D
             txn.commit().await
         }
         _ => {
-            let row = ctx
-                .db
-                .query_one_raw(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "UPDATE item SET version = version + 1, grp = $2 WHERE id = $1 RETURNING id, grp, version",
-                    [id.into(), grp.into()],
-                ))
-                .await?
-                .ok_or(sea_orm::DbErr::RecordNotFound(id.to_string()))?;
+            let row = one_row(&ctx.db, id, BUMP_RETURNING, [id.into(), grp.into()]).await?;
             let version: i64 = row.try_get("", "version")?;
             ctx.raw.execute_raw(log_stmt(id, version, grp)).await?;
             Ok(())
         }
     }
+}
+
+/// Write kinds 1 and 3: bump the version and move the item, returning the new state.
+const BUMP_RETURNING: &str = "UPDATE item SET version = version + 1, grp = $2 WHERE id = $1 RETURNING id, grp, version";
+
+/// The one row a statement about item `id` returns (`RecordNotFound` when there is none).
+async fn one_row(
+    conn: &impl ConnectionTrait,
+    id: i32,
+    sql: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Result<sea_orm::QueryResult, sea_orm::DbErr> {
+    conn.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+        .await?
+        .ok_or(sea_orm::DbErr::RecordNotFound(id.to_string()))
 }
 
 async fn reader(ctx: Arc<Ctx>, seed: u64, deadline: Instant) -> (u64, u64) {
