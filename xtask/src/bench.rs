@@ -172,6 +172,30 @@ async fn redis_get(conn: &RedisConnection, key: &str) -> Res<Option<Vec<u8>>> {
     redis::cmd("GET").arg(key).query_async(&mut c).await.map_err(e("GET"))
 }
 
+/// Runs `op` once for every category (warm-up), then times `n` calls cycling through the
+/// categories, checking each result with `check` (outside the timing). Returns the timings and
+/// the cache hits of the timed calls.
+async fn per_category<T>(
+    cache: &Cache,
+    n: usize,
+    mut op: impl AsyncFnMut(i32) -> Res<T>,
+    check: impl Fn(i32, T) -> Res<()>,
+) -> Res<(Vec<Duration>, u64)> {
+    for c in 1..=100 {
+        op(c).await?;
+    }
+    let before = cache.stats().hits;
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = (i % 100) as i32 + 1;
+        let t = Instant::now();
+        let out = op(c).await?;
+        samples.push(t.elapsed());
+        check(c, out)?;
+    }
+    Ok((samples, cache.stats().hits - before))
+}
+
 /// One backend's block: the workload lines, the ratios, then `#` checks.
 async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     let raw = fresh_database().await?;
@@ -226,6 +250,8 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
         samples.push(t.elapsed());
     }
     lines.push(line("get_pk_hit", &mut samples));
+    let s2 = cache.stats();
+    checks.push(format!("get_pk_hit: hits={}/{n}", s2.hits - s1.hits));
 
     // SeaORM's own share of a get (statement building, row → model), sampled the same way:
     // `find_by_id(..).one` against a database that answers instantly with a prebuilt row.
@@ -238,44 +264,21 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
         floor.push(t.elapsed());
     }
     let (floor_median, floor_p99) = summarize(&mut floor);
-    let s2 = cache.stats();
-    checks.push(format!("get_pk_hit: hits={}/{n}", s2.hits - s1.hits));
 
-    for c in 1..=100 {
-        filter_list(&db, c).await?;
-    }
-    let s3 = cache.stats();
-    samples.clear();
-    for i in 0..n {
-        let c = (i % 100) as i32 + 1;
-        let t = Instant::now();
-        let len = filter_list(&db, c).await?;
-        samples.push(t.elapsed());
-        if !(66..=67).contains(&len) {
-            return Err(format!("filter_list({c}) returned {len} rows"));
-        }
-    }
+    let (mut samples, hits) = per_category(&cache, n, async |c| filter_list(&db, c).await, |c, len| {
+        if (66..=67).contains(&len) { Ok(()) } else { Err(format!("filter_list({c}) returned {len} rows")) }
+    })
+    .await?;
     lines.push(line("filter_list_hit", &mut samples));
-    let s4 = cache.stats();
-    checks.push(format!("filter_list_hit: hits={}/{n} (~67 rows each)", s4.hits - s3.hits));
+    checks.push(format!("filter_list_hit: hits={hits}/{n} (~67 rows each)"));
 
-    for c in 1..=100 {
-        count(&db, c).await?;
-    }
-    let s5 = cache.stats();
-    samples.clear();
-    for i in 0..n {
-        let c = (i % 100) as i32 + 1;
-        let t = Instant::now();
-        let k = count(&db, c).await?;
-        samples.push(t.elapsed());
-        if k != 100 {
-            return Err(format!("count({c}) = {k}"));
-        }
-    }
+    let (mut samples, hits) = per_category(&cache, n, async |c| count(&db, c).await, |c, k| {
+        if k == 100 { Ok(()) } else { Err(format!("count({c}) = {k}")) }
+    })
+    .await?;
     lines.push(line("count_hit", &mut samples));
     let s6 = cache.stats();
-    checks.push(format!("count_hit: hits={}/{n}", s6.hits - s5.hits));
+    checks.push(format!("count_hit: hits={hits}/{n}"));
 
     samples.clear();
     let saves = n.min(500);
