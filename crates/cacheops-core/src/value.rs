@@ -111,10 +111,16 @@ impl Value {
             Value::Array(items) => {
                 out.push(7);
                 out.extend_from_slice(&(items.len() as u64).to_le_bytes());
-                for item in items {
-                    item.encode_into(out);
-                }
+                Value::encode_all_into(items, out);
             }
+        }
+    }
+
+    /// [`Value::encode_into`] of each value in turn: an exact encoding of a list of binds (of a
+    /// known statement, so the list needs no length of its own).
+    pub fn encode_all_into(values: &[Value], out: &mut Vec<u8>) {
+        for v in values {
+            v.encode_into(out);
         }
     }
 

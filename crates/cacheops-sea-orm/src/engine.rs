@@ -59,9 +59,7 @@ impl PlanMemo {
         key.extend_from_slice(sql.as_bytes());
         // SQL text never contains 0xFF (not UTF-8): the separator keeps the key unambiguous.
         key.push(0xFF);
-        for p in params {
-            p.encode_into(&mut key);
-        }
+        cacheops::Value::encode_all_into(params, &mut key);
         key
     }
 

@@ -302,9 +302,7 @@ fn new_stamp() -> String {
 
 fn encode_params(params: &[Value]) -> Vec<u8> {
     let mut out = Vec::with_capacity(16 * params.len());
-    for p in params {
-        p.encode_into(&mut out);
-    }
+    Value::encode_all_into(params, &mut out);
     out
 }
 
