@@ -236,9 +236,6 @@ impl State {
             .insert(key.to_owned(), Stamp { content: Content::Marker(entries), expires: None });
     }
 
-    /// `finish` on one key: absent (or an expired marker) ⇒ nothing left; a stamp ⇒ deleted; a
-    /// live marker ⇒ without `writer` (and without expired entries), deleted when no live entry
-    /// is left. With no writer a live marker is left alone.
     /// Removes `writer`'s entry (and the expired ones) from the marker at `key`, if it holds
     /// one; a stamp is left alone.
     fn release_marker(&mut self, key: &str, writer: &str, now: Instant) {
@@ -247,6 +244,9 @@ impl State {
         }
     }
 
+    /// `finish` on one key: absent (or an expired marker) ⇒ nothing left; a stamp ⇒ deleted; a
+    /// live marker ⇒ without `writer` (and without expired entries), deleted when no live entry
+    /// is left. With no writer a live marker is left alone.
     fn clear_key(&mut self, key: &str, writer: Option<&str>, now: Instant) {
         let Some(content) = self.get_stamp(key, now) else { return };
         let Content::Marker(mut entries) = content else {
