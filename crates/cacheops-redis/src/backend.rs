@@ -234,13 +234,7 @@ impl RedisBackend {
     /// decides what it is).
     pub async fn read_hit(&self, req: &ReadRequest) -> Result<Option<Vec<u8>>, RedisBackendError> {
         let mut mget = redis::cmd("MGET");
-        mget.arg(&req.value_key).arg(&req.epoch_key);
-        for t in req.tables.iter() {
-            mget.arg(&t.table_key);
-            for c in &t.conjs {
-                mget.arg(&c.key);
-            }
-        }
+        mget.arg(&req.value_key).arg(req.stamp_keys());
         let mut values: Vec<Option<Vec<u8>>> = self.query(&mget).await?;
         let Some((value, stamps)) = values.split_first_mut() else {
             return Ok(None);
