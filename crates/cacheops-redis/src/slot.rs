@@ -41,21 +41,29 @@ pub fn key_slot(key: &str) -> u16 {
 }
 
 /// Checks that every key lies in the slot of the first one.
+///
+/// Keys with the same hashed part (the usual case: one hash tag) are in the same slot without
+/// computing it; the CRC is computed only for keys whose hashed parts differ.
 pub(crate) fn check_same_slot<'a>(
     keys: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), crate::RedisBackendError> {
-    let mut first: Option<(&str, u16)> = None;
+    let mut keys = keys.into_iter();
+    let Some(first) = keys.next() else {
+        return Ok(());
+    };
+    let first_part = hashed_part(first.as_bytes());
+    let mut first_slot = None;
     for key in keys {
-        let slot = key_slot(key);
-        match first {
-            None => first = Some((key, slot)),
-            Some((f, s)) if s != slot => {
-                return Err(crate::RedisBackendError::CrossSlot {
-                    first: f.to_owned(),
-                    other: key.to_owned(),
-                });
-            }
-            Some(_) => {}
+        let part = hashed_part(key.as_bytes());
+        if part == first_part {
+            continue;
+        }
+        let slot = *first_slot.get_or_insert_with(|| crc16(first_part) % SLOTS);
+        if crc16(part) % SLOTS != slot {
+            return Err(crate::RedisBackendError::CrossSlot {
+                first: first.to_owned(),
+                other: key.to_owned(),
+            });
         }
     }
     Ok(())
@@ -77,5 +85,20 @@ mod tests {
         assert_eq!(hashed_part(b"foo{}{bar}"), b"foo{}{bar}");
         assert_eq!(hashed_part(b"foo{{bar}}zap"), b"{bar");
         assert_eq!(hashed_part(b"foo{bar}{zap}"), b"bar");
+    }
+
+    #[test]
+    fn same_slot_check() {
+        assert!(check_same_slot(["{co:a}:1:e", "{co:a}:1:t:post", "{co:a}:1:q:x"]).is_ok());
+        assert!(check_same_slot(std::iter::empty()).is_ok());
+        // Different hashed parts in the same slot are fine ("123456789" is in slot 12739, and so
+        // is a key hashed on it through a tag).
+        assert!(check_same_slot(["123456789", "x{123456789}y"]).is_ok());
+        match check_same_slot(["{co:a}:1:e", "{co:a}:1:t:post", "{co:b}:1:t:post"]) {
+            Err(crate::RedisBackendError::CrossSlot { first, other }) => {
+                assert_eq!((first.as_str(), other.as_str()), ("{co:a}:1:e", "{co:b}:1:t:post"));
+            }
+            other => panic!("expected CrossSlot, got {other:?}"),
+        }
     }
 }
