@@ -132,14 +132,16 @@ impl CachedConnection {
 
     async fn dispatch(&self, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
         let params = crate::convert::params(&stmt);
+        // Writes run in boxed futures: this future (moved on every call) stays as small as a
+        // read needs.
         match engine::classify(&self.shared, &stmt.sql, &params) {
-            Class::Write(a) if !cacheops::invalidation_suppressed() => self.autocommit_write(stmt, &a, mode).await,
-            Class::Unknown => self.unknown_write(stmt, mode).await,
+            Class::Write(a) if !cacheops::invalidation_suppressed() => Box::pin(self.autocommit_write(stmt, &a, mode)).await,
+            Class::Unknown => Box::pin(self.unknown_write(stmt, mode)).await,
             Class::Read(a) if matches!(mode, WriteMode::One | WriteMode::All) => {
                 let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
                 Ok(Output::Rows(engine::read_analyzed(&self.shared, &self.inner, stmt, &params, &a, read_mode, true).await?))
             }
-            _ => engine::run_write(&self.inner, stmt, mode).await,
+            _ => Box::pin(engine::run_write(&self.inner, stmt, mode)).await,
         }
     }
 

@@ -370,15 +370,44 @@ where
     Fut: Future<Output = Result<(T, Vec<u8>), E>>,
     E: From<Error>,
 {
+    // A hit is decided here; everything else (lock, compute, store) runs in a boxed future, so
+    // that the hit path's future stays small (a miss queries the database anyway).
+    let first = cache.lookup(q).await?;
+    if let Lookup::Hit(bytes) = &first
+        && let Some(v) = decode(bytes)
+    {
+        return Ok(v);
+    }
+    Box::pin(fetch_slow(cache, q, opts, decode, compute, first)).await
+}
+
+/// [`fetch`] after a first lookup that was not a decodable hit.
+async fn fetch_slow<T, E, F, Fut>(
+    cache: &Cache,
+    q: &Query,
+    opts: &LockOpts,
+    decode: impl Fn(&[u8]) -> Option<T>,
+    compute: F,
+    first: Lookup,
+) -> Result<T, E>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<(T, Vec<u8>), E>>,
+    E: From<Error>,
+{
     let deadline = Instant::now() + opts.wait;
     let mut guard: Option<Guard> = None;
+    let mut next = Some(first);
     loop {
-        let lookup = match cache.lookup(q).await {
-            Ok(l) => l,
-            Err(e) => {
-                release(guard).await;
-                return Err(e.into());
-            }
+        let lookup = match next.take() {
+            Some(l) => l,
+            None => match cache.lookup(q).await {
+                Ok(l) => l,
+                Err(e) => {
+                    release(guard).await;
+                    return Err(e.into());
+                }
+            },
         };
         match lookup {
             Lookup::Hit(bytes) => {
