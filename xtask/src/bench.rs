@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use cacheops::{Cache, Conj, Dependencies, Dnf, Lookup, Profile, Profiles, Row, Value};
 use cacheops_redis::RedisBackend;
-use cacheops_redis::RedisConnection;
 use cacheops_sea_orm::CachedConnection;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database,
@@ -88,10 +87,11 @@ async fn redis_backend(url: &str) -> Res<RedisBackend> {
 }
 
 /// A cache on `backend` ("redis": the shared server, unique prefix; "memory": in process), and a
-/// plain connection of the same kind for `redis_rtt`.
-async fn cache_for(backend: &str, name: &str) -> Res<(Cache, RedisConnection)> {
+/// Redis backend whose [`RedisBackend::get`] is `redis_rtt`: a plain GET over the kind of
+/// connection a hit check uses.
+async fn cache_for(backend: &str, name: &str) -> Res<(Cache, RedisBackend)> {
     let redis = redis_backend(&redis_url()).await?;
-    let rtt = redis.connection();
+    let rtt = redis.clone();
     let builder = Cache::builder().prefix(unique(name)).degrade(false).profiles(profiles());
     let builder = match backend {
         "redis" => builder.backend(Arc::new(redis)),
@@ -167,9 +167,8 @@ async fn count(db: &CachedConnection, c: i32) -> Res<u64> {
     post::Entity::find().filter(post::Column::CategoryId.eq(c)).count(db).await.map_err(e("count"))
 }
 
-async fn redis_get(conn: &RedisConnection, key: &str) -> Res<Option<Vec<u8>>> {
-    let mut c = conn.clone();
-    redis::cmd("GET").arg(key).query_async(&mut c).await.map_err(e("GET"))
+async fn redis_get(backend: &RedisBackend, key: &str) -> Res<Option<Vec<u8>>> {
+    backend.get(key).await.map_err(e("GET"))
 }
 
 /// Runs `op` once for every category (warm-up), then times `n` calls cycling through the
@@ -235,7 +234,7 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     // so that the ratio of the two compares calls made under the same machine load.
     let key = format!("xtask-bench-rtt-{}", std::process::id());
     {
-        let mut c = rtt.clone();
+        let mut c = rtt.connection();
         let _: () = redis::cmd("SET").arg(&key).arg("x").arg("EX").arg(60).query_async(&mut c).await.map_err(e("SET"))?;
     }
     let mut rtt_samples = Vec::with_capacity(n);
@@ -381,7 +380,7 @@ async fn hit_throughput(db: &CachedConnection, ids: &[i32]) -> Res<f64> {
 }
 
 /// Plain GETs per second from TASKS tasks sharing the same kind of connection.
-async fn redis_throughput(conn: &RedisConnection, key: &str) -> Res<f64> {
+async fn redis_throughput(conn: &RedisBackend, key: &str) -> Res<f64> {
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + THROUGHPUT_FOR;

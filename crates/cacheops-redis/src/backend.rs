@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cacheops_core::protocol::{
@@ -13,6 +14,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, ScriptInvocation, Value};
 
 use crate::builder::RedisBackendBuilder;
+use crate::direct::{DirectPool, Reply};
 use crate::error::RedisBackendError;
 use crate::scripts::SCRIPTS;
 use crate::slot::{check_same_slot, key_slot};
@@ -131,6 +133,8 @@ pub struct FinishStats {
 pub struct RedisBackend {
     conn: RedisConnection,
     target: String,
+    /// Plain connections for the hit check (standalone targets built by the builder).
+    direct: Option<Arc<DirectPool>>,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -138,6 +142,7 @@ impl fmt::Debug for RedisBackend {
         f.debug_struct("RedisBackend")
             .field("target", &self.target)
             .field("conn", &self.conn)
+            .field("direct", &self.direct)
             .finish()
     }
 }
@@ -158,8 +163,8 @@ impl RedisBackend {
         RedisBackendBuilder::new()
     }
 
-    pub(crate) fn new(conn: RedisConnection, target: String) -> Self {
-        RedisBackend { conn, target }
+    pub(crate) fn new(conn: RedisConnection, target: String, direct: Option<DirectPool>) -> Self {
+        RedisBackend { conn, target, direct: direct.map(Arc::new) }
     }
 
     /// Uses an existing (custom-configured) connection manager.
@@ -167,6 +172,7 @@ impl RedisBackend {
         Self::new(
             RedisConnection::Standalone(manager),
             "custom connection manager".into(),
+            None,
         )
     }
 
@@ -175,6 +181,7 @@ impl RedisBackend {
         Self::new(
             RedisConnection::Cluster(conn),
             "custom cluster connection".into(),
+            None,
         )
     }
 
@@ -232,14 +239,56 @@ impl RedisBackend {
     /// without a registry is table-level (`affected_keys`), so it replaces the table stamp this
     /// check reads. A hit writes nothing in `read.lua` either. `None`: not a hit (the script
     /// decides what it is).
+    ///
+    /// The `MGET` goes over a direct connection when one is free (see
+    /// [`RedisBackendBuilder::direct_connections`](crate::RedisBackendBuilder::direct_connections)),
+    /// else over the shared connection.
     pub async fn read_hit(&self, req: &ReadRequest) -> Result<Option<Vec<u8>>, RedisBackendError> {
-        let mut mget = redis::cmd("MGET");
-        mget.arg(&req.value_key).arg(req.stamp_keys());
-        let mut values: Vec<Option<Vec<u8>>> = self.query(&mget).await?;
+        let stamp_keys = req.stamp_keys();
+        let mut values = match self.query_direct(
+            [b"MGET".as_slice(), req.value_key.as_bytes()]
+                .into_iter()
+                .chain(stamp_keys.iter().map(|k| k.as_bytes())),
+        ) {
+            Some(reply) => match reply.await? {
+                Reply::Array(values) => values,
+                other => return Err(RedisBackendError::Protocol(format!("MGET answered {other:?}"))),
+            },
+            None => {
+                let mut mget = redis::cmd("MGET");
+                mget.arg(&req.value_key).arg(&stamp_keys[..]);
+                self.query::<Vec<Option<Vec<u8>>>>(&mget).await?
+            }
+        };
         let Some((value, stamps)) = values.split_first_mut() else {
             return Ok(None);
         };
         Ok(value.take().and_then(|v| hit_data(v, stamps)))
+    }
+
+    /// A command over a free direct connection: `None` when there is none (no pool, or every
+    /// connection busy). Only for read-only commands (a failed reused connection is retried).
+    fn query_direct<'a, I>(&'a self, args: I) -> Option<impl Future<Output = Result<Reply, RedisBackendError>> + 'a>
+    where
+        I: Iterator<Item = &'a [u8]> + Clone + 'a,
+    {
+        let pool = self.direct.as_ref()?;
+        let args: Vec<&'a [u8]> = args.collect();
+        let lease = pool.take()?;
+        Some(async move { pool.query(lease, args.iter().copied()).await })
+    }
+
+    /// A plain `GET` over the connection a hit check uses: a direct connection when one is free,
+    /// else the shared connection. This is the round trip a hit cannot go below (the benchmark's
+    /// `redis_rtt`).
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisBackendError> {
+        if let Some(reply) = self.query_direct([b"GET".as_slice(), key.as_bytes()].into_iter()) {
+            return match reply.await? {
+                Reply::Bulk(value) => Ok(value),
+                other => Err(RedisBackendError::Protocol(format!("GET answered {other:?}"))),
+            };
+        }
+        self.query(redis::cmd("GET").arg(key)).await
     }
 
     /// `read.lua`: the full read-check (miss and bypass decisions, stamp creation, scheme

@@ -8,6 +8,7 @@ use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
 
 use crate::backend::{RedisBackend, RedisConnection};
+use crate::direct::{DirectPool, DirectTarget};
 use crate::error::{RedisBackendError, redact_url};
 
 /// Default time to wait for a reply: short, so that an outage costs little per call.
@@ -16,6 +17,9 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default number of reconnection attempts per (re)connection, after the first.
 pub const DEFAULT_RETRIES: usize = 1;
+/// Default number of direct connections for hit checks (see
+/// [`RedisBackendBuilder::direct_connections`]).
+pub const DEFAULT_DIRECT_CONNECTIONS: usize = 8;
 
 /// Configures and builds a [`RedisBackend`]; see [`RedisBackend::builder`].
 ///
@@ -35,6 +39,7 @@ pub struct RedisBackendBuilder {
     response_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
     retries: Option<usize>,
+    direct_connections: Option<usize>,
 }
 
 impl std::fmt::Debug for RedisBackendBuilder {
@@ -57,6 +62,7 @@ impl std::fmt::Debug for RedisBackendBuilder {
             .field("response_timeout", &self.response_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("retries", &self.retries)
+            .field("direct_connections", &self.direct_connections)
             .finish()
     }
 }
@@ -144,11 +150,27 @@ impl RedisBackendBuilder {
         self
     }
 
+    /// How many plain connections a standalone backend keeps for hit checks (default
+    /// [`DEFAULT_DIRECT_CONNECTIONS`]; 0: none).
+    ///
+    /// A hit check is one read-only `MGET`. On a direct connection the calling task writes it
+    /// and reads the reply itself, which saves the hand-off to the shared connection's driver
+    /// task and back (a hit then costs about one plain `GET`, see `BENCHMARKS.md`). Connections
+    /// are opened on demand up to this number; a hit check that finds them all busy uses the
+    /// shared connection, which batches concurrent commands. Everything else (misses, writes,
+    /// scripts) always uses the shared connection. Cluster backends have no direct connections.
+    pub fn direct_connections(mut self, n: usize) -> Self {
+        self.direct_connections = Some(n);
+        self
+    }
+
     /// Connects now and loads the scripts. Fails with [`RedisBackendError::Connect`] (naming
     /// the target, password redacted) when Redis is unreachable.
     pub async fn build(self) -> Result<RedisBackend, RedisBackendError> {
+        let direct_max = self.direct_connections.unwrap_or(DEFAULT_DIRECT_CONNECTIONS);
         let (target, description, timeouts) = self.resolve()?;
         let (response_timeout, connect_timeout, retries) = timeouts;
+        let direct = direct_pool(&target, direct_max, connect_timeout, response_timeout);
         let connect_err = |source| RedisBackendError::Connect {
             target: description.clone(),
             source,
@@ -176,7 +198,7 @@ impl RedisBackendBuilder {
                 RedisConnection::Cluster(conn)
             }
         };
-        let backend = RedisBackend::new(conn, description.clone());
+        let backend = RedisBackend::new(conn, description.clone(), direct);
         backend.load_scripts().await.map_err(|e| match e {
             RedisBackendError::Command(source) => RedisBackendError::Connect {
                 target: description,
@@ -191,8 +213,10 @@ impl RedisBackendBuilder {
     /// failure), so this succeeds while Redis is down. Configuration errors are still reported.
     /// Must be called within a Tokio runtime (it is `async` for that reason).
     pub async fn build_lazy(self) -> Result<RedisBackend, RedisBackendError> {
+        let direct_max = self.direct_connections.unwrap_or(DEFAULT_DIRECT_CONNECTIONS);
         let (target, description, timeouts) = self.resolve()?;
         let (response_timeout, connect_timeout, retries) = timeouts;
+        let direct = direct_pool(&target, direct_max, connect_timeout, response_timeout);
         let config_err = |source| RedisBackendError::Connect {
             target: description.clone(),
             source,
@@ -214,7 +238,7 @@ impl RedisBackendBuilder {
                 ))
             }
         };
-        Ok(RedisBackend::new(conn, description))
+        Ok(RedisBackend::new(conn, description, direct))
     }
 
     #[allow(clippy::type_complexity)]
@@ -322,6 +346,16 @@ impl RedisBackendBuilder {
             settings = settings.set_password(p);
         }
         info.set_redis_settings(settings)
+    }
+}
+
+/// The direct-connection pool of a standalone target (none for a cluster, or with 0 connections).
+fn direct_pool(target: &Target, max: usize, connect: Duration, response: Duration) -> Option<DirectPool> {
+    match target {
+        Target::Single(info) if max > 0 => {
+            DirectTarget::of(info).map(|t| DirectPool::new(t, max, connect, response))
+        }
+        _ => None,
     }
 }
 

@@ -43,6 +43,12 @@ pub enum RedisBackendError {
     /// The server answered something the scripts never return.
     #[error("unexpected reply from Redis: {0}")]
     Protocol(String),
+    /// Redis answered a command with an error reply (e.g. `NOAUTH …`).
+    #[error("Redis answered with an error: {0}")]
+    Reply(String),
+    /// A direct connection (the hit check's) failed or timed out.
+    #[error("Redis connection failed: {0}")]
+    Io(#[source] std::io::Error),
     /// The keys of one call do not share one hash slot (they must: one namespace, one tag).
     #[error("keys of one call span several hash slots: {first:?} and {other:?}")]
     CrossSlot {

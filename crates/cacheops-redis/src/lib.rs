@@ -15,13 +15,14 @@
 
 mod backend;
 mod builder;
+mod direct;
 mod error;
 pub mod scripts;
 mod slot;
 
 pub use backend::{FinishStats, RedisBackend, RedisConnection};
 pub use builder::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RETRIES, RedisBackendBuilder,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DIRECT_CONNECTIONS, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RETRIES, RedisBackendBuilder,
 };
 pub use error::RedisBackendError;
 pub use slot::{SLOTS, key_slot};
