@@ -517,7 +517,8 @@ impl Cache {
             Some(l) => ReadSource::Function { name: l.to_string() },
             None => ReadSource::Query { hash: q.hash.clone() },
         };
-        self.lookup_request(&prepared.shape, req, q.timeout, source, q.local).await
+        let function = q.label.is_some();
+        self.lookup_request(&prepared.shape, req, q.timeout, (function, source), q.local).await
     }
 
     /// Derives a query's keys in this cache's key space.
@@ -537,16 +538,19 @@ impl Cache {
         source: ReadSource,
     ) -> Result<Lookup, Error> {
         let req = self.shape_request(shape, self.keys.value(hash), timeout);
-        self.lookup_request(shape, req, timeout, || source, false).await
+        let function = matches!(source, ReadSource::Function { .. });
+        self.lookup_request(shape, req, timeout, (function, || source), false).await
     }
 
     /// Lookup with a read-check request derived from `shape` (its value key identifies the value).
+    /// `source`: whether the read is a function's, and its [`ReadSource`] (built only when a
+    /// subscriber wants it).
     async fn lookup_request(
         &self,
         shape: &Shape,
         req: ReadRequest,
         timeout: Duration,
-        source: impl FnOnce() -> ReadSource,
+        (function, source): (bool, impl FnOnce() -> ReadSource),
         local: bool,
     ) -> Result<Lookup, Error> {
         if !self.inner.enabled {
@@ -563,7 +567,7 @@ impl Cache {
             if self.inner.subscribers.has_read() {
                 self.emit_read(&ReadEvent { source: source(), outcome, tables: shape.table_names() });
             } else {
-                crate::events::count_read(outcome, matches!(source(), ReadSource::Function { .. }));
+                crate::events::count_read(outcome, function);
             }
         }
         res

@@ -142,3 +142,67 @@ fn call_guarded(f: impl FnOnce()) {
         tracing::error!("a cacheops event subscriber panicked");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
+
+    use crate::{Cache, Conj, Dependencies, Dnf, Lookup, Value};
+
+    /// Counters by name and labels (`name{label=value}`), summed over registrations.
+    #[derive(Default)]
+    struct Counters(Mutex<Vec<(String, Arc<AtomicU64>)>>);
+
+    impl Counters {
+        fn get(&self, name: &str) -> u64 {
+            let all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            all.iter().filter(|(n, _)| n == name).map(|(_, c)| c.load(Ordering::Relaxed)).sum()
+        }
+    }
+
+    impl metrics::Recorder for Counters {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            let c = Arc::new(AtomicU64::new(0));
+            let mut all = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            all.push((format!("{}{{{}}}", key.name(), labels.join(",")), c.clone()));
+            Counter::from_arc(c)
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn read_counters_tell_functions_from_queries() {
+        let counters = Counters::default();
+        metrics::with_local_recorder(&counters, || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                let cache = Cache::builder().memory(100).build().await.expect("cache");
+                let mut deps = Dependencies::new();
+                let conj = Conj::from_terms([("id", Value::Int(1))]).expect("conj");
+                deps.add("post", Dnf::from_conjs([conj], 64), 64);
+                let q = cache.query(b"query", deps.clone());
+                let Lookup::Miss(t) = cache.lookup(&q).await.expect("lookup") else { panic!("miss expected") };
+                assert!(cache.store(t, b"v").await.expect("store"));
+                assert!(matches!(cache.lookup(&q).await.expect("lookup"), Lookup::Hit(_)));
+                let f = cache.query(b"function", deps).with_label("f");
+                assert!(matches!(cache.lookup(&f).await.expect("lookup"), Lookup::Miss(_)));
+            });
+        });
+        assert_eq!(counters.get("cacheops_misses_total{kind=query}"), 1);
+        assert_eq!(counters.get("cacheops_hits_total{kind=query}"), 1);
+        assert_eq!(counters.get("cacheops_misses_total{kind=function}"), 1);
+        assert_eq!(counters.get("cacheops_hits_total{kind=function}"), 0);
+    }
+}
