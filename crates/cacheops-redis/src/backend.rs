@@ -83,8 +83,11 @@ pub struct FinishStats {
 /// The Redis backend of the cacheops stamp protocol.
 ///
 /// Every [`Backend`] method is one Lua script call (`EVALSHA`, scripts in `src/lua/`) whose keys
-/// all carry the namespace's hash tag, so it works unchanged on Redis Cluster. The key layout is
-/// described in `docs/redis-data-model.md`.
+/// all carry the namespace's hash tag, so it works unchanged on Redis Cluster — except a hit,
+/// which is one `MGET` decided on the client ([`RedisBackend::read_hit`]), sent over a direct
+/// connection when one is free (see
+/// [`RedisBackendBuilder::direct_connections`](crate::RedisBackendBuilder::direct_connections)).
+/// The key layout is described in `docs/redis-data-model.md`.
 ///
 /// Connecting (needs a server, so not run here):
 ///

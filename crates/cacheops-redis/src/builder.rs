@@ -159,6 +159,21 @@ impl RedisBackendBuilder {
     /// are opened on demand up to this number; a hit check that finds them all busy uses the
     /// shared connection, which batches concurrent commands. Everything else (misses, writes,
     /// scripts) always uses the shared connection. Cluster backends have no direct connections.
+    ///
+    /// ```no_run
+    /// use cacheops_redis::RedisBackend;
+    ///
+    /// # async fn demo() -> Result<(), cacheops_redis::RedisBackendError> {
+    /// // Many concurrent requests per process: keep more hit checks off the shared connection.
+    /// let backend = RedisBackend::builder()
+    ///     .url("redis://127.0.0.1:6379/0")
+    ///     .direct_connections(16)
+    ///     .build()
+    ///     .await?;
+    /// // A plain GET over the same connections (what a hit cannot go below).
+    /// let _ = backend.get("some-key").await?;
+    /// # Ok(()) }
+    /// ```
     pub fn direct_connections(mut self, n: usize) -> Self {
         self.direct_connections = Some(n);
         self
