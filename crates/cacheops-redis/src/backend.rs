@@ -271,19 +271,19 @@ impl RedisBackend {
 
     /// A command over a free direct connection: `None` when there is none (no pool, or every
     /// connection busy). Only for read-only commands (a failed reused connection is retried).
-    fn query_direct<'a, I>(&'a self, args: I) -> Option<impl Future<Output = Result<Reply, RedisBackendError>> + 'a>
-    where
-        I: Iterator<Item = &'a [u8]> + Clone + 'a,
-    {
+    fn query_direct<'a>(
+        &'a self,
+        args: impl Iterator<Item = &'a [u8]>,
+    ) -> Option<impl Future<Output = Result<Reply, RedisBackendError>> + 'a> {
         let pool = self.direct.as_ref()?;
-        let args: Vec<&'a [u8]> = args.collect();
         let lease = pool.take()?;
+        let args: Vec<&'a [u8]> = args.collect();
         Some(async move { pool.query(lease, args.iter().copied()).await })
     }
 
     /// A plain `GET` over the connection a hit check uses: a direct connection when one is free,
     /// else the shared connection. This is the round trip a hit cannot go below (the benchmark's
-    /// `redis_rtt`).
+    /// `redis_rtt`), and [`Backend::get`] of the simple cache.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisBackendError> {
         if let Some(reply) = self.query_direct([b"GET".as_slice(), key.as_bytes()].into_iter()) {
             return match reply.await? {
@@ -527,7 +527,7 @@ impl Backend for RedisBackend {
     }
 
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
-        Ok(self.query(redis::cmd("GET").arg(key)).await?)
+        Ok(RedisBackend::get(self, key).await?)
     }
 
     async fn set(&self, key: &str, data: &[u8], ttl: Option<Duration>) -> Result<(), BackendError> {

@@ -157,8 +157,9 @@ impl RedisBackendBuilder {
     /// and reads the reply itself, which saves the hand-off to the shared connection's driver
     /// task and back (a hit then costs about one plain `GET`, see `BENCHMARKS.md`). Connections
     /// are opened on demand up to this number; a hit check that finds them all busy uses the
-    /// shared connection, which batches concurrent commands. Everything else (misses, writes,
-    /// scripts) always uses the shared connection. Cluster backends have no direct connections.
+    /// shared connection, which batches concurrent commands. The simple cache's `GET` uses them
+    /// too; everything else (misses, writes, scripts) always uses the shared connection. Cluster backends have no direct connections
+    /// (setting a non-zero number for one is a configuration error).
     ///
     /// ```no_run
     /// use cacheops_redis::RedisBackend;
@@ -296,6 +297,12 @@ impl RedisBackendBuilder {
             if self.db.is_some_and(|db| db != 0) {
                 return Err(RedisBackendError::Config(
                     "a Redis Cluster has only db 0".into(),
+                ));
+            }
+            if self.direct_connections.is_some_and(|n| n > 0) {
+                return Err(RedisBackendError::Config(
+                    "direct_connections applies to a standalone server; a cluster backend has none"
+                        .into(),
                 ));
             }
             let mut infos = Vec::with_capacity(nodes.len());

@@ -865,6 +865,7 @@ async fn builder_validation() {
         RedisBackend::builder().url("redis://x").host("y"),
         RedisBackend::builder().cluster(Vec::<String>::new()),
         RedisBackend::builder().cluster(["127.0.0.1:1"]).db(2),
+        RedisBackend::builder().cluster(["127.0.0.1:1"]).direct_connections(4),
         RedisBackend::builder().response_timeout(Duration::ZERO),
     ];
     for b in cases {
