@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use cacheops_core::protocol::Backend;
@@ -14,26 +13,9 @@ use common::{Env, dep, hit};
 
 const TTL: Duration = Duration::from_secs(120);
 
-/// `redis-cli` on `port`, with a password when given.
+/// `redis-cli` on `port` (with a password when given); it must succeed.
 fn cli(port: u16, password: Option<&str>, args: &[&str]) -> String {
-    let mut cmd = Command::new("redis-cli");
-    cmd.arg("-p").arg(port.to_string());
-    if let Some(p) = password {
-        cmd.env("REDISCLI_AUTH", p);
-    }
-    let out = cmd.args(args).output().expect("redis-cli");
-    assert!(out.status.success(), "redis-cli {args:?} failed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn calls(port: u16, password: Option<&str>, command: &str) -> u64 {
-    let info = cli(port, password, &["INFO", "commandstats"]);
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    common::redis_cli_auth(port, password, args).unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
 }
 
 /// Client connections to the server, not counting the `redis-cli` asking.
@@ -61,7 +43,7 @@ async fn direct_connections_are_bounded_and_overflow_to_the_shared_one() {
     for i in 0..8 {
         assert!(common::is_miss(&env.read_store(&format!("v{i}"), &deps, format!("data {i}").as_bytes(), TTL).await));
     }
-    let before = calls(server.port, None, "mget");
+    let before = common::command_calls(server.port, None, "mget");
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..64 {
         let (b, req) = (b.clone(), env.read_req(&format!("v{}", t % 8), &deps));
@@ -73,7 +55,7 @@ async fn direct_connections_are_bounded_and_overflow_to_the_shared_one() {
     while let Some(r) = tasks.join_next().await {
         r.expect("task");
     }
-    assert_eq!(calls(server.port, None, "mget") - before, 64, "every hit is one MGET");
+    assert_eq!(common::command_calls(server.port, None, "mget") - before, 64, "every hit is one MGET");
     // One shared connection plus at most two direct ones.
     let n = clients(server.port);
     assert!((2..=3).contains(&n), "{n} client connections");
@@ -148,12 +130,12 @@ async fn direct_connections_authenticate_and_select_the_database() {
     let deps = [dep("post", &[("id", 7)])];
     assert!(common::is_miss(&env.read_store("v", &deps, b"on db 3", TTL).await));
     let pw = Some("s3cret");
-    let (mget, evalsha) = (calls(server.port, pw, "mget"), calls(server.port, pw, "evalsha"));
+    let (mget, evalsha) = (common::command_calls(server.port, pw, "mget"), common::command_calls(server.port, pw, "evalsha"));
     assert_eq!(hit(&env.read("v", &deps).await), Some(&b"on db 3"[..]));
     // One MGET and no script: the direct connection found the value on db 3.
-    assert_eq!(calls(server.port, pw, "mget") - mget, 1);
-    assert_eq!(calls(server.port, pw, "evalsha") - evalsha, 0);
-    assert!(calls(server.port, pw, "auth") >= 2, "shared and direct connections authenticate");
+    assert_eq!(common::command_calls(server.port, pw, "mget") - mget, 1);
+    assert_eq!(common::command_calls(server.port, pw, "evalsha") - evalsha, 0);
+    assert!(common::command_calls(server.port, pw, "auth") >= 2, "shared and direct connections authenticate");
     let keyspace = cli(server.port, pw, &["INFO", "keyspace"]);
     assert!(keyspace.contains("db3:") && !keyspace.contains("db0:"), "{keyspace}");
     assert!(matches!(b.get("nothing").await, Ok(None)));

@@ -128,17 +128,6 @@ async fn finish_cost_is_independent_of_dependents_cluster() {
     check(Kind::Cluster, 2_000).await;
 }
 
-/// `calls=` of one command in `INFO commandstats` (0 when it never ran).
-fn calls(port: u16, command: &str) -> u64 {
-    let info = common::redis_cli(port, &["INFO", "commandstats"]).expect("INFO commandstats");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 /// A hit is one `MGET` with no Lua; a miss, a stale value and a pending key still go through
 /// `read.lua` (which decides and creates what is missing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,17 +145,17 @@ async fn a_hit_runs_no_script() {
     for _ in 0..10 {
         assert_eq!(hit(&env.read("v", &deps).await), Some(&b"data"[..]));
     }
-    assert_eq!(calls(server.port, "evalsha"), 0, "a hit ran a script");
-    assert_eq!(calls(server.port, "mget"), 10, "a hit is one MGET");
+    assert_eq!(common::command_calls(server.port, None, "evalsha"), 0, "a hit ran a script");
+    assert_eq!(common::command_calls(server.port, None, "mget"), 10, "a hit is one MGET");
 
     // A miss falls back to the script.
     assert!(common::is_miss(&env.read("absent", &deps).await));
-    assert_eq!(calls(server.port, "evalsha"), 1);
+    assert_eq!(common::command_calls(server.port, None, "evalsha"), 1);
     // So does a value whose stamp changed (invalidated)…
     let w = env.write_req(None, "category", vec![row(&[("id", 3)])], false, TTL);
     b.finish(&w).await.expect("finish");
     assert!(common::is_miss(&env.read("v", &deps).await));
-    assert_eq!(calls(server.port, "evalsha"), 3);
+    assert_eq!(common::command_calls(server.port, None, "evalsha"), 3);
     // …and one under a write lease: the script answers "pending", not a hit.
     assert!(common::is_miss(&env.read_store("v", &deps, b"data2", TTL).await));
     let w = env.write_req(Some("w1"), "post", vec![row(&[("id", 1), ("category_id", 3)])], false, TTL);

@@ -390,15 +390,31 @@ impl Drop for Server {
 }
 
 pub fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
-    let out = Command::new("redis-cli")
-        .arg("-p")
-        .arg(port.to_string())
-        .args(args)
-        .output()
-        .ok()?;
+    redis_cli_auth(port, None, args)
+}
+
+/// `redis-cli` on `port`, authenticating with `password` when given.
+pub fn redis_cli_auth(port: u16, password: Option<&str>, args: &[&str]) -> Option<String> {
+    let mut cmd = Command::new("redis-cli");
+    cmd.arg("-p").arg(port.to_string());
+    if let Some(p) = password {
+        cmd.env("REDISCLI_AUTH", p);
+    }
+    let out = cmd.args(args).output().ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// How many times the server on `port` has run `command` (`INFO commandstats`; 0 if never).
+pub fn command_calls(port: u16, password: Option<&str>, command: &str) -> u64 {
+    let info = redis_cli_auth(port, password, &["INFO", "commandstats"]).expect("INFO commandstats");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 pub struct Cluster {
