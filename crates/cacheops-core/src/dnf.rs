@@ -9,9 +9,13 @@ use std::collections::BTreeMap;
 use crate::value::Value;
 
 /// An AND of `column = value` terms. `Value::Null` stands for `column IS NULL`.
+///
+/// Each term keeps its value and its canonical rendering (the part of the conj key): built by
+/// [`Conj::from_terms`] the rendering is [`Value::render`]; the analysis builds conjs with the
+/// column's own canonical form ([`crate::equality`]) through [`Conj::from_rendered`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Conj {
-    terms: BTreeMap<String, Value>,
+    terms: BTreeMap<String, (Value, String)>,
 }
 
 impl Conj {
@@ -30,21 +34,39 @@ impl Conj {
     /// assert_eq!(c.len(), 1);
     /// ```
     pub fn from_terms<K: Into<String>>(terms: impl IntoIterator<Item = (K, Value)>) -> Option<Self> {
+        Conj::from_rendered(terms.into_iter().map(|(k, v)| {
+            let r = v.render();
+            (k, v, r)
+        }))
+    }
+
+    /// Builds a conj from terms with their canonical renderings (column names as they appear
+    /// in keys). `None` when two terms on one column have different renderings.
+    pub fn from_rendered<K: Into<String>>(terms: impl IntoIterator<Item = (K, Value, String)>) -> Option<Self> {
         let mut conj = Conj::any();
-        for (col, value) in terms {
-            if !conj.and(col.into(), value) {
-                return None;
+        for (col, value, rendered) in terms {
+            match conj.terms.entry(col.into()) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    if e.get().1 != rendered {
+                        return None;
+                    }
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert((value, rendered));
+                }
             }
         }
         Some(conj)
     }
 
-    /// Adds a term. Returns `false` (and leaves the conj unusable) when it contradicts an existing one.
+    /// Adds a term (rendered with [`Value::render`]). Returns `false` (and leaves the conj
+    /// unusable) when it contradicts an existing one.
     pub fn and(&mut self, column: String, value: Value) -> bool {
+        let rendered = value.render();
         match self.terms.get(&column) {
-            Some(existing) => existing.render() == value.render(),
+            Some((_, existing)) => *existing == rendered,
             None => {
-                self.terms.insert(column, value);
+                self.terms.insert(column, (value, rendered));
                 true
             }
         }
@@ -62,12 +84,12 @@ impl Conj {
 
     /// Terms in column order.
     pub fn terms(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.terms.iter().map(|(k, v)| (k.as_str(), v))
+        self.terms.iter().map(|(k, (v, _))| (k.as_str(), v))
     }
 
     /// The value this conj requires of `column`, if any.
     pub fn get(&self, column: &str) -> Option<&Value> {
-        self.terms.get(column)
+        self.terms.get(column).map(|(v, _)| v)
     }
 
     /// The scheme: the sorted column names joined by `,` (`""` for the empty conj).
@@ -78,21 +100,21 @@ impl Conj {
     /// The rendered body of the conj key: `col=value&col=value`, columns sorted.
     pub fn rendered(&self) -> String {
         let mut out = String::new();
-        for (i, (col, value)) in self.terms.iter().enumerate() {
+        for (i, (col, (_, rendered))) in self.terms.iter().enumerate() {
             if i > 0 {
                 out.push('&');
             }
             out.push_str(col);
             out.push('=');
-            out.push_str(&value.render());
+            out.push_str(rendered);
         }
         out
     }
 
-    /// Whether a row (column → value) satisfies this conj. A column missing from the row counts
-    /// as "might match".
+    /// Whether a row (column → value) satisfies this conj, comparing [`Value::render`]
+    /// renderings. A column missing from the row counts as "might match".
     pub fn matches(&self, row: &BTreeMap<String, Value>) -> bool {
-        self.terms.iter().all(|(col, v)| row.get(col).is_none_or(|rv| rv.render() == v.render()))
+        self.terms.iter().all(|(col, (_, r))| row.get(col).is_none_or(|rv| rv.render() == *r))
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! * [`analysis`]: SQL text + typed binds → statement kind, tables read, per-table DNFs.
 //! * [`dnf`]: the DNF types ([`Dnf`], [`Conj`], [`Dependencies`]).
+//! * [`equality`]: canonical forms per column class, the [`Catalog`] of column classes.
 //! * [`config`]: profiles per table pattern, validated by a builder.
 //! * [`keys`]: key derivation (prefix, schema version, hash tags).
 //! * [`protocol`]: the stamp protocol's requests and replies, and the [`Backend`] trait.
@@ -10,6 +11,7 @@
 pub mod analysis;
 pub mod config;
 pub mod dnf;
+pub mod equality;
 pub mod keys;
 pub mod memory;
 pub mod protocol;
@@ -20,6 +22,7 @@ pub use analysis::{
 };
 pub use config::{CacheOp, ConfigError, Profile, Profiles, ProfilesBuilder};
 pub use dnf::{Conj, Dependencies, Dnf};
+pub use equality::{Catalog, CatalogSnapshot, ColumnClass, TableSchema, TextFold};
 pub use keys::KeySpace;
 pub use memory::MemoryBackend;
 pub use protocol::{Backend, BackendError, ReadReply, ReadRequest, Row, Stamps, WriteRequest};

@@ -258,6 +258,12 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// Escapes and, past [`MAX_VERBATIM_LEN`], hashes a raw rendering: the last step of every
+/// canonical form.
+pub(crate) fn key_safe(raw: String) -> String {
+    finish(escape(&raw))
+}
+
 fn finish(s: String) -> String {
     if s.len() <= MAX_VERBATIM_LEN {
         s

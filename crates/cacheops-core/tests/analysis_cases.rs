@@ -143,7 +143,9 @@ fn cases() -> Vec<Case> {
         // --- names
         pg(r#"SELECT * FROM "public"."Post" AS "P" WHERE "P"."Id" = 1"#, "Post: Id=1"),
         pg("SELECT * FROM public.post WHERE post.id = 1", "post: id=1"),
-        pg("SELECT * FROM blog.post WHERE blog.post.id = 1", "blog.post: id=1"),
+        // The schema qualifier is dropped: `blog.post` and `post` (through search_path) are one table.
+        pg("SELECT * FROM blog.post WHERE blog.post.id = 1", "post: id=1"),
+        pg("SELECT * FROM blog.post p JOIN other.post q ON p.id = q.id WHERE blog.post.id = 1", "post: any"),
         pg("SELECT * FROM Post WHERE ID = 1 AND Post.Title = 'A'", "post: id=1&title=A"),
         case(Sqlite, "SELECT * FROM main.post WHERE id = 1", vec![], Read, "post: id=1"),
         pg("SELECT * FROM post p WHERE post.id = 1", "post: any"),

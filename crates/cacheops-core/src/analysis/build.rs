@@ -61,9 +61,33 @@ fn is_volatile(name: &str) -> bool {
     VOLATILE_FUNCTIONS.contains(&name) || name.starts_with("uuid_generate")
 }
 
-/// Normalised identifier: unquoted identifiers are lowercased.
+thread_local! {
+    /// The dialect whose identifier rules [`ident`] applies (set by [`with_dialect`]).
+    static IDENT_DIALECT: std::cell::Cell<Dialect> = const { std::cell::Cell::new(Dialect::PostgreSql) };
+}
+
+/// Runs `f` with [`ident`] folding names by `dialect`'s rules.
+pub(crate) fn with_dialect<T>(dialect: Dialect, f: impl FnOnce() -> T) -> T {
+    let before = IDENT_DIALECT.with(|d| d.replace(dialect));
+    let out = f();
+    IDENT_DIALECT.with(|d| d.set(before));
+    out
+}
+
+/// Normalised identifier, by the database's own folding rules:
+/// * PostgreSQL folds unquoted names to lower case (ASCII letters only, in UTF-8 databases);
+///   quoted names are exact;
+/// * SQLite compares names case-insensitively for ASCII letters, quoted or not;
+/// * MySQL/MariaDB compare column names case-insensitively; table names are exact on
+///   case-sensitive file systems, so folding them merges at most two tables (coarser, never
+///   stale).
 pub(crate) fn ident(i: &Ident) -> String {
-    if i.quote_style.is_none() { i.value.to_lowercase() } else { i.value.clone() }
+    match IDENT_DIALECT.with(std::cell::Cell::get) {
+        Dialect::PostgreSql if i.quote_style.is_none() => i.value.to_ascii_lowercase(),
+        Dialect::PostgreSql => i.value.clone(),
+        Dialect::Sqlite => i.value.to_ascii_lowercase(),
+        Dialect::MySql => i.value.to_lowercase(),
+    }
 }
 
 /// Maps each placeholder token's source location to its parameter index.
@@ -189,7 +213,7 @@ impl<'c> Builder<'c> {
             any_tables: self.any_tables,
             write,
             max_param: self.max_param,
-            fixed: std::sync::OnceLock::new(),
+            fixed: std::sync::Mutex::new(None),
         }
     }
 
@@ -238,23 +262,19 @@ impl<'c> Builder<'c> {
     }
 
     /// Normalised table name; `None` for names that are not plain identifiers.
+    ///
+    /// The schema (database) qualifier is dropped: `myschema.post`, `public.post` and `post`
+    /// (whatever `search_path` resolves it to) are one table for invalidation. Tables of the
+    /// same name in two schemas share their keys: coarser, never stale.
     pub(crate) fn table_name(&self, n: &ObjectName) -> Option<String> {
-        let mut parts = Vec::with_capacity(n.0.len());
+        let mut last = None;
         for p in &n.0 {
             match p {
-                ObjectNamePart::Identifier(i) => parts.push(ident(i)),
+                ObjectNamePart::Identifier(i) => last = Some(ident(i)),
                 ObjectNamePart::Function(_) => return None,
             }
         }
-        let default_schema = match self.cfg.dialect {
-            Dialect::PostgreSql => Some("public"),
-            Dialect::Sqlite => Some("main"),
-            Dialect::MySql => None,
-        };
-        if parts.len() == 2 && default_schema.is_some_and(|d| parts.first().is_some_and(|p| p == d)) {
-            parts.remove(0);
-        }
-        if parts.is_empty() { None } else { Some(parts.join(".")) }
+        last
     }
 
     fn count(&mut self, t: &str) {
@@ -834,15 +854,17 @@ impl Builder<'_> {
     fn operand(&mut self, e: &Expr) -> Option<Operand> {
         match e {
             Expr::Nested(x) => self.operand(x),
-            Expr::Cast { expr, .. } => self.operand(expr),
+            Expr::Cast { expr, data_type, .. } => {
+                Some(Operand::Cast(Box::new(self.operand(expr)?), data_type.to_string()))
+            }
             Expr::Value(v) => self.value_operand(v),
             Expr::TypedString(ts) => match literal(&ts.value.value)? {
-                Value::Text(t) => Some(Operand::Lit(Value::Text(t))),
+                Value::Text(t) => Some(Operand::Cast(Box::new(Operand::Lit(Value::Text(t))), ts.data_type.to_string())),
                 _ => None,
             },
             Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match self.operand(expr)? {
                 Operand::Lit(v) => negate(v).map(Operand::Lit),
-                Operand::Param(_) => None,
+                Operand::Param(_) | Operand::Cast(..) => None,
             },
             Expr::UnaryOp { op: UnaryOperator::Plus, expr } => match self.operand(expr)? {
                 Operand::Lit(v @ (Value::Int(_) | Value::UInt(_) | Value::Float(_))) => Some(Operand::Lit(v)),

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::dnf::{Dependencies, Dnf};
+use crate::equality::Catalog;
 use crate::value::Value;
 
 mod build;
@@ -203,6 +204,7 @@ type Memo = lru::LruCache<String, Arc<Result<Template, AnalysisError>>>;
 /// ```
 pub struct Analyzer {
     config: AnalyzerConfig,
+    catalog: Arc<Catalog>,
     memo: Option<Mutex<Memo>>,
     hits: AtomicU64,
     misses: AtomicU64,
@@ -254,10 +256,23 @@ pub(crate) fn sp_dialect(d: Dialect) -> Box<dyn sqlparser::dialect::Dialect> {
 }
 
 impl Analyzer {
-    /// Creates an analyzer. A `memo_capacity` of 0 disables memoisation.
+    /// Creates an analyzer with an [untyped](Catalog::untyped) catalog: values are compared by
+    /// [`Value::render`], which is not the database's equality (for tools and tests). A cache
+    /// uses [`Analyzer::with_catalog`]. A `memo_capacity` of 0 disables memoisation.
     pub fn new(config: AnalyzerConfig) -> Self {
+        Analyzer::with_catalog(config, Arc::new(Catalog::untyped()))
+    }
+
+    /// Creates an analyzer whose conditions narrow by the column classes of `catalog`
+    /// ([`crate::equality`]).
+    pub fn with_catalog(config: AnalyzerConfig, catalog: Arc<Catalog>) -> Self {
         let memo = NonZeroUsize::new(config.memo_capacity).map(|c| Mutex::new(lru::LruCache::new(c)));
-        Analyzer { config, memo, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+        Analyzer { config, catalog, memo, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
+    }
+
+    /// The catalog of column classes.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
     /// The configuration.
@@ -278,7 +293,7 @@ impl Analyzer {
         let template = self.template(sql);
         let caps = Caps::new(self.config.in_list_cap, self.config.dnf_cap);
         match template.as_ref() {
-            Ok(t) => t.eval(params, caps),
+            Ok(t) => t.eval(params, caps, &self.catalog),
             Err(e) => Err(e.clone()),
         }
     }
@@ -319,7 +334,7 @@ impl Analyzer {
         let [statement] = statements.as_slice() else {
             return Err(AnalysisError::NotOneStatement(statements.len()));
         };
-        Ok(build::Builder::new(&self.config, params).build(statement))
+        Ok(build::with_dialect(self.config.dialect, || build::Builder::new(&self.config, params).build(statement)))
     }
 }
 

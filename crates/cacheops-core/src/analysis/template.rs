@@ -7,15 +7,28 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dnf::{Conj, Dependencies, Dnf};
+use crate::equality::{key_column, Catalog, CatalogSnapshot};
 use crate::value::Value;
 
 use super::{Analysis, AnalysisError, StatementKind, WriteTarget};
 
-/// A literal or a reference to a bind parameter (0-based index).
+/// A literal or a reference to a bind parameter (0-based index), possibly cast to a type.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Operand {
     Lit(Value),
     Param(usize),
+    /// `operand::type`, `CAST(operand AS type)`, `type 'literal'`: the type name as written.
+    Cast(Box<Operand>, String),
+}
+
+impl Operand {
+    /// The outermost cast's type name, if any.
+    fn cast(&self) -> Option<&str> {
+        match self {
+            Operand::Cast(_, t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// A column of a binding of the scope the predicate belongs to.
@@ -189,8 +202,9 @@ pub(crate) struct Template {
     pub write: Option<WriteTemplate>,
     /// Highest parameter index referenced by an operand.
     pub max_param: Option<usize>,
-    /// The evaluated analysis when it does not depend on parameters.
-    pub fixed: std::sync::OnceLock<Analysis>,
+    /// The evaluated analysis when it does not depend on parameters, with the catalog
+    /// generation it was evaluated under.
+    pub fixed: std::sync::Mutex<Option<(u64, Analysis)>>,
 }
 
 /// Evaluation limits.
@@ -208,17 +222,12 @@ impl Caps {
     }
 }
 
-/// A value with its canonical rendering (equality and ordering use the rendering only).
+/// A value with its canonical rendering in its column (equality and ordering use the rendering
+/// only).
 #[derive(Debug, Clone)]
 struct RVal {
     rendered: String,
     value: Value,
-}
-
-impl RVal {
-    fn new(value: Value) -> Self {
-        RVal { rendered: value.render(), value }
-    }
 }
 
 impl PartialEq for RVal {
@@ -269,14 +278,23 @@ impl EConj {
     }
 
     /// Propagates values across join equalities (transitively). `None` when impossible.
-    fn propagate(mut self) -> Option<EConj> {
+    /// Values cross only between columns that compare alike (`same`); between others the
+    /// database converts types, so a value is not carried over and no contradiction is drawn.
+    fn propagate(mut self, same: &dyn Fn(&Key, &Key) -> bool) -> Option<EConj> {
         if self.coleqs.is_empty() {
             return Some(self);
         }
         for _ in 0..=self.coleqs.len() {
             let mut changed = false;
             for (x, y) in &self.coleqs {
-                match (self.eqs.get(x).cloned(), self.eqs.get(y).cloned()) {
+                let (vx, vy) = (self.eqs.get(x).cloned(), self.eqs.get(y).cloned());
+                if !same(x, y) {
+                    if vx.as_ref().is_some_and(|v| v.value.is_null()) || vy.as_ref().is_some_and(|v| v.value.is_null()) {
+                        return None;
+                    }
+                    continue;
+                }
+                match (vx, vy) {
                     (Some(a), Some(b)) => {
                         if a != b || a.value.is_null() {
                             return None;
@@ -308,11 +326,11 @@ impl EConj {
 
     /// The terms on one binding, as a public conj.
     fn clean(&self, binding: usize) -> Option<Conj> {
-        Conj::from_terms(
+        Conj::from_rendered(
             self.eqs
                 .iter()
                 .filter(|((b, _), _)| *b == binding)
-                .map(|((_, col), v)| (col.clone(), v.value.clone())),
+                .map(|((_, col), v)| (key_column(col), v.value.clone(), v.rendered.clone())),
         )
     }
 
@@ -353,10 +371,12 @@ fn is_true(d: &DSet) -> bool {
     d.iter().any(EConj::is_empty)
 }
 
-/// Evaluation context: bind values and caps.
+/// Evaluation context: bind values, caps, the column classes and the scope's bindings.
 pub(crate) struct Ctx<'p> {
     pub params: &'p [Value],
     pub caps: Caps,
+    pub catalog: &'p CatalogSnapshot,
+    pub bindings: &'p [Binding],
 }
 
 impl Ctx<'_> {
@@ -368,41 +388,74 @@ impl Ctx<'_> {
                 .get(*i)
                 .cloned()
                 .ok_or(AnalysisError::ParamOutOfRange { index: *i, len: self.params.len() }),
+            Operand::Cast(inner, _) => self.value(inner),
         }
     }
 
-    fn list_dnf(&self, c: &ColRef, values: Vec<Value>) -> DSet {
-        let values: Vec<Value> = values.into_iter().filter(|v| !v.is_null()).collect();
+    fn table(&self, binding: usize) -> Option<&str> {
+        self.bindings.get(binding).and_then(|b| b.table.as_deref())
+    }
+
+    /// `c = v` as a one-conj DNF, or "no constraint" when `v`'s canonical form in `c`'s column
+    /// is not certain.
+    fn single(&self, c: &ColRef, v: Value, cast: Option<&str>) -> DSet {
+        let rendered = self.table(c.binding).and_then(|t| self.catalog.canonical(t, &c.column, &v, cast));
+        match rendered {
+            Some(rendered) => {
+                let mut e = EConj::default();
+                e.eqs.insert((c.binding, c.column.clone()), RVal { rendered, value: v });
+                std::iter::once(e).collect()
+            }
+            None => d_true(),
+        }
+    }
+
+    fn list_dnf(&self, c: &ColRef, values: Vec<(Value, Option<&str>)>) -> DSet {
+        let values: Vec<_> = values.into_iter().filter(|(v, _)| !v.is_null()).collect();
         if values.is_empty() {
             return DSet::new();
         }
         if values.len() >= self.caps.in_list {
             return d_true();
         }
-        values.into_iter().map(|v| single(c, v)).collect()
+        let mut out = DSet::new();
+        for (v, cast) in values {
+            let d = self.single(c, v, cast);
+            if is_true(&d) {
+                return d;
+            }
+            out.extend(d);
+        }
+        out
     }
 
     fn atom(&self, a: &Atom) -> Result<DSet, AnalysisError> {
         Ok(match a {
             Atom::Eq(c, op) => {
                 let v = self.value(op)?;
-                if v.is_null() {
-                    DSet::new()
-                } else {
-                    std::iter::once(single(c, v)).collect()
-                }
+                if v.is_null() { DSet::new() } else { self.single(c, v, op.cast()) }
             }
             Atom::In(c, ops) => {
-                let values = ops.iter().map(|o| self.value(o)).collect::<Result<Vec<_>, _>>()?;
+                let values = ops.iter().map(|o| Ok((self.value(o)?, o.cast()))).collect::<Result<Vec<_>, _>>()?;
                 self.list_dnf(c, values)
             }
             Atom::AnyEq(c, op) => match self.value(op)? {
-                Value::Array(items) => self.list_dnf(c, items),
+                Value::Array(items) => {
+                    // `= ANY($1::int[])`: the elements are cast to `int`; another cast is unknown.
+                    let cast = match op.cast() {
+                        None => Ok(None),
+                        Some(t) => t.trim().strip_suffix("[]").map(Some).ok_or(()),
+                    };
+                    match cast {
+                        Ok(cast) => self.list_dnf(c, items.into_iter().map(|v| (v, cast)).collect()),
+                        Err(()) => d_true(),
+                    }
+                }
                 Value::Null => DSet::new(),
                 _ => d_true(),
             },
-            Atom::IsNull(c) => std::iter::once(single(c, Value::Null)).collect(),
-            Atom::BoolCol(c) => std::iter::once(single(c, Value::Bool(true))).collect(),
+            Atom::IsNull(c) => self.single(c, Value::Null, None),
+            Atom::BoolCol(c) => self.single(c, Value::Bool(true), None),
             Atom::ColEq(x, y) => {
                 let kx = (x.binding, x.column.clone());
                 let ky = (y.binding, y.column.clone());
@@ -488,12 +541,6 @@ fn const_eq(a: &Value, b: &Value) -> Option<bool> {
     Some(int(a)? == int(b)?)
 }
 
-fn single(c: &ColRef, v: Value) -> EConj {
-    let mut e = EConj::default();
-    e.eqs.insert((c.binding, c.column.clone()), RVal::new(v));
-    e
-}
-
 /// The product of two DNFs; `None` if it would exceed `cap`.
 fn product(a: &DSet, b: &DSet, cap: usize) -> Option<DSet> {
     let mut out = DSet::new();
@@ -513,6 +560,7 @@ fn product(a: &DSet, b: &DSet, cap: usize) -> Option<DSet> {
 impl Scope {
     /// Evaluates the scope: adds its tables' DNFs to `deps`, returns the target's DNF if any.
     fn eval(&self, ctx: &Ctx<'_>, deps: &mut Dependencies) -> Result<Option<Dnf>, AnalysisError> {
+        let ctx = &Ctx { bindings: &self.bindings, ..*ctx };
         let w = ctx.dnf(&self.where_pred)?;
         let groups = self.groups.iter().map(|g| ctx.dnf(g)).collect::<Result<Vec<_>, _>>()?;
         let mut target = None;
@@ -548,8 +596,12 @@ impl Scope {
                         combos = next;
                     }
             }
+            let same = |x: &Key, y: &Key| match (ctx.table(x.0), ctx.table(y.0)) {
+                (Some(tx), Some(ty)) => ctx.catalog.same_equality((tx, &x.1), (ty, &y.1)),
+                _ => false,
+            };
             for conj in combos {
-                let Some(p) = conj.propagate() else { continue };
+                let Some(p) = conj.propagate(&same) else { continue };
                 let Some(clean) = p.clean(bi) else { continue };
                 if clean.is_empty() {
                     return Dnf::any();
@@ -565,16 +617,23 @@ impl Scope {
 }
 
 impl Template {
-    /// Evaluates the template against bind values.
-    pub(crate) fn eval(&self, params: &[Value], caps: Caps) -> Result<Analysis, AnalysisError> {
+    /// Evaluates the template against bind values and the column classes of `catalog`.
+    pub(crate) fn eval(&self, params: &[Value], caps: Caps, catalog: &Catalog) -> Result<Analysis, AnalysisError> {
+        // The generation is read before the snapshot: a fixed analysis is never newer than the
+        // generation it is filed under.
+        let generation = catalog.generation();
         if let Some(max) = self.max_param {
             if max >= params.len() {
                 return Err(AnalysisError::ParamOutOfRange { index: max, len: params.len() });
             }
-        } else if let Some(a) = self.fixed.get() {
+        } else if let Ok(fixed) = self.fixed.lock()
+            && let Some((g, a)) = fixed.as_ref()
+            && *g == generation
+        {
             return Ok(a.clone());
         }
-        let ctx = Ctx { params, caps };
+        let snapshot = catalog.snapshot();
+        let ctx = Ctx { params, caps, catalog: &snapshot, bindings: &[] };
         let mut reads = Dependencies::new();
         let mut filters: BTreeMap<usize, Dnf> = BTreeMap::new();
         for (si, s) in self.scopes.iter().enumerate() {
@@ -597,7 +656,14 @@ impl Template {
                     .iter()
                     .map(|row| {
                         row.iter()
-                            .map(|o| o.as_ref().map(|o| ctx.value(o)).transpose())
+                            .zip(w.columns.iter().map(String::as_str).chain(std::iter::repeat("")))
+                            .map(|(o, col)| match o {
+                                // A cast the column's class does not accept may change the
+                                // stored value: the value is unknown.
+                                Some(Operand::Cast(_, t)) if !snapshot.cast_preserves(&w.table, col, t) => Ok(None),
+                                Some(o) => ctx.value(o).map(Some),
+                                None => Ok(None),
+                            })
                             .collect::<Result<Vec<_>, _>>()
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -627,8 +693,10 @@ impl Template {
             volatile: self.volatile,
             shape: self.shape,
         };
-        if self.max_param.is_none() {
-            let _ = self.fixed.set(analysis.clone());
+        if self.max_param.is_none()
+            && let Ok(mut fixed) = self.fixed.lock()
+        {
+            *fixed = Some((generation, analysis.clone()));
         }
         Ok(analysis)
     }
