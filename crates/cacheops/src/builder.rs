@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cacheops_core::protocol::Backend;
-use cacheops_core::{Analyzer, AnalyzerConfig, ConfigError, KeySpace, MemoryBackend, Profiles};
+use cacheops_core::{Analyzer, AnalyzerConfig, Catalog, ConfigError, KeySpace, MemoryBackend, Profiles, TableSchema};
 
 use crate::cache::{Cache, Inner};
 use crate::error::Error;
@@ -55,6 +55,7 @@ pub struct CacheBuilder {
     replay_limit: usize,
     default_timeout: Duration,
     analyzer: AnalyzerConfig,
+    schemas: Vec<TableSchema>,
     subscribers: Subscribers,
     lock_wait: Duration,
     lock_ttl: Duration,
@@ -73,6 +74,7 @@ impl Default for CacheBuilder {
             replay_limit: 10_000,
             default_timeout: Duration::from_secs(3600),
             analyzer: AnalyzerConfig::default(),
+            schemas: Vec::new(),
             subscribers: Subscribers::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
             lock_ttl: Duration::from_secs(60),
@@ -95,6 +97,28 @@ impl CacheBuilder {
         if let Ok(on) = std::env::var("CACHEOPS_ENABLED") {
             self.enabled = !matches!(on.trim().to_ascii_lowercase().as_str(), "0" | "false" | "off" | "no");
         }
+        self
+    }
+
+    /// Declares the column classes of a table ([`cacheops_core::equality`]): which columns narrow
+    /// invalidation and how their values compare. Integrations load them from the database's
+    /// catalog; with the raw API, a table that is neither declared nor loaded is invalidated
+    /// and depended on at table level only (coarse, never stale).
+    ///
+    /// ```
+    /// use cacheops::{Cache, ColumnClass, TableSchema, Value};
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = Cache::builder()
+    ///     .table_schema(TableSchema::new("post").column("id", ColumnClass::Integer).column("category_id", ColumnClass::Integer))
+    ///     .build().await.unwrap();
+    /// let a = cache.analyze("SELECT * FROM post WHERE category_id = $1", &[Value::Int(3)]).unwrap();
+    /// assert_eq!(a.reads.get("post").unwrap().conjs()[0].rendered(), "category_id=3");
+    /// let b = cache.analyze("SELECT * FROM author WHERE id = 3", &[]).unwrap();
+    /// assert!(b.reads.get("author").unwrap().is_any()); // not declared: table level
+    /// # });
+    /// ```
+    pub fn table_schema(mut self, schema: TableSchema) -> Self {
+        self.schemas.push(schema);
         self
     }
 
@@ -252,7 +276,11 @@ impl CacheBuilder {
             backend,
             keys.clone(),
             self.profiles,
-            Analyzer::new(self.analyzer),
+            {
+                let catalog = Arc::new(Catalog::strict());
+                catalog.install(self.schemas);
+                Analyzer::with_catalog(self.analyzer, catalog)
+            },
             Health::new(self.retry_interval, self.replay_limit),
             self.degrade,
             self.enabled,

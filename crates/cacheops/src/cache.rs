@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cacheops_core::keys::{conj_ttl, hash_parts};
 use cacheops_core::protocol::{
     Backend, BackendError, BypassReason, ConjRef, ReadReply, ReadRequest, Stamps, TableRead,
-    TableWrite, WriteRequest, render_row,
+    TableWrite, WriteRequest,
 };
 use cacheops_core::{Analysis, Analyzer, Dependencies, KeySpace, Profiles, Row, Value};
 
@@ -315,6 +315,12 @@ impl Cache {
     /// The profiles.
     pub fn profiles(&self) -> &Profiles {
         &self.inner.profiles
+    }
+
+    /// The catalog of column classes shared by the analysis and the write path (see
+    /// [`cacheops_core::equality`]); integrations install what they load from the database.
+    pub fn catalog(&self) -> &Arc<cacheops_core::Catalog> {
+        self.inner.analyzer.catalog()
     }
 
     /// The analyzer (memoised SQL analysis).
@@ -764,6 +770,7 @@ impl Cache {
 
     fn write_request(&self, writer: Option<String>, changes: &[TableChange]) -> WriteRequest {
         let ks = &self.keys;
+        let catalog = self.inner.analyzer.catalog().snapshot();
         WriteRequest {
             writer,
             seq_key: ks.seq(),
@@ -774,7 +781,7 @@ impl Cache {
                     schemes_key: ks.schemes(&c.table),
                     writers_key: ks.writers(&c.table),
                     conj_prefix: ks.conj_prefix(&c.table),
-                    rows: c.rows.iter().map(render_row).collect(),
+                    rows: c.rows.iter().map(|r| catalog.render_row(&c.table, r)).collect(),
                     table_level: c.table_level,
                 })
                 .collect(),

@@ -122,7 +122,11 @@ impl Deps {
                 Dep::Deps(deps) => out.extend(deps, cap),
                 Dep::Table(t) => out.add(t.clone(), Dnf::any(), cap),
                 Dep::Row { table, column, value } => {
-                    let dnf = match Conj::from_terms([(column.clone(), value.clone())]) {
+                    let canonical = cache.catalog().snapshot().canonical(table, column, value, None);
+                    let conj = canonical.and_then(|r| {
+                        Conj::from_rendered([(cacheops_core::equality::key_column(column), value.clone(), r)])
+                    });
+                    let dnf = match conj {
                         Some(c) => Dnf::from_conjs([c], cap),
                         None => Dnf::any(),
                     };

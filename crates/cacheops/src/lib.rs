@@ -9,8 +9,11 @@
 //!
 //! ```
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! use cacheops::{Cache, Value};
-//! let cache = Cache::builder().build().await.unwrap();
+//! use cacheops::{Cache, ColumnClass, TableSchema, Value};
+//! // Column classes come from the database through an integration; by hand with the raw API.
+//! let cache = Cache::builder()
+//!     .table_schema(TableSchema::new("post").column("category_id", ColumnClass::Integer))
+//!     .build().await.unwrap();
 //! let sql = "SELECT * FROM post WHERE category_id = $1";
 //! let params = [Value::Int(3)];
 //! let analysis = cache.analyze(sql, &params).unwrap();
@@ -48,9 +51,9 @@ pub use simple::{Cached, SimpleCache, SimpleKey, SimpleStore, SimpleTarget};
 pub use cacheops_macros::{cached, cached_as};
 pub use cacheops_core::protocol::{Backend, BackendError, BypassReason};
 pub use cacheops_core::{
-    Analysis, AnalysisError, Analyzer, AnalyzerConfig, CacheOp, ConfigError, Conj, Dependencies,
-    Dialect, Dnf, KeySpace, MemoryBackend, Profile, Profiles, ProfilesBuilder, Row, StatementKind,
-    Value, WriteTarget,
+    Analysis, AnalysisError, Analyzer, AnalyzerConfig, CacheOp, Catalog, ColumnClass, ConfigError, Conj,
+    Dependencies, Dialect, Dnf, KeySpace, MemoryBackend, Profile, Profiles, ProfilesBuilder, Row,
+    StatementKind, TableSchema, TextFold, Value, WriteTarget, equality,
 };
 pub use error::{CacheMiss, Error};
 pub use scope::{invalidation_suppressed, no_invalidation};

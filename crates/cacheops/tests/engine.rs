@@ -8,12 +8,12 @@ use cacheops::{Cache, CacheBuilder, Lookup, Profile, Profiles, TableChange};
 use support::*;
 
 async fn memory() -> Cache {
-    Cache::builder().build().await.unwrap()
+    support::builder().build().await.unwrap()
 }
 
 async fn redis(name: &str) -> Cache {
     require_shared_redis();
-    Cache::builder().redis_url(SHARED_REDIS).prefix(unique_prefix(name)).degrade(false).build().await.unwrap()
+    support::builder().redis_url(SHARED_REDIS).prefix(unique_prefix(name)).degrade(false).build().await.unwrap()
 }
 
 /// Runs a scenario against both backends.
@@ -150,8 +150,8 @@ async fn prefixes_are_isolated() {
     require_shared_redis();
     let p1 = unique_prefix("iso1");
     let p2 = unique_prefix("iso2");
-    let c1 = Cache::builder().redis_url(SHARED_REDIS).prefix(&p1).build().await.unwrap();
-    let c2 = Cache::builder().redis_url(SHARED_REDIS).prefix(&p2).build().await.unwrap();
+    let c1 = support::builder().redis_url(SHARED_REDIS).prefix(&p1).build().await.unwrap();
+    let c2 = support::builder().redis_url(SHARED_REDIS).prefix(&p2).build().await.unwrap();
     let q1 = c1.query(b"same", deps_eq("post", "id", 1));
     let q2 = c2.query(b"same", deps_eq("post", "id", 1));
     fetch(&c1, &q1, "one").await;
@@ -168,7 +168,7 @@ async fn prefixes_are_isolated() {
 
 #[tokio::test]
 async fn disabled_cache_is_a_pass_through() {
-    let cache = Cache::builder().enabled(false).build().await.unwrap();
+    let cache = support::builder().enabled(false).build().await.unwrap();
     let q = cache.query(b"x", deps_eq("post", "id", 1));
     assert!(!fetch(&cache, &q, "v").await.1);
     assert!(!fetch(&cache, &q, "v").await.1);
@@ -183,7 +183,7 @@ async fn bad_configuration_is_rejected_clearly() {
     assert!(err.to_string().contains("greater than zero"), "{err}");
     let err = Profiles::builder().profile("po st", Profile::builder()).build().unwrap_err();
     assert!(err.to_string().contains("malformed table pattern"), "{err}");
-    let err = Cache::builder().prefix("a{b}").build().await.unwrap_err();
+    let err = support::builder().prefix("a{b}").build().await.unwrap_err();
     assert!(err.to_string().contains("invalid cache prefix"), "{err}");
     // Unreachable Redis with degrade off: the build fails and names the address.
     let err = CacheBuilder::default().redis_url("redis://127.0.0.1:1/0").degrade(false).build().await.unwrap_err();
@@ -192,6 +192,6 @@ async fn bad_configuration_is_rejected_clearly() {
     let cache = CacheBuilder::default().redis_url("redis://127.0.0.1:1/0").build().await.unwrap();
     let q = cache.query(b"x", deps_eq("post", "id", 1));
     assert!(matches!(cache.lookup(&q).await.unwrap(), Lookup::Bypass(_)));
-    let err = Cache::builder().redis_url("http://nope").degrade(false).build().await.unwrap_err();
+    let err = support::builder().redis_url("http://nope").degrade(false).build().await.unwrap_err();
     assert!(err.to_string().to_lowercase().contains("url") || err.to_string().contains("scheme"), "{err}");
 }

@@ -10,12 +10,12 @@ use cacheops::{Cache, CachedAs, Dep, Deps, Error, Lookup, TableChange, Value};
 use support::*;
 
 async fn memory() -> Cache {
-    Cache::builder().build().await.unwrap()
+    support::builder().build().await.unwrap()
 }
 
 async fn redis(name: &str) -> Cache {
     require_shared_redis();
-    Cache::builder().redis_url(SHARED_REDIS).prefix(unique_prefix(name)).degrade(false).build().await.unwrap()
+    support::builder().redis_url(SHARED_REDIS).prefix(unique_prefix(name)).degrade(false).build().await.unwrap()
 }
 
 macro_rules! both_backends {
@@ -250,7 +250,7 @@ both_backends!(panicking_holder_, panicking_holder);
 async fn crashed_process_lock_expires_and_waiters_are_bounded() {
     let prefix = unique_prefix("crashed");
     require_shared_redis();
-    let cache = Cache::builder()
+    let cache = support::builder()
         .redis_url(SHARED_REDIS)
         .prefix(&prefix)
         .lock_wait(Duration::from_millis(600))
@@ -288,7 +288,7 @@ fn unix_ms() -> u64 {
 }
 
 async fn stampede_half(prefix: &str, start_at: u64) -> Vec<u64> {
-    let cache = Cache::builder().redis_url(SHARED_REDIS).prefix(prefix).build().await.unwrap();
+    let cache = support::builder().redis_url(SHARED_REDIS).prefix(prefix).build().await.unwrap();
     let f = cache.cached_as("xproc", "post").lock(true);
     let counter = format!("{prefix}:computations");
     let mut tasks = Vec::new();

@@ -17,7 +17,7 @@ static SIMPLE_CALLS: AtomicUsize = AtomicUsize::new(0);
 
 async fn cache() -> &'static Cache {
     if CACHE.get().is_none() {
-        let c = Cache::builder().build().await.unwrap();
+        let c = support::builder().build().await.unwrap();
         let _ = CACHE.set(c);
     }
     CACHE.get().unwrap()

@@ -55,7 +55,7 @@ async fn write(cache: &Cache, db: &Db, id: i64, cat: i64) {
 }
 
 async fn cache_for(redis: &OwnRedis) -> Cache {
-    Cache::builder()
+    support::builder()
         .redis_url(redis.url())
         .retry_interval(Duration::from_millis(200))
         .build()
@@ -116,7 +116,7 @@ async fn restarted_redis_replays_invalidations() {
 #[tokio::test]
 async fn overflowing_replay_queue_fences_the_cache() {
     let server = OwnRedis::start(&[]);
-    let cache = Cache::builder()
+    let cache = support::builder()
         .redis_url(server.url())
         .retry_interval(Duration::from_millis(100))
         .replay_limit(2)

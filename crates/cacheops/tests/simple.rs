@@ -55,13 +55,13 @@ async fn cached_function(f: &cacheops::Cached) {
 
 #[tokio::test]
 async fn simple_in_process() {
-    simple_cache_behaves(Cache::builder().build().await.unwrap()).await;
+    simple_cache_behaves(support::builder().build().await.unwrap()).await;
 }
 
 #[tokio::test]
 async fn simple_redis() {
     require_shared_redis();
-    simple_cache_behaves(Cache::builder().redis_url(SHARED_REDIS).prefix(unique_prefix("simple")).build().await.unwrap())
+    simple_cache_behaves(support::builder().redis_url(SHARED_REDIS).prefix(unique_prefix("simple")).build().await.unwrap())
         .await;
 }
 
@@ -160,7 +160,7 @@ async fn events_fire_with_payloads() {
     let reads = Arc::new(Mutex::new(Vec::<ReadEvent>::new()));
     let invals = Arc::new(Mutex::new(Vec::<InvalidateEvent>::new()));
     let (r, i) = (reads.clone(), invals.clone());
-    let cache = Cache::builder()
+    let cache = support::builder()
         .on_read(move |e| r.lock().unwrap().push(e.clone()))
         .on_invalidate(move |e| i.lock().unwrap().push(e.clone()))
         .build()
@@ -216,7 +216,7 @@ async fn disabled_cache_performs_no_redis_command() {
     let before = command_stats(&redis);
     let reads = Arc::new(Mutex::new(0usize));
     let r = reads.clone();
-    let cache = Cache::builder()
+    let cache = support::builder()
         .redis_url(redis.url())
         .enabled(false)
         .on_read(move |_| *r.lock().unwrap() += 1)

@@ -139,13 +139,13 @@ async fn run(cache: Cache) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stress_in_process() {
-    run(Cache::builder().build().await.unwrap()).await;
+    run(support::builder().build().await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stress_redis() {
     require_shared_redis();
-    let cache = Cache::builder()
+    let cache = support::builder()
         .redis_url(SHARED_REDIS)
         .prefix(unique_prefix("stress"))
         .degrade(false)

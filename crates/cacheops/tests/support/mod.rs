@@ -6,7 +6,18 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cacheops::{Conj, Dependencies, Dnf, Row, Value};
+use cacheops::{Cache, CacheBuilder, ColumnClass, Conj, Dependencies, Dnf, Row, TableSchema, Value};
+
+/// A cache builder that declares the column classes of the tables these tests use (the raw API
+/// has no database catalog: undeclared tables are table-level only).
+pub fn builder() -> CacheBuilder {
+    let int = ColumnClass::Integer;
+    let text = ColumnClass::Text { fold: cacheops::TextFold::Exact, max_chars: None };
+    Cache::builder()
+        .table_schema(TableSchema::new("post").column("id", int).column("category_id", int).column("title", text))
+        .table_schema(TableSchema::new("category").column("id", int))
+        .table_schema(TableSchema::new("tag").column("id", int).column("post_id", int).column("tag_id", int))
+}
 
 /// The shared Redis of the machine (and CI). Tests use unique prefixes, never FLUSHALL.
 pub const SHARED_REDIS: &str = "redis://127.0.0.1:6379/0";
