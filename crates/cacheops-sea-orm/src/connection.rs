@@ -67,6 +67,23 @@ impl CachedConnection {
         CachedConnection { shared: self.shared.with_prefix_fn(Arc::new(f)), inner: self.inner }
     }
 
+    /// Reads the column classes (types, collations, generated columns) of every table from the
+    /// database's catalog into the cache's [`cacheops::Catalog`], replacing what this
+    /// connection loaded before. It happens by itself before the first statement and again
+    /// after DDL that passes through the connection; call it after migrations run elsewhere
+    /// (another process, the raw connection) or to see a catalog error, which the automatic
+    /// load only logs (its tables then stay table-level).
+    ///
+    /// ```no_run
+    /// # async fn f(db: cacheops_sea_orm::CachedConnection) -> Result<(), sea_orm::DbErr> {
+    /// db.load_catalog().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn load_catalog(&self) -> Result<(), DbErr> {
+        self.shared.catalog.reset(self.shared.cache.catalog());
+        self.shared.catalog.load_into(&self.inner, self.shared.cache.catalog()).await
+    }
+
     /// The wrapped connection (bypasses the cache entirely: writes through it do not invalidate).
     pub fn inner(&self) -> &DatabaseConnection {
         &self.inner
@@ -132,6 +149,7 @@ impl CachedConnection {
 
     async fn dispatch(&self, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
         let params = crate::convert::params(&stmt);
+        self.shared.ensure_catalog(&self.inner).await;
         // Writes run in boxed futures: this future (moved on every call) stays as small as a
         // read needs.
         match engine::classify(&self.shared, &stmt.sql, &params) {

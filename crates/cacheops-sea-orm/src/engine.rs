@@ -20,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) db: String,
     pub(crate) backend: DbBackend,
     pub(crate) fks: crate::cascade::Graph,
+    /// Shared with the connections made by `with_prefix_fn` (same database).
+    pub(crate) catalog: Arc<crate::catalog::Loader>,
     pub(crate) prefix_fn: Option<PrefixFn>,
     by_prefix: std::sync::Mutex<std::collections::HashMap<String, Cache>>,
     plans: PlanMemo,
@@ -51,6 +53,8 @@ const PLAN_MEMO_ENTRIES: usize = 4096;
 #[derive(Default)]
 struct PlanMemo {
     map: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<ReadPlan>>>,
+    /// The catalog generation the plans were analysed under; another one empties the memo.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl PlanMemo {
@@ -67,8 +71,13 @@ impl PlanMemo {
         self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn get(&self, key: &[u8]) -> Option<Arc<ReadPlan>> {
-        self.lock().get(key).cloned()
+    fn get(&self, key: &[u8], generation: u64) -> Option<Arc<ReadPlan>> {
+        let mut map = self.lock();
+        if self.generation.swap(generation, std::sync::atomic::Ordering::AcqRel) != generation {
+            map.clear();
+            return None;
+        }
+        map.get(key).cloned()
     }
 
     fn insert(&self, key: Vec<u8>, plan: Arc<ReadPlan>) {
@@ -104,11 +113,12 @@ impl Shared {
         let mut config: AnalyzerConfig = cache.analyzer().config().clone();
         config.dialect = dialect;
         Arc::new(Shared {
-            analyzer: Analyzer::new(config),
+            analyzer: Analyzer::with_catalog(config, Arc::clone(cache.catalog())),
             cache,
             db,
             backend,
             fks: Default::default(),
+            catalog: Default::default(),
             prefix_fn: None,
             by_prefix: Default::default(),
             plans: Default::default(),
@@ -131,10 +141,11 @@ impl Shared {
     pub(crate) fn with_prefix_fn(&self, f: PrefixFn) -> Arc<Shared> {
         Arc::new(Shared {
             cache: self.cache.clone(),
-            analyzer: Analyzer::new(self.analyzer.config().clone()),
+            analyzer: Analyzer::with_catalog(self.analyzer.config().clone(), Arc::clone(self.cache.catalog())),
             db: self.db.clone(),
             backend: self.backend,
             fks: Default::default(),
+            catalog: Arc::clone(&self.catalog),
             prefix_fn: Some(f),
             by_prefix: Default::default(),
             plans: Default::default(),
@@ -173,8 +184,21 @@ impl Shared {
         v
     }
 
-    /// Invalidates everything under every prefix this connection has used.
+    /// Forgets the catalog and the foreign-key graph; both reload on the next statement.
+    pub(crate) fn after_ddl(&self) {
+        self.fks.reset();
+        self.catalog.reset(self.cache.catalog());
+    }
+
+    /// Loads the database's column classes unless loaded (once per connection, again after DDL).
+    pub(crate) async fn ensure_catalog<C: ConnectionTrait>(&self, conn: &C) {
+        self.catalog.ensure(conn, self.cache.catalog()).await;
+    }
+
+    /// Invalidates everything under every prefix this connection has used (after a statement
+    /// that cannot be attributed, DDL included: the catalog reloads too).
     pub(crate) async fn invalidate_all(&self) -> Result<(), DbErr> {
+        self.after_ddl();
         for c in self.all_caches() {
             c.invalidate_all().await.map_err(err)?;
         }
@@ -222,8 +246,15 @@ fn may_change_data(sql: &str) -> bool {
 
 pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -> Class {
     let key = PlanMemo::key(sql, params);
-    if let Some(plan) = shared.plans.get(&key) {
+    // Read before the analysis: a plan is never filed under a newer generation than its own.
+    let generation = shared.cache.catalog().generation();
+    if let Some(plan) = shared.plans.get(&key, generation) {
         return Class::Read(plan);
+    }
+    if is_ddl(sql) {
+        // The tables' types, collations and foreign keys may change: reload them. (Also after
+        // the statement ran: see `Shared::after_ddl`.)
+        shared.after_ddl();
     }
     match shared.analyzer.analyze(sql, params) {
         Ok(a) => match a.kind {
@@ -233,12 +264,10 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
                 Class::Read(plan)
             }
             StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => Class::Write(a),
-            StatementKind::Other if !may_change_data(sql) => {
-                if is_ddl(sql) {
-                    shared.fks.reset();
-                }
-                Class::Pass
-            }
+            // DDL changes what equality means in a column: every cached value goes, as for a
+            // statement that cannot be attributed.
+            StatementKind::Other if is_ddl(sql) => Class::Unknown,
+            StatementKind::Other if !may_change_data(sql) => Class::Pass,
             _ => Class::Unknown,
         },
         Err(_) if may_change_data(sql) => Class::Unknown,
@@ -333,6 +362,7 @@ pub(crate) async fn read<C: ConnectionTrait>(
     allowed: bool,
 ) -> Result<Vec<QueryResult>, DbErr> {
     let params = convert::params(&stmt);
+    shared.ensure_catalog(conn).await;
     match classify(shared, &stmt.sql, &params) {
         Class::Read(plan) => read_analyzed(shared, conn, stmt, &params, &plan, mode, allowed).await,
         _ => run_read(conn, stmt, mode).await,
@@ -703,8 +733,20 @@ mod tests {
         for i in 0..(PLAN_MEMO_ENTRIES as i64 * 2 + 3) {
             let key = PlanMemo::key("SELECT * FROM post WHERE id = $1", &[Value::Int(i)]);
             memo.insert(key.clone(), Arc::clone(&plan));
-            assert!(memo.get(&key).is_some());
+            assert!(memo.get(&key, 0).is_some());
             assert!(memo.lock().len() <= PLAN_MEMO_ENTRIES);
         }
+    }
+
+    #[test]
+    fn plan_memo_empties_when_the_catalog_changes() {
+        let memo = PlanMemo::default();
+        let analyzer = Analyzer::new(AnalyzerConfig::default());
+        let a = analyzer.analyze("SELECT * FROM post WHERE id = $1", &[Value::Int(1)]).expect("analysis");
+        let key = PlanMemo::key("SELECT * FROM post WHERE id = $1", &[Value::Int(1)]);
+        memo.insert(key.clone(), Arc::new(ReadPlan::new(a)));
+        assert!(memo.get(&key, 0).is_some());
+        assert!(memo.get(&key, 1).is_none());
+        assert!(memo.lock().is_empty());
     }
 }

@@ -17,6 +17,7 @@
 //! namespace is invalidated after them.
 
 mod cascade;
+mod catalog;
 mod connection;
 mod convert;
 mod engine;

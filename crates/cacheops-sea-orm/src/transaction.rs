@@ -118,6 +118,7 @@ impl CachedTransaction {
     async fn dispatch(&self, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
         let txn = self.txn()?;
         let params = crate::convert::params(&stmt);
+        self.shared.ensure_catalog(txn).await;
         match engine::classify(&self.shared, &stmt.sql, &params) {
             Class::Write(a) if !cacheops::invalidation_suppressed() => self.write(stmt, &a, mode).await,
             Class::Write(_) => {

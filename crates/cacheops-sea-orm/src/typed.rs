@@ -167,6 +167,7 @@ impl CachedConnection {
     {
         let shared = self.shared();
         let params = crate::convert::params(&stmt);
+        shared.ensure_catalog(self.inner()).await;
         let Class::Read(plan) = engine::classify(shared, &stmt.sql, &params) else {
             return compute().await;
         };

@@ -40,6 +40,8 @@ async fn mysql_reads_are_cached_and_writes_invalidate() {
     });
     let cache = Cache::builder().profiles(profiles()).build().await.unwrap();
     let db = CachedConnection::new(raw, cache);
+    db.load_catalog().await.unwrap();
+    n.store(0, Ordering::SeqCst);
     let take = || n.swap(0, Ordering::SeqCst);
     let cat = |c: i32| post::Entity::find().filter(post::Column::CategoryId.eq(c)).order_by_asc(post::Column::Id).all(&db);
 

@@ -363,6 +363,9 @@ async fn db_agnostic_decides_whether_databases_share_entries() {
         let b = env_with(&format!("{name}b"), a.db.cache().clone()).await;
         let db_a = cacheops_sea_orm::CachedConnection::with_db_name(a.raw.clone(), a.db.cache().clone(), "a");
         let db_b = cacheops_sea_orm::CachedConnection::with_db_name(b.raw.clone(), b.db.cache().clone(), "b");
+        db_a.load_catalog().await.unwrap();
+        db_b.load_catalog().await.unwrap();
+        b.take();
         post::Entity::find_by_id(1).one(&db_a).await.unwrap();
         a.take();
         post::Entity::find_by_id(1).one(&db_b).await.unwrap();
@@ -482,6 +485,7 @@ async fn local_get_keeps_a_copy_that_other_processes_invalidate() {
     let e = env_with("local", build().await).await;
     // "Another process": its own Cache (own local copies) on the same Redis prefix and database.
     let other = cacheops_sea_orm::CachedConnection::new(e.raw.clone(), build().await);
+    other.load_catalog().await.unwrap();
     post::Entity::find_by_id(1).one(&e.db).await.unwrap();
     assert_eq!(e.db.cache().local_copies(), 1);
     e.take();

@@ -35,7 +35,10 @@ async fn sqlite() -> (CachedConnection, Arc<AtomicUsize>) {
         }
     });
     let cache = Cache::builder().profiles(profiles()).build().await.unwrap();
-    (CachedConnection::new(raw, cache), n)
+    let db = CachedConnection::new(raw, cache);
+    db.load_catalog().await.unwrap();
+    n.store(0, Ordering::SeqCst);
+    (db, n)
 }
 
 #[tokio::test]

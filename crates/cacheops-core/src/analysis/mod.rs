@@ -338,6 +338,38 @@ impl Analyzer {
     }
 }
 
+/// The explicit `COLLATE` of each column of a `CREATE TABLE` statement (names folded as the
+/// analysis folds them, collations upper-cased): SQLite keeps collations only in the table's
+/// SQL text. `None` when the text is not one `CREATE TABLE`.
+///
+/// ```
+/// use cacheops_core::analysis::column_collations;
+/// use cacheops_core::Dialect;
+/// let c = column_collations(Dialect::Sqlite, "CREATE TABLE t (a TEXT COLLATE nocase, b TEXT)").unwrap();
+/// assert_eq!(c.get("a").map(String::as_str), Some("NOCASE"));
+/// assert!(c.get("b").is_none());
+/// ```
+pub fn column_collations(dialect: Dialect, create_sql: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    use sqlparser::ast::{ColumnOption, Statement};
+    if create_sql.len() > MAX_SQL_LEN {
+        return None;
+    }
+    let d = sp_dialect(dialect);
+    let statements = sqlparser::parser::Parser::parse_sql(d.as_ref(), create_sql).ok()?;
+    let [Statement::CreateTable(ct)] = statements.as_slice() else { return None };
+    build::with_dialect(dialect, || {
+        let mut out = std::collections::BTreeMap::new();
+        for col in &ct.columns {
+            for opt in &col.options {
+                if let ColumnOption::Collation(name) = &opt.option {
+                    out.insert(build::ident(&col.name), name.to_string().trim_matches('"').to_ascii_uppercase());
+                }
+            }
+        }
+        Some(out)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,5 +184,8 @@ pub async fn env_with(name: &str, cache: Cache) -> Env {
             q.fetch_add(1, Ordering::SeqCst);
         }
     });
-    Env { db: CachedConnection::new(raw.clone(), cache), raw, queries, schema }
+    let db = CachedConnection::new(raw.clone(), cache);
+    db.load_catalog().await.expect("catalog");
+    queries.store(0, Ordering::SeqCst);
+    Env { db, raw, queries, schema }
 }
