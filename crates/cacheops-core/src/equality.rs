@@ -164,7 +164,7 @@ impl ColumnClass {
             ColumnClass::Integer => matches!(
                 t,
                 "int" | "int2" | "int4" | "int8" | "integer" | "smallint" | "bigint" | "signed" | "unsigned"
-                    | "signed integer" | "unsigned integer"
+                    | "signed integer" | "unsigned integer" | "numeric" | "decimal"
             ),
             ColumnClass::Decimal { .. } => matches!(t, "numeric" | "decimal"),
             ColumnClass::Bool => matches!(t, "bool" | "boolean"),

@@ -864,6 +864,10 @@ impl Builder<'_> {
             },
             Expr::UnaryOp { op: UnaryOperator::Minus, expr } => match self.operand(expr)? {
                 Operand::Lit(v) => negate(v).map(Operand::Lit),
+                Operand::Cast(inner, t) if t == "numeric" => match *inner {
+                    Operand::Lit(v) => Some(Operand::Cast(Box::new(Operand::Lit(negate(v)?)), t)),
+                    _ => None,
+                },
                 Operand::Param(_) | Operand::Cast(..) => None,
             },
             Expr::UnaryOp { op: UnaryOperator::Plus, expr } => match self.operand(expr)? {
@@ -880,7 +884,13 @@ impl Builder<'_> {
             self.note_param(i);
             return Some(Operand::Param(i));
         }
-        literal(&v.value).map(Operand::Lit)
+        let lit = literal(&v.value)?;
+        // A decimal number literal is kept as text (exactly as written) but is a number: a
+        // string column compares it numerically (MySQL), so it carries its type.
+        if matches!((&v.value, &lit), (ast::Value::Number(..), Value::Text(_))) {
+            return Some(Operand::Cast(Box::new(Operand::Lit(lit)), "numeric".to_owned()));
+        }
+        Some(Operand::Lit(lit))
     }
 
     fn is_pg(&self) -> bool {

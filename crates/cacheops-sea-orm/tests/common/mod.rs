@@ -109,7 +109,7 @@ pub mod post_tag {
 pub const PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 pub const REDIS: &str = "redis://127.0.0.1:6379/0";
 
-fn unique(name: &str) -> String {
+pub fn unique(name: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());

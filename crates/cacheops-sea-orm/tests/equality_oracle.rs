@@ -1,0 +1,305 @@
+//! The database is the oracle: for each common column type, several spellings of values; for
+//! every pair `(a, b)`, a cached read `WHERE col = a` (asserted to be a hit first) must give the
+//! same rows as the raw connection after an INSERT, an UPDATE and a DELETE through the cached
+//! connection whose row holds `b`. Wherever the database calls `a` and `b` equal (the raw read
+//! finds the row), a missed invalidation would be a stale hit. PostgreSQL, MariaDB and SQLite.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cacheops::{Cache, Profile, Profiles};
+use cacheops_sea_orm::CachedConnection;
+use common::{PG, REDIS};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement};
+
+/// A column type and spellings of values (SQL literals or expressions); `other` is a value
+/// equal to none of them.
+struct Case {
+    ty: &'static str,
+    spellings: &'static [&'static str],
+    other: &'static str,
+}
+
+const fn case(ty: &'static str, spellings: &'static [&'static str], other: &'static str) -> Case {
+    Case { ty, spellings, other }
+}
+
+const PG_CASES: &[Case] = &[
+    case("int4", &["42", "'42'", "' 42 '", "'042'", "42.0", "'+42'"], "7"),
+    case("int8", &["42", "'42'", "42::int2"], "7"),
+    case("numeric", &["1.5", "'1.50'", "'15e-1'", "1.500", "'.15e1'"], "2"),
+    case("numeric(5,2)", &["12.345", "12.35", "'12.350'", "12.349"], "1"),
+    case("float8", &["0.1", "'0.1'", "'1e-1'", "'Infinity'", "'infinity'", "'NaN'", "'-0'", "0"], "2"),
+    case("real", &["0.1", "'0.1'", "'1e-1'", "0.1::real"], "2"),
+    case("bool", &["true", "'t'", "'yes'", "'tru'", "'on'", "'1'", "'  true  '"], "false"),
+    case("text", &["'abc'", "'ABC'", "'abc '", "'àbc'"], "'zzz'"),
+    case("varchar(5)", &["'abcde'", "'abcde   '", "'abc'"], "'zz'"),
+    case("char(5)", &["'ab'", "'ab   '", "'AB'", "'ab'::text", "'ab '::text"], "'zz'"),
+    case("citext", &["'abc'", "'ABC'", "'Abc'"], "'zzz'"),
+    case("text COLLATE eq_ci", &["'abc'", "'ABC'", "'abc'||chr(8203)"], "'zzz'"),
+    case(
+        "uuid",
+        &[
+            "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+            "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'",
+            "'a0eebc999c0b4ef8bb6d6bb9bd380a11'",
+            "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'",
+            "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid",
+        ],
+        "'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+    ),
+    case("date", &["'2024-01-05'", "'20240105'", "'Jan 5 2024'", "'2024-01-05 10:30'", "DATE '2024-01-05'"], "'2020-01-01'"),
+    case("time", &["'10:30'", "'10:30:00'", "'10:30:00.000001'", "'10:30 AM'"], "'01:00'"),
+    case(
+        "timestamp",
+        &["'2024-01-05 10:00'", "'2024-01-05T10:00:00'", "'2024-01-05 10:00:00+05'", "'2024-01-05 10:00:00.0000004'", "'2024-01-05'::date"],
+        "'2020-01-01 00:00'",
+    ),
+    case("timestamp(0)", &["'2024-01-05 10:00:00'", "'2024-01-05 10:00:00.4'", "'2024-01-05 09:59:59.6'"], "'2020-01-01 00:00'"),
+    case(
+        "timestamptz",
+        &["'2024-01-05 10:00:00+05'", "'2024-01-05 05:00:00Z'", "'2024-01-05 05:00:00'", "'2024-01-05 06:00:00+01'", "'2024-01-05 05:00:00.0000001Z'"],
+        "'2020-01-01 00:00Z'",
+    ),
+    case("interval", &["'1 hour'", "'60 minutes'", "'3600 seconds'"], "'1 day'"),
+    case("jsonb", &[r#"'{"a":1,"b":2}'"#, r#"'{"b": 2, "a": 1}'"#, r#"'{"a":1.0,"b":2}'"#], "'[]'"),
+    case("int[]", &["'{1,2}'", "ARRAY[1,2]", "'{ 1 , 2 }'"], "'{3}'"),
+    case("bytea", &["'\\x4142'", "'AB'", "'\\101\\102'"], "'\\x00'"),
+    case("eq_mood", &["'happy'", "'happy'::eq_mood"], "'sad'"),
+];
+
+const MYSQL_CASES: &[Case] = &[
+    case("int", &["42", "'42'", "'42.0'", "'4.2e1'", "42.0", "'42abc'", "' 42'"], "7"),
+    case("bigint unsigned", &["42", "'42'"], "7"),
+    case("varchar(10)", &["'abc'", "'ABC'", "'abc '", "'àbc'", "'ÀBC'"], "'zzz'"),
+    case("varchar(10) COLLATE utf8mb4_bin", &["'abc'", "'abc '", "'ABC'", "'abc\t'"], "'zzz'"),
+    case("varchar(10) COLLATE utf8mb4_nopad_bin", &["'abc'", "'abc '"], "'zzz'"),
+    case("varchar(10) COLLATE utf8mb4_bin ", &["'3'", "3", "'03'", "3.0"], "'zzz'"),
+    case("char(5) COLLATE utf8mb4_bin", &["'ab'", "'ab   '"], "'zz'"),
+    case("decimal(5,2)", &["1.5", "'1.50'", "1.505", "'1.5e0'"], "2"),
+    case("double", &["0.1", "'0.1'", "1e-1"], "2"),
+    case("float", &["0.1", "'0.1'"], "2"),
+    case("boolean", &["true", "1", "'1'", "'true'"], "0"),
+    case("date", &["'2024-01-05'", "'20240105'", "'2024-01-05 00:00:00'", "'2024/1/5'"], "'2020-01-01'"),
+    case("datetime", &["'2024-01-05 10:00:00'", "'2024-01-05T10:00'", "'2024-01-05 10:00:00.4'", "20240105100000"], "'2020-01-01 00:00:00'"),
+    case("datetime(3)", &["'2024-01-05 10:00:00.123'", "'2024-01-05 10:00:00.1234'"], "'2020-01-01 00:00:00'"),
+    case("timestamp NULL", &["'2024-01-05 10:00:00'", "'2024-01-05 10:00'"], "'2020-01-01 00:00:00'"),
+    case("enum('a','b')", &["'a'", "'A'", "1", "'a '"], "'b'"),
+    case("uuid", &["'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'A0EEBC999C0B4EF8BB6D6BB9BD380A11'"], "'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"),
+    case("varbinary(10)", &["'ab'", "0x6162", "X'6162'"], "'zz'"),
+    case("binary(4)", &["'ab'", "X'61620000'"], "'zz'"),
+    case("json", &[r#"'{"a":1}'"#, r#"'{"a": 1}'"#], "'[]'"),
+];
+
+const SQLITE_CASES: &[Case] = &[
+    case("INTEGER", &["3", "'3'", "'3e0'", "3.0", "' 3 '", "'03'", "'0x3'"], "7"),
+    case("NUMERIC", &["3", "'3.0'", "3.0", "'3'"], "7"),
+    case("BOOLEAN", &["1", "true", "'1'", "'true'"], "0"),
+    case("TEXT", &["'abc'", "'ABC'", "3", "'3'"], "'zzz'"),
+    case("TEXT COLLATE NOCASE", &["'abc'", "'ABC'", "'abc '", "'àbc'", "'ÀBC'"], "'zzz'"),
+    case("TEXT COLLATE RTRIM", &["'abc'", "'abc  '", "'ABC'"], "'zzz'"),
+    case("VARCHAR(5)", &["'abc'", "'abc '"], "'zzz'"),
+    case("REAL", &["0.1", "'0.1'", "1e-1", "1", "'1.0'"], "2"),
+    case("DATETIME", &["'2024-01-05 10:00:00'", "'2024-01-05T10:00:00'", "'2024-01-05 10:00:00Z'"], "'2020-01-01'"),
+    case("datetime_text", &["'2024-01-05 10:00:00'", "'2024-01-05T10:00:00'"], "'2020-01-01'"),
+    case("BLOB", &["X'6162'", "'ab'"], "X'00'"),
+    case("", &["3", "'3'", "3.0"], "7"),
+];
+
+/// What the matrix checked.
+#[derive(Debug, Default)]
+struct Tally {
+    pairs: usize,
+    equal: [usize; 3],
+    refused: usize,
+}
+
+struct Oracle {
+    db: CachedConnection,
+    raw: DatabaseConnection,
+    backend: DbBackend,
+    queries: Arc<AtomicUsize>,
+    next_k: usize,
+}
+
+impl Oracle {
+    fn take(&self) -> usize {
+        self.queries.swap(0, Ordering::SeqCst)
+    }
+
+    fn stmt(&self, sql: &str) -> Statement {
+        Statement::from_string(self.backend, sql)
+    }
+
+    /// The ids of rows with `k` whose column equals `a`, through the cache (twice: the second
+    /// must be a hit) and through the raw connection.
+    async fn read(&self, table: &str, k: usize, a: &str) -> (Vec<i64>, Vec<i64>) {
+        let sql = format!("SELECT id FROM {table} WHERE k = {k} AND col = {a}");
+        let ids = |rows: Vec<sea_orm::QueryResult>| -> Vec<i64> {
+            let mut v: Vec<i64> = rows.iter().map(|r| r.try_get_by_index::<i64>(0).or_else(|_| r.try_get_by_index::<i32>(0).map(i64::from)).expect("id")).collect();
+            v.sort_unstable();
+            v
+        };
+        let cached = ids(self.db.query_all_raw(self.stmt(&sql)).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
+        let raw = ids(self.raw.query_all_raw(self.stmt(&sql)).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
+        (cached, raw)
+    }
+
+    /// Reads until cached, asserting the second read is a hit.
+    async fn cache_read(&self, table: &str, k: usize, a: &str) {
+        self.read(table, k, a).await;
+        self.take();
+        let sql = format!("SELECT id FROM {table} WHERE k = {k} AND col = {a}");
+        self.db.query_all_raw(self.stmt(&sql)).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(self.take(), 0, "{sql}: the second read must be a hit (else the test proves nothing)");
+    }
+
+    async fn write(&self, sql: &str) -> bool {
+        self.db.execute_unprepared(sql).await.is_ok()
+    }
+
+    fn k(&mut self) -> usize {
+        self.next_k += 1;
+        self.next_k
+    }
+
+    async fn run(&mut self, cases: &[Case]) -> Tally {
+        let mut tally = Tally::default();
+        for (i, c) in cases.iter().enumerate() {
+            let table = format!("eq_{i}");
+            let id = match self.backend {
+                DbBackend::Postgres => "id serial PRIMARY KEY",
+                DbBackend::MySql => "id int AUTO_INCREMENT PRIMARY KEY",
+                _ => "id INTEGER PRIMARY KEY AUTOINCREMENT",
+            };
+            self.raw.execute_unprepared(&format!("CREATE TABLE {table} ({id}, k int, col {})", c.ty)).await.unwrap_or_else(|e| panic!("{}: {e}", c.ty));
+            self.db.load_catalog().await.expect("catalog");
+            for a in c.spellings {
+                for b in c.spellings {
+                    tally.pairs += 1;
+                    // INSERT a row holding b.
+                    let k = self.k();
+                    self.cache_read(&table, k, a).await;
+                    if self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k}, {b})")).await {
+                        let (cached, raw) = self.read(&table, k, a).await;
+                        assert_eq!(cached, raw, "{}: read `col = {a}` after INSERT of {b}", c.ty);
+                        tally.equal[0] += usize::from(!raw.is_empty());
+                    } else {
+                        tally.refused += 1;
+                    }
+                    // UPDATE a row to b.
+                    let k = self.k();
+                    assert!(self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k}, {})", c.other)).await, "{}: other", c.ty);
+                    self.cache_read(&table, k, a).await;
+                    if self.write(&format!("UPDATE {table} SET col = {b} WHERE k = {k}")).await {
+                        let (cached, raw) = self.read(&table, k, a).await;
+                        assert_eq!(cached, raw, "{}: read `col = {a}` after UPDATE to {b}", c.ty);
+                        tally.equal[1] += usize::from(!raw.is_empty());
+                    } else {
+                        tally.refused += 1;
+                    }
+                    // DELETE a row holding b.
+                    let k = self.k();
+                    if self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k}, {b})")).await {
+                        self.cache_read(&table, k, a).await;
+                        let (before, _) = self.read(&table, k, a).await;
+                        assert!(self.write(&format!("DELETE FROM {table} WHERE k = {k}")).await);
+                        let (cached, raw) = self.read(&table, k, a).await;
+                        assert_eq!(cached, raw, "{}: read `col = {a}` after DELETE of {b}", c.ty);
+                        tally.equal[2] += usize::from(!before.is_empty());
+                    } else {
+                        tally.refused += 1;
+                    }
+                }
+            }
+        }
+        tally
+    }
+}
+
+fn profiles() -> Profiles {
+    Profiles::builder().profile("*", Profile::builder().ops(["all"])).build().expect("profiles")
+}
+
+async fn cache(name: &str) -> Cache {
+    Cache::builder()
+        .redis_url(REDIS)
+        .prefix(common::unique(name))
+        .degrade(false)
+        .profiles(profiles())
+        .build()
+        .await
+        .expect("Redis must be running on 127.0.0.1:6379 (see .ci/run)")
+}
+
+fn counting(raw: &mut DatabaseConnection) -> Arc<AtomicUsize> {
+    let queries = Arc::new(AtomicUsize::new(0));
+    let q = queries.clone();
+    raw.set_metric_callback(move |info| {
+        let sql = info.statement.sql.trim_start().to_ascii_uppercase();
+        if sql.starts_with("SELECT") && !sql.contains("FOR UPDATE") {
+            q.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    queries
+}
+
+async fn oracle(mut raw: DatabaseConnection, name: &str) -> Oracle {
+    let backend = raw.get_database_backend();
+    let queries = counting(&mut raw);
+    let db = CachedConnection::new(raw.clone(), cache(name).await);
+    Oracle { db, raw, backend, queries, next_k: 0 }
+}
+
+fn report(db: &str, t: &Tally) {
+    println!(
+        "{db}: {} pairs; equal pairs checked: insert {}, update {}, delete {}; writes the database refused: {}",
+        t.pairs, t.equal[0], t.equal[1], t.equal[2], t.refused
+    );
+    assert!(t.equal.iter().all(|n| *n > 0));
+}
+
+#[tokio::test]
+async fn postgres_equality_matrix() {
+    let schema = common::unique("t_eq");
+    let admin = Database::connect(PG).await.expect("PostgreSQL must be running on 127.0.0.1:5432 (see .ci/run)");
+    admin
+        .execute_unprepared(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; CREATE EXTENSION IF NOT EXISTS citext;"
+        ))
+        .await
+        .expect("schema");
+    let raw = Database::connect(format!("{PG}?options=-c%20search_path%3D{schema},public")).await.expect("connect");
+    raw.execute_unprepared(
+        "CREATE TYPE eq_mood AS ENUM ('happy', 'sad');
+         CREATE COLLATION eq_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);",
+    )
+    .await
+    .expect("types");
+    let mut o = oracle(raw, "eq-pg").await;
+    let t = o.run(PG_CASES).await;
+    report("PostgreSQL", &t);
+    admin.execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("drop");
+}
+
+#[tokio::test]
+async fn mariadb_equality_matrix() {
+    let name = format!("cacheops_eq{}", std::process::id());
+    let admin = Database::connect("mysql://root@127.0.0.1:3306/mysql").await.expect("MariaDB must be running on 127.0.0.1:3306 (see .ci/run)");
+    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")).await.expect("database");
+    let raw = Database::connect(format!("mysql://root@127.0.0.1:3306/{name}")).await.expect("connect");
+    let mut o = oracle(raw, "eq-my").await;
+    let t = o.run(MYSQL_CASES).await;
+    report("MariaDB", &t);
+    admin.execute_unprepared(&format!("DROP DATABASE {name}")).await.expect("drop");
+}
+
+#[tokio::test]
+async fn sqlite_equality_matrix() {
+    let raw = Database::connect("sqlite::memory:").await.expect("sqlite");
+    let mut o = oracle(raw, "eq-lite").await;
+    let t = o.run(SQLITE_CASES).await;
+    report("SQLite", &t);
+}
