@@ -111,9 +111,9 @@ async fn invalidate(targets: &[String]) -> Result<String, String> {
                 return Err(format!("invalid table name {table:?}"));
             }
             let row = match cond.split_once('=') {
-                Some((col, val)) if valid_ident(col) => fetch_row(table, col, val).await?,
+                Some((col, val)) if valid_ident(col) => fetch_row(&cache, table, col, val).await?,
                 Some(_) => return Err(format!("invalid column in {t:?}")),
-                None => fetch_row(table, "id", cond).await?,
+                None => fetch_row(&cache, table, "id", cond).await?,
             };
             let Some(row) = row else { return Err(format!("no {table} row matches {cond:?}")) };
             cache.invalidate_obj(table, &row).await.map_err(|e| e.to_string())?;
@@ -128,9 +128,15 @@ async fn invalidate(targets: &[String]) -> Result<String, String> {
     Ok(out.join("\n"))
 }
 
-async fn fetch_row(table: &str, column: &str, value: &str) -> Result<Option<Row>, String> {
+/// The row's values, and the column classes of the database's catalog in `cache` (so that the
+/// row is rendered the way the application's reads are).
+async fn fetch_row(cache: &cacheops::Cache, table: &str, column: &str, value: &str) -> Result<Option<Row>, String> {
     let url = env("DATABASE_URL").ok_or("DATABASE_URL is not set: TABLE.PK needs the row's values")?;
     let db = Database::connect(&url).await.map_err(|e| format!("database: {e}"))?;
+    cacheops_sea_orm::CachedConnection::new(db.clone(), cache.clone())
+        .load_catalog()
+        .await
+        .map_err(|e| format!("database catalog: {e}"))?;
     let backend = db.get_database_backend();
     let placeholder = if backend == DbBackend::Postgres { "$1" } else { "?" };
     let sql = format!("SELECT * FROM {table} WHERE {column} = {placeholder}");
