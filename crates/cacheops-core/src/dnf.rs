@@ -176,7 +176,8 @@ impl Dnf {
     }
 }
 
-/// What a read depends on: per table, a DNF. Tables whose DNF can never match are absent.
+/// What a read depends on: per table, a DNF. A table whose DNF can never match
+/// ([`Dnf::is_never`]) depends only on its table stamp.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Dependencies {
     tables: BTreeMap<String, Dnf>,
@@ -188,12 +189,15 @@ impl Dependencies {
         Self::default()
     }
 
-    /// Adds (ORs in) a table's DNF. A never-matching DNF adds nothing.
+    /// Adds (ORs in) a table's DNF. A never-matching DNF (`WHERE 1 = 2`, `id IN ()`) keeps the
+    /// table as a dependency without conditions: no row change can affect the read, but the
+    /// table's own stamp (`invalidate_model`, table-level writes) still does.
     pub fn add(&mut self, table: impl Into<String>, dnf: Dnf, cap: usize) {
+        let table = table.into();
         if dnf.is_never() {
+            self.tables.entry(table).or_insert_with(Dnf::never);
             return;
         }
-        let table = table.into();
         let merged = match self.tables.get(&table) {
             Some(existing) => existing.or(&dnf, cap),
             None => dnf,

@@ -179,6 +179,22 @@ impl ColumnClass {
     }
 }
 
+/// What a table name stands for, beyond its columns.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Relation {
+    /// A table (or a materialized view, which changes only through statements naming it).
+    #[default]
+    Table,
+    /// A view. Reads through it depend, at table level, on the tables its definition reads
+    /// (`None`: not known, and such reads are not cached); writes through it cannot be
+    /// attributed to rows.
+    View {
+        /// The tables the view's definition reads.
+        reads: Option<Vec<String>>,
+    },
+}
+
 /// The classes of one table's columns.
 ///
 /// ```
@@ -191,13 +207,58 @@ impl ColumnClass {
 pub struct TableSchema {
     name: String,
     columns: BTreeMap<String, ColumnClass>,
+    relation: Relation,
+    side_effects: bool,
+    parents: Vec<String>,
 }
 
 impl TableSchema {
     /// A table with no columns yet (every column opaque). The name is as the analysis spells it
     /// (unquoted names lowercased, no schema qualifier).
     pub fn new(name: impl Into<String>) -> Self {
-        TableSchema { name: name.into(), columns: BTreeMap::new() }
+        TableSchema { name: name.into(), columns: BTreeMap::new(), relation: Relation::Table, side_effects: false, parents: Vec::new() }
+    }
+
+    /// Declares the table a view ([`Relation::View`]).
+    #[must_use]
+    pub fn view(mut self, reads: Option<Vec<String>>) -> Self {
+        self.relation = Relation::View { reads };
+        self
+    }
+
+    /// Declares that writes to the table have effects its rows do not show: triggers or rules
+    /// that may change other tables or rewrite the written rows. Such writes invalidate the
+    /// whole namespace.
+    #[must_use]
+    pub fn side_effects(mut self, yes: bool) -> Self {
+        self.side_effects = yes;
+        self
+    }
+
+    /// Declares a parent table (PostgreSQL inheritance or partitioning): the parent's reads
+    /// see this table's rows, and writes to the parent may change this table's rows.
+    #[must_use]
+    pub fn inherits(mut self, parent: impl Into<String>) -> Self {
+        let parent = parent.into();
+        if !self.parents.contains(&parent) {
+            self.parents.push(parent);
+        }
+        self
+    }
+
+    /// What the name stands for.
+    pub fn relation(&self) -> &Relation {
+        &self.relation
+    }
+
+    /// Whether writes have effects beyond their rows ([`TableSchema::side_effects`]).
+    pub fn has_side_effects(&self) -> bool {
+        self.side_effects
+    }
+
+    /// The parent tables ([`TableSchema::inherits`]).
+    pub fn parents(&self) -> &[String] {
+        &self.parents
     }
 
     /// Declares a column.
@@ -229,7 +290,25 @@ impl TableSchema {
             .chain(other.columns.iter())
             .map(|(name, _)| (name.clone(), self.class(name).meet(other.class(name))))
             .collect();
-        TableSchema { name: self.name.clone(), columns }
+        // Whatever either side says that makes a write or a read wider wins.
+        let relation = match (&self.relation, &other.relation) {
+            (Relation::Table, Relation::Table) => Relation::Table,
+            (Relation::View { reads: Some(a) }, Relation::View { reads: Some(b) }) => {
+                let mut reads = a.clone();
+                reads.extend(b.iter().filter(|t| !a.contains(t)).cloned());
+                Relation::View { reads: Some(reads) }
+            }
+            _ => Relation::View { reads: None },
+        };
+        let mut parents = self.parents.clone();
+        parents.extend(other.parents.iter().filter(|p| !self.parents.contains(p)).cloned());
+        TableSchema {
+            name: self.name.clone(),
+            columns,
+            relation,
+            side_effects: self.side_effects || other.side_effects,
+            parents,
+        }
     }
 }
 
@@ -329,6 +408,54 @@ impl CatalogSnapshot {
     /// The class of a column; `None` for a table the catalog does not know.
     pub fn class(&self, table: &str, column: &str) -> Option<ColumnClass> {
         self.tables.get(table).map(|t| t.class(column))
+    }
+
+    /// A known table's schema.
+    pub fn table(&self, table: &str) -> Option<&TableSchema> {
+        self.tables.get(table).map(|t| &**t)
+    }
+
+    /// The tables whose rows a write to `table` may change without naming them: its
+    /// descendants through inheritance or partitioning (transitively, at most 16 levels).
+    pub fn descendants(&self, table: &str) -> Vec<String> {
+        self.closure(table, |t, of| t.parents.iter().any(|p| p == of))
+    }
+
+    /// The tables whose reads see `table`'s rows: its ancestors (transitively).
+    pub fn ancestors(&self, table: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut todo = vec![table.to_owned()];
+        for _ in 0..16 {
+            let Some(t) = todo.pop() else { break };
+            for p in self.tables.get(&t).map(|s| s.parents.clone()).unwrap_or_default() {
+                if p != table && !out.contains(&p) {
+                    out.push(p.clone());
+                    todo.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn closure(&self, table: &str, linked: impl Fn(&TableSchema, &str) -> bool) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        let mut frontier = vec![table.to_owned()];
+        for _ in 0..16 {
+            let mut next = Vec::new();
+            for of in &frontier {
+                for t in self.tables.values() {
+                    if linked(t, of) && t.name != table && !out.contains(&t.name) {
+                        out.push(t.name.clone());
+                        next.push(t.name.clone());
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            frontier = next;
+        }
+        out
     }
 
     /// The canonical form of `value` in `table.column` (see [`ColumnClass::canonical`]).

@@ -22,7 +22,7 @@ pub use analysis::{
 };
 pub use config::{CacheOp, ConfigError, Profile, Profiles, ProfilesBuilder};
 pub use dnf::{Conj, Dependencies, Dnf};
-pub use equality::{Catalog, CatalogSnapshot, ColumnClass, TableSchema, TextFold};
+pub use equality::{Catalog, CatalogSnapshot, ColumnClass, Relation, TableSchema, TextFold};
 pub use keys::KeySpace;
 pub use memory::MemoryBackend;
 pub use protocol::{Backend, BackendError, ReadReply, ReadRequest, Row, Stamps, WriteRequest};

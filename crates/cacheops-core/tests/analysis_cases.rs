@@ -57,8 +57,11 @@ fn arr(v: &[i64]) -> Value {
 }
 
 /// Renders dependencies in the compact expected form.
+/// The tables and their DNFs; tables whose DNF never matches (they depend on their table stamp
+/// only) are left out: see `never_matching_reads_keep_their_tables`.
 pub fn render(d: &Dependencies) -> String {
     d.iter()
+        .filter(|(_, dnf)| !dnf.is_never())
         .map(|(table, dnf)| {
             let body = if dnf.is_any() {
                 "any".to_owned()
@@ -432,4 +435,17 @@ fn too_complex_input_is_an_error_not_a_crash() {
     assert_eq!(render(&a.analyze(&ok, &[]).unwrap().reads), "post: id=1");
     let deep = format!("SELECT * FROM post WHERE {}id = 1{}", "(".repeat(300), ")".repeat(300));
     assert!(a.analyze(&deep, &[]).is_err());
+}
+
+#[test]
+fn never_matching_reads_keep_their_tables() {
+    let a = Analyzer::new(AnalyzerConfig::default());
+    for sql in ["SELECT * FROM post WHERE 1 = 2", "SELECT * FROM post WHERE id = 1 AND id = 2", "SELECT * FROM post WHERE id IN (NULL)"] {
+        let r = a.analyze(sql, &[]).unwrap();
+        assert!(r.reads.get("post").is_some_and(|d| d.is_never()), "{sql}: {:?}", r.reads);
+        assert!(!r.reads.is_empty(), "{sql}: a read of a table is cacheable");
+    }
+    // A never-matching branch adds nothing to a table with conditions.
+    let r = a.analyze("SELECT * FROM post WHERE id = 1 OR 1 = 2", &[]).unwrap();
+    assert_eq!(render(&r.reads), "post: id=1");
 }

@@ -102,13 +102,14 @@ impl Graph {
     /// The tables whose rows a DELETE (`delete = true`) or UPDATE on `table` may change through
     /// cascading foreign keys, transitively (a cascaded delete cascades further; a `SET NULL`
     /// is an update of the child).
-    pub(crate) async fn affected<C: ConnectionTrait>(&self, conn: &C, table: &str, delete: bool) -> Result<BTreeSet<String>, DbErr> {
+    /// With `every_fk` (`TRUNCATE … CASCADE`), every referencing table, whatever its actions.
+    pub(crate) async fn affected<C: ConnectionTrait>(&self, conn: &C, table: &str, delete: bool, every_fk: bool) -> Result<BTreeSet<String>, DbErr> {
         let fks = self.load(conn).await?;
         let mut out = BTreeSet::new();
         let mut todo = vec![(table.to_owned(), delete)];
         while let Some((parent, deleting)) = todo.pop() {
             for fk in fks.iter().filter(|fk| fk.parent == parent) {
-                let hit = if deleting { fk.on_delete } else { fk.on_update };
+                let hit = every_fk || if deleting { fk.on_delete } else { fk.on_update };
                 if hit && out.insert(fk.child.clone()) {
                     // Deleting cascades as deletes (or updates for SET NULL); both are conservative
                     // enough when followed as "deleting".

@@ -16,6 +16,10 @@ use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement};
 #[derive(Debug, Default)]
 pub(crate) struct Loader {
     loaded: AtomicBool,
+    /// What unqualified names resolve through (`search_path`, the current database), read
+    /// with the catalog; `None` before that, or for good after a statement changed it.
+    namespace: Mutex<Option<String>>,
+    namespace_changed: AtomicBool,
     /// The tables this connection installed (forgotten on reset).
     tables: Mutex<Vec<String>>,
 }
@@ -31,8 +35,24 @@ impl Loader {
         }
     }
 
+    /// The namespace reads are keyed by; `None`: do not cache.
+    pub(crate) fn namespace(&self) -> Option<String> {
+        if self.namespace_changed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.namespace.lock().ok().and_then(|n| n.clone())
+    }
+
+    pub(crate) fn namespace_changed(&self) {
+        self.namespace_changed.store(true, Ordering::Release);
+    }
+
     /// Loads the catalog now.
     pub(crate) async fn load_into<C: ConnectionTrait>(&self, conn: &C, catalog: &Catalog) -> Result<(), DbErr> {
+        let namespace = read_namespace(conn).await?;
+        if let Ok(mut n) = self.namespace.lock() {
+            *n = Some(namespace);
+        }
         let schemas = load(conn).await?;
         let names: Vec<String> = schemas.iter().map(|s| s.name().to_owned()).collect();
         catalog.install(schemas);
@@ -51,6 +71,20 @@ impl Loader {
     }
 }
 
+/// `search_path` (PostgreSQL), the current database (MySQL), nothing (SQLite).
+async fn read_namespace<C: ConnectionTrait>(conn: &C) -> Result<String, DbErr> {
+    let backend = conn.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => "SELECT current_setting('search_path') AS ns",
+        DbBackend::MySql => "SELECT COALESCE(DATABASE(), '') AS ns",
+        _ => return Ok(String::new()),
+    };
+    match conn.query_one_raw(Statement::from_string(backend, sql)).await? {
+        Some(row) => row.try_get("", "ns"),
+        None => Ok(String::new()),
+    }
+}
+
 async fn load<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, DbErr> {
     match conn.get_database_backend() {
         DbBackend::Postgres => load_postgres(conn).await,
@@ -64,20 +98,42 @@ async fn load<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, DbErr> {
 /// One column of the catalog: `(schema, table, column, class)`.
 type ColumnRow = (String, String, String, ColumnClass);
 
-/// Collects consecutive rows of one schema's table into a [`TableSchema`]. Tables of the same
-/// name in two schemas stay two schemas here and meet in [`Catalog::install`].
-fn group(rows: Vec<ColumnRow>) -> Vec<TableSchema> {
-    let mut out: Vec<(String, TableSchema)> = Vec::new();
+/// What the catalog says about a relation as a whole.
+#[derive(Debug, Default)]
+struct Rel {
+    schema: String,
+    table: String,
+    /// `Some(reads)` for a view (or a foreign table: `Some(None)`, never cached).
+    view: Option<Option<Vec<String>>>,
+    /// Triggers or rules.
+    side_effects: bool,
+    parents: Vec<String>,
+}
+
+/// Collects the rows of each schema's table into a [`TableSchema`] and applies what `rels` say
+/// of the relations. Tables of the same name in two schemas stay two schemas here and meet in
+/// [`Catalog::install`].
+fn group(rows: Vec<ColumnRow>, rels: Vec<Rel>) -> Vec<TableSchema> {
+    let mut out: std::collections::BTreeMap<(String, String), TableSchema> = std::collections::BTreeMap::new();
     for (schema, table, column, class) in rows {
-        match out.pop() {
-            Some((s, t)) if s == schema && t.name() == table => out.push((s, t.column(column, class))),
-            last => {
-                out.extend(last);
-                out.push((schema, TableSchema::new(table).column(column, class)));
-            }
-        }
+        let key = (schema, table);
+        let t = out.remove(&key).unwrap_or_else(|| TableSchema::new(key.1.clone()));
+        out.insert(key, t.column(column, class));
     }
-    out.into_iter().map(|(_, t)| t).collect()
+    for r in rels {
+        let key = (r.schema, r.table);
+        let mut t = out.remove(&key).unwrap_or_else(|| TableSchema::new(key.1.clone()));
+        if let Some(reads) = r.view {
+            t = t.view(reads);
+        }
+        let side = t.has_side_effects() || r.side_effects;
+        t = t.side_effects(side);
+        for p in r.parents {
+            t = t.inherits(p);
+        }
+        out.insert(key, t);
+    }
+    out.into_values().collect()
 }
 
 fn opt_i64(row: &QueryResult, col: &str) -> Result<Option<i64>, DbErr> {
@@ -106,7 +162,36 @@ const PG_CATALOG: &str = "SELECT c.relname::text AS tbl, n.nspname::text AS nsp,
     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
     ORDER BY c.relname, n.nspname, a.attnum";
 
+/// Views (with their definitions), foreign tables, triggers and rules, inheritance parents.
+const PG_RELATIONS: &str = "SELECT c.relname::text AS tbl, n.nspname::text AS nsp, c.relkind::text AS kind, \
+    COALESCE(CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid) END, '') AS def, \
+    (EXISTS (SELECT 1 FROM pg_trigger tg WHERE tg.tgrelid = c.oid AND NOT tg.tgisinternal) \
+     OR EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid AND r.rulename <> '_RETURN')) AS side, \
+    COALESCE((SELECT string_agg(p.relname::text, chr(31)) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent \
+              WHERE i.inhrelid = c.oid), '') AS parents \
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+    AND n.nspname NOT LIKE 'pg\\_toast%'";
+
 async fn load_postgres<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, DbErr> {
+    let mut rels = Vec::new();
+    for r in conn.query_all_raw(Statement::from_string(DbBackend::Postgres, PG_RELATIONS)).await? {
+        let kind: String = r.try_get("", "kind")?;
+        let def: String = r.try_get("", "def")?;
+        let parents: String = r.try_get("", "parents")?;
+        rels.push(Rel {
+            schema: r.try_get("", "nsp")?,
+            table: r.try_get("", "tbl")?,
+            view: match kind.as_str() {
+                "v" => Some(cacheops_core::analysis::definition_reads(cacheops::Dialect::PostgreSql, &def)),
+                // A foreign table's rows change elsewhere: never cached.
+                "f" => Some(None),
+                _ => None,
+            },
+            side_effects: r.try_get("", "side")?,
+            parents: parents.split('\u{1f}').filter(|p| !p.is_empty()).map(str::to_owned).collect(),
+        });
+    }
     let rows = conn.query_all_raw(Statement::from_string(DbBackend::Postgres, PG_CATALOG)).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
@@ -118,7 +203,7 @@ async fn load_postgres<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>,
         let class = if generated { ColumnClass::Opaque } else { pg_class(&typ, &typtype, det, tm) };
         out.push((r.try_get::<String>("", "nsp")?, r.try_get::<String>("", "tbl")?, r.try_get::<String>("", "col")?, class));
     }
-    Ok(group(out))
+    Ok(group(out, rels))
 }
 
 /// A PostgreSQL column's class from its (base) type name, type kind, collation and typmod.
@@ -153,7 +238,26 @@ const MYSQL_CATALOG: &str = "SELECT TABLE_NAME AS tbl, COLUMN_NAME AS col, DATA_
     CAST(DATETIME_PRECISION AS SIGNED) AS dprec, COALESCE(COLLATION_NAME, '') AS coll, EXTRA AS extra \
     FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME, ORDINAL_POSITION";
 
+const MYSQL_RELATIONS: &str = "SELECT t.TABLE_NAME AS tbl, t.TABLE_TYPE AS kind, COALESCE(v.VIEW_DEFINITION, '') AS def, \
+    CAST(EXISTS (SELECT 1 FROM information_schema.TRIGGERS tr WHERE tr.EVENT_OBJECT_SCHEMA = t.TABLE_SCHEMA \
+                 AND tr.EVENT_OBJECT_TABLE = t.TABLE_NAME) AS SIGNED) AS side \
+    FROM information_schema.TABLES t LEFT JOIN information_schema.VIEWS v \
+    ON v.TABLE_SCHEMA = t.TABLE_SCHEMA AND v.TABLE_NAME = t.TABLE_NAME WHERE t.TABLE_SCHEMA = DATABASE()";
+
 async fn load_mysql<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, DbErr> {
+    let mut rels = Vec::new();
+    for r in conn.query_all_raw(Statement::from_string(DbBackend::MySql, MYSQL_RELATIONS)).await? {
+        let kind: String = r.try_get("", "kind")?;
+        let def: String = r.try_get("", "def")?;
+        let table: String = r.try_get("", "tbl")?;
+        rels.push(Rel {
+            schema: String::new(),
+            table: table.to_lowercase(),
+            view: (kind == "VIEW").then(|| cacheops_core::analysis::definition_reads(cacheops::Dialect::MySql, &def)),
+            side_effects: r.try_get::<i64>("", "side")? != 0,
+            parents: Vec::new(),
+        });
+    }
     let rows = conn.query_all_raw(Statement::from_string(DbBackend::MySql, MYSQL_CATALOG)).await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
@@ -169,7 +273,7 @@ async fn load_mysql<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, Db
         let col: String = r.try_get("", "col")?;
         out.push((String::new(), table.to_lowercase(), col.to_lowercase(), class));
     }
-    Ok(group(out))
+    Ok(group(out, rels))
 }
 
 /// A MySQL/MariaDB column's class. Only binary collations narrow text (the default `_ci`
@@ -200,14 +304,28 @@ async fn load_sqlite<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, D
     let tables = conn
         .query_all_raw(Statement::from_string(
             DbBackend::Sqlite,
-            "SELECT name, type, COALESCE(sql, '') AS sql FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name",
+            "SELECT name, type, tbl_name, COALESCE(sql, '') AS sql FROM sqlite_master WHERE type IN ('table', 'view', 'trigger') ORDER BY name",
         ))
         .await?;
     let mut out = Vec::new();
+    let mut rels: Vec<Rel> = Vec::new();
     for t in tables {
         let name: String = t.try_get("", "name")?;
         let kind: String = t.try_get("", "type")?;
         let sql: String = t.try_get("", "sql")?;
+        match kind.as_str() {
+            "trigger" => {
+                let table: String = t.try_get("", "tbl_name")?;
+                rels.push(Rel { table: table.to_ascii_lowercase(), side_effects: true, ..Rel::default() });
+                continue;
+            }
+            "view" => rels.push(Rel {
+                table: name.to_ascii_lowercase(),
+                view: Some(cacheops_core::analysis::definition_reads(cacheops::Dialect::Sqlite, &sql)),
+                ..Rel::default()
+            }),
+            _ => {}
+        }
         // A view's columns carry neither affinity nor collation of their own.
         let collations = if kind == "table" { cacheops_core::analysis::column_collations(cacheops::Dialect::Sqlite, &sql) } else { None };
         let pragma = format!("SELECT name, type, hidden FROM pragma_table_xinfo('{}')", name.replace('\'', "''"));
@@ -223,7 +341,7 @@ async fn load_sqlite<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, D
             out.push((String::new(), name.to_ascii_lowercase(), col, class));
         }
     }
-    Ok(group(out))
+    Ok(group(out, rels))
 }
 
 /// A SQLite column's class from its declared type (affinity rules, sqlite.org/datatype3.html)

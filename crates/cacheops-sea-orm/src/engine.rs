@@ -184,6 +184,14 @@ impl Shared {
         v
     }
 
+    /// A statement changed the session's namespace (`SET search_path`, `USE`) on one pooled
+    /// connection: which tables unqualified names mean is no longer known, so reads through
+    /// this connection are no longer cached.
+    pub(crate) fn namespace_changed(&self) {
+        tracing::warn!("cacheops: the session's search_path/database changed; reads through this connection bypass the cache");
+        self.catalog.namespace_changed();
+    }
+
     /// Forgets the catalog and the foreign-key graph; both reload on the next statement.
     pub(crate) fn after_ddl(&self) {
         self.fks.reset();
@@ -230,7 +238,44 @@ pub(crate) enum Class {
     Unknown,
 }
 
-const DATA_CHANGING: &[&str] = &["insert", "update", "delete", "truncate", "drop", "alter", "merge", "replace", "copy", "call", "do", "rename"];
+const DATA_CHANGING: &[&str] = &[
+    "insert", "update", "delete", "truncate", "drop", "alter", "merge", "replace", "copy", "call", "do", "rename",
+    // `EXECUTE` of a prepared statement, MySQL `LOAD DATA`, `REFRESH MATERIALIZED VIEW`,
+    // `IMPORT FOREIGN SCHEMA`.
+    "execute", "load", "refresh", "import",
+];
+
+/// `SET search_path`, `SET SCHEMA`, `RESET`, `set_config('search_path', …)` (PostgreSQL) and
+/// `USE db` (MySQL) change which tables unqualified names mean on the pooled connection that
+/// ran it.
+fn changes_namespace(sql: &str) -> bool {
+    let lower = sql.trim_start().to_ascii_lowercase();
+    let mut words = lower.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').filter(|w| !w.is_empty());
+    match words.next() {
+        Some("use") => true,
+        Some("reset") => lower.contains("search_path") || words.any(|w| w == "all"),
+        Some("set") => lower.contains("search_path") || words.any(|w| w == "schema"),
+        _ => lower.contains("set_config") && lower.contains("search_path"),
+    }
+}
+
+/// A write through a view, to a table with triggers or rules, or to a table the catalog does
+/// not know (its triggers unknown) may change rows the statement does not show.
+fn writes_beyond_rows(shared: &Shared, a: &Analysis) -> bool {
+    let Some(w) = a.write.as_ref() else { return false };
+    let catalog = shared.cache.catalog().snapshot();
+    std::iter::once(&w.table).chain(&w.extra_tables).any(|t| match catalog.table(t) {
+        Some(s) => s.has_side_effects() || matches!(s.relation(), cacheops::equality::Relation::View { .. }),
+        None => true,
+    })
+}
+
+/// `TRUNCATE … CASCADE` empties every table that references the truncated ones, whatever the
+/// foreign keys' actions.
+fn truncates_cascade(sql: &str) -> bool {
+    let lower = sql.trim_start().to_ascii_lowercase();
+    lower.starts_with("truncate") && lower.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|w| w == "cascade")
+}
 
 fn is_ddl(sql: &str) -> bool {
     let lower = sql.trim_start().to_ascii_lowercase();
@@ -263,15 +308,27 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
                 shared.plans.insert(key, Arc::clone(&plan));
                 Class::Read(plan)
             }
-            StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => Class::Write(a),
+            StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => {
+                if writes_beyond_rows(shared, &a) { Class::Unknown } else { Class::Write(a) }
+            }
             // DDL changes what equality means in a column: every cached value goes, as for a
             // statement that cannot be attributed.
             StatementKind::Other if is_ddl(sql) => Class::Unknown,
-            StatementKind::Other if !may_change_data(sql) => Class::Pass,
+            StatementKind::Other if !may_change_data(sql) => {
+                if changes_namespace(sql) {
+                    shared.namespace_changed();
+                }
+                Class::Pass
+            }
             _ => Class::Unknown,
         },
         Err(_) if may_change_data(sql) => Class::Unknown,
-        Err(_) => Class::Pass,
+        Err(_) => {
+            if changes_namespace(sql) {
+                shared.namespace_changed();
+            }
+            Class::Pass
+        }
     }
 }
 
@@ -382,12 +439,15 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
     let analysis = &read.analysis;
     let plan = if allowed { cache_plan(shared, read, mode) } else { None };
     let Some(plan) = plan else { return run_read(conn, stmt, mode).await };
+    let Some(namespace) = shared.catalog.namespace() else { return run_read(conn, stmt, mode).await };
     let build = |cache: &Cache| {
+        // The namespace (search_path, current database) tells apart the tables that one
+        // unqualified name means on differently configured connections.
         let shape = match mode {
-            ReadMode::One => "sea-orm:one",
-            ReadMode::All => "sea-orm:all",
+            ReadMode::One => format!("sea-orm:one\u{0}{namespace}"),
+            ReadMode::All => format!("sea-orm:all\u{0}{namespace}"),
         };
-        let query = cache.sql_query(&stmt.sql, params, analysis, &shared.db, shape);
+        let query = cache.sql_query(&stmt.sql, params, analysis, &shared.db, &shape);
         let profiles = shared.cache.profiles();
         let local = mode == ReadMode::One
             && analysis.shape == ReadShape::Rows
@@ -522,6 +582,7 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
         }
         _ => None,
     };
+    let stmt_sql = stmt.sql.clone();
     let output = run_write(txn, stmt, mode).await?;
     let (affected, returned) = match &output {
         Output::Exec(e) => (Some(e.rows_affected()), None),
@@ -545,8 +606,9 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
         let deleting = analysis.kind == StatementKind::Delete;
         let mut tables = vec![w.table.clone()];
         tables.extend(w.extra_tables.iter().cloned());
+        let every_fk = truncates_cascade(&stmt_sql);
         for t in tables {
-            for child in shared.fks.affected(txn, &t, deleting).await? {
+            for child in shared.fks.affected(txn, &t, deleting, every_fk).await? {
                 changes.push(TableChange::table(child));
             }
         }

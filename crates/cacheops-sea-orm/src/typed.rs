@@ -130,22 +130,22 @@ impl CachedConnection {
     pub async fn typed_all<E>(&self, select: Select<E>) -> Result<Vec<E::Model>, DbErr>
     where
         E: EntityTrait,
-        E::Model: Serialize + DeserializeOwned + Send + Sync,
+        E::Model: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let stmt = select.build(self.get_database_backend());
         let inner = self.inner().clone();
-        self.typed(stmt, "all", std::any::type_name::<E::Model>(), || async move { select.all(&inner).await }).await
+        self.typed(stmt, "all", &type_key::<E::Model>(), || async move { select.all(&inner).await }).await
     }
 
     /// Typed caching of the first row (see [`CachedConnection::typed_all`]).
     pub async fn typed_one<E>(&self, select: Select<E>) -> Result<Option<E::Model>, DbErr>
     where
         E: EntityTrait,
-        E::Model: Serialize + DeserializeOwned + Send + Sync,
+        E::Model: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let stmt = select.build(self.get_database_backend());
         let inner = self.inner().clone();
-        self.typed(stmt, "one", std::any::type_name::<E::Model>(), || async move { select.one(&inner).await }).await
+        self.typed(stmt, "one", &type_key::<E::Model>(), || async move { select.one(&inner).await }).await
     }
 
     /// Typed caching of a count (see [`CachedConnection::typed_all`]).
@@ -194,4 +194,11 @@ impl CachedConnection {
             Err(TypedErr::Cache(e)) => Err(err(e)),
         }
     }
+}
+
+/// The identity of a model type in cache keys: its `TypeId` (unique per type, stable for one
+/// build), with its name for readability. `type_name` alone is neither unique (two types may
+/// share a name) nor stable across compiler versions.
+fn type_key<T: 'static>() -> String {
+    format!("{}#{:?}", std::any::type_name::<T>(), std::any::TypeId::of::<T>())
 }

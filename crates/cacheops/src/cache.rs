@@ -768,9 +768,30 @@ impl Cache {
         Ok(self.inner.health.synced())
     }
 
+    /// `changes` and what they change through table inheritance (partitions): a parent's reads
+    /// see the rows written to a child; a write to a parent may change any descendant's rows.
+    fn with_relatives<'c>(catalog: &cacheops_core::CatalogSnapshot, changes: &'c [TableChange]) -> std::borrow::Cow<'c, [TableChange]> {
+        let mut extra: Vec<TableChange> = Vec::new();
+        for c in changes {
+            for a in catalog.ancestors(&c.table) {
+                extra.push(TableChange { table: a, rows: c.rows.clone(), table_level: c.table_level });
+            }
+            for d in catalog.descendants(&c.table) {
+                extra.push(TableChange::table(d));
+            }
+        }
+        if extra.is_empty() {
+            return std::borrow::Cow::Borrowed(changes);
+        }
+        let mut all = changes.to_vec();
+        all.extend(extra);
+        std::borrow::Cow::Owned(all)
+    }
+
     fn write_request(&self, writer: Option<String>, changes: &[TableChange]) -> WriteRequest {
         let ks = &self.keys;
         let catalog = self.inner.analyzer.catalog().snapshot();
+        let changes = Self::with_relatives(&catalog, changes);
         WriteRequest {
             writer,
             seq_key: ks.seq(),

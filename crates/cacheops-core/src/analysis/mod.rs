@@ -338,6 +338,35 @@ impl Analyzer {
     }
 }
 
+/// The tables a view's definition reads: `definition` is its query (PostgreSQL's
+/// `pg_get_viewdef`, MySQL's `VIEW_DEFINITION`) or a whole `CREATE VIEW` (SQLite). `None` when
+/// it cannot be analysed or calls volatile functions.
+///
+/// ```
+/// use cacheops_core::analysis::definition_reads;
+/// use cacheops_core::Dialect;
+/// let t = definition_reads(Dialect::Sqlite, "CREATE VIEW v AS SELECT p.* FROM post p JOIN category c ON c.id = p.category_id").unwrap();
+/// assert_eq!(t, vec!["category".to_owned(), "post".to_owned()]);
+/// ```
+pub fn definition_reads(dialect: Dialect, definition: &str) -> Option<Vec<String>> {
+    use sqlparser::ast::Statement;
+    if definition.len() > MAX_SQL_LEN {
+        return None;
+    }
+    let d = sp_dialect(dialect);
+    let text = definition.trim().trim_end_matches(';');
+    let query = match sqlparser::parser::Parser::parse_sql(d.as_ref(), text).ok()?.as_slice() {
+        [Statement::CreateView(v)] => v.query.to_string(),
+        [Statement::Query(_)] => text.to_owned(),
+        _ => return None,
+    };
+    let analysis = Analyzer::new(AnalyzerConfig { memo_capacity: 0, ..AnalyzerConfig::new(dialect) }).analyze(&query, &[]).ok()?;
+    if analysis.volatile || analysis.write.is_some() {
+        return None;
+    }
+    Some(analysis.reads.tables().map(str::to_owned).collect())
+}
+
 /// The explicit `COLLATE` of each column of a `CREATE TABLE` statement (names folded as the
 /// analysis folds them, collations upper-cased): SQLite keeps collations only in the table's
 /// SQL text. `None` when the text is not one `CREATE TABLE`.

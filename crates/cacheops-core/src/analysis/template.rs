@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dnf::{Conj, Dependencies, Dnf};
-use crate::equality::{key_column, Catalog, CatalogSnapshot};
+use crate::equality::{key_column, Catalog, CatalogSnapshot, Relation};
 use crate::value::Value;
 
 use super::{Analysis, AnalysisError, StatementKind, WriteTarget};
@@ -616,6 +616,44 @@ impl Scope {
     }
 }
 
+fn is_view(catalog: &CatalogSnapshot, table: &str) -> bool {
+    catalog.table(table).is_some_and(|t| matches!(t.relation(), Relation::View { .. }))
+}
+
+/// Reads through a view depend on the tables its definition reads, at table level
+/// (transitively through views of views). A view whose definition is not known makes the read
+/// uncacheable (`volatile`).
+fn expand_views(reads: Dependencies, catalog: &CatalogSnapshot, cap: usize, volatile: &mut bool) -> Dependencies {
+    let mut todo: Vec<String> = reads.tables().filter(|t| is_view(catalog, t)).map(str::to_owned).collect();
+    if todo.is_empty() {
+        return reads;
+    }
+    let mut out = reads;
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    while let Some(view) = todo.pop() {
+        if !seen.insert(view.clone()) {
+            continue;
+        }
+        if seen.len() > 64 {
+            *volatile = true;
+            break;
+        }
+        match catalog.table(&view).map(|t| t.relation()) {
+            Some(Relation::View { reads: Some(base) }) => {
+                for b in base {
+                    out.add(b.clone(), Dnf::any(), cap);
+                    if is_view(catalog, b) {
+                        todo.push(b.clone());
+                    }
+                }
+            }
+            Some(Relation::View { reads: None }) => *volatile = true,
+            _ => {}
+        }
+    }
+    out
+}
+
 impl Template {
     /// Evaluates the template against bind values and the column classes of `catalog`.
     pub(crate) fn eval(&self, params: &[Value], caps: Caps, catalog: &Catalog) -> Result<Analysis, AnalysisError> {
@@ -644,6 +682,8 @@ impl Template {
         for t in &self.any_tables {
             reads.add(t.clone(), Dnf::any(), caps.dnf);
         }
+        let mut volatile = self.volatile;
+        let reads = expand_views(reads, &snapshot, caps.dnf, &mut volatile);
         let write = match &self.write {
             None => None,
             Some(w) => {
@@ -690,7 +730,7 @@ impl Template {
             reads,
             write,
             locking: self.locking,
-            volatile: self.volatile,
+            volatile,
             shape: self.shape,
         };
         if self.max_param.is_none()
