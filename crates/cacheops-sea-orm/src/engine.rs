@@ -602,11 +602,12 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
     for t in &w.extra_tables {
         changes.push(TableChange::table(t.clone()));
     }
-    if matches!(analysis.kind, StatementKind::Update | StatementKind::Delete) && affected != Some(0) {
+    // TRUNCATE reports no affected rows.
+    let every_fk = truncates_cascade(&stmt_sql);
+    if matches!(analysis.kind, StatementKind::Update | StatementKind::Delete) && (affected != Some(0) || every_fk) {
         let deleting = analysis.kind == StatementKind::Delete;
         let mut tables = vec![w.table.clone()];
         tables.extend(w.extra_tables.iter().cloned());
-        let every_fk = truncates_cascade(&stmt_sql);
         for t in tables {
             for child in shared.fks.affected(txn, &t, deleting, every_fk).await? {
                 changes.push(TableChange::table(child));

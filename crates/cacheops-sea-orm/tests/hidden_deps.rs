@@ -1,0 +1,272 @@
+//! Dependencies the SQL hides, against real PostgreSQL and Redis: every case caches a read
+//! (asserting the hit), performs a write through the cached connection, and compares the cached
+//! read with the raw connection's.
+
+mod common;
+
+use cacheops::{Cache, Profile, Profiles};
+use cacheops_sea_orm::CachedConnection;
+use common::*;
+use sea_orm::{ConnectionTrait, Database, Statement};
+
+async fn env_all(name: &str) -> Env {
+    let cache = Cache::builder()
+        .redis_url(REDIS)
+        .prefix(unique(&format!("hd-{name}")))
+        .degrade(false)
+        .profiles(Profiles::builder().profile("*", Profile::builder().ops(["all"])).build().expect("profiles"))
+        .build()
+        .await
+        .expect("Redis must be running on 127.0.0.1:6379 (see .ci/run)");
+    env_with(name, cache).await
+}
+
+fn stmt(sql: &str) -> Statement {
+    Statement::from_string(sea_orm::DbBackend::Postgres, sql)
+}
+
+/// The first column of every row, as text.
+async fn rows<C: ConnectionTrait>(db: &C, sql: &str) -> Vec<String> {
+    let rows = db.query_all_raw(stmt(sql)).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .map(|r| {
+            r.try_get_by_index::<Option<String>>(0)
+                .map(|s| s.unwrap_or_else(|| "NULL".into()))
+                .or_else(|_| r.try_get_by_index::<i64>(0).map(|i| i.to_string()))
+                .or_else(|_| r.try_get_by_index::<i32>(0).map(|i| i.to_string()))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+        .collect()
+}
+
+/// Reads through the cache twice, asserting the second read is a hit.
+async fn cache(e: &Env, sql: &str) -> Vec<String> {
+    let first = rows(&e.db, sql).await;
+    e.take();
+    assert_eq!(rows(&e.db, sql).await, first, "{sql}");
+    assert_eq!(e.take(), 0, "{sql}: the second read must be a hit");
+    first
+}
+
+/// The cached read equals the raw read.
+async fn fresh(e: &Env, sql: &str) -> Vec<String> {
+    let cached = rows(&e.db, sql).await;
+    let raw = rows(&e.raw, sql).await;
+    assert_eq!(cached, raw, "{sql}: stale read");
+    raw
+}
+
+async fn exec(e: &Env, sql: &str) {
+    e.db.execute_unprepared(sql).await.unwrap_or_else(|err| panic!("{sql}: {err}"));
+}
+
+#[tokio::test]
+async fn schema_qualified_names_are_the_same_table() {
+    let e = env_all("schema").await;
+    let read = format!("SELECT title FROM {}.post WHERE id = 1", e.schema);
+    cache(&e, &read).await;
+    exec(&e, "UPDATE post SET title = 'renamed' WHERE id = 1").await;
+    assert_eq!(fresh(&e, &read).await, vec!["renamed"]);
+    let read = "SELECT title FROM post WHERE id = 2";
+    cache(&e, read).await;
+    exec(&e, &format!("UPDATE {}.post SET title = 'renamed2' WHERE id = 2", e.schema)).await;
+    assert_eq!(fresh(&e, read).await, vec!["renamed2"]);
+}
+
+#[tokio::test]
+async fn search_path_separates_and_set_search_path_bypasses() {
+    let e = env_all("sp").await;
+    // A second schema with a `post` of other contents, seen through another connection that
+    // shares the cache and the database name.
+    let other = format!("{}_b", e.schema);
+    e.raw
+        .execute_unprepared(&format!(
+            "DROP SCHEMA IF EXISTS {other} CASCADE; CREATE SCHEMA {other};
+             CREATE TABLE {other}.post (id int PRIMARY KEY, title text); INSERT INTO {other}.post VALUES (1, 'other');"
+        ))
+        .await
+        .unwrap();
+    let raw_b = Database::connect(format!("{PG}?options=-c%20search_path%3D{other}")).await.unwrap();
+    let db_b = CachedConnection::new(raw_b.clone(), e.db.cache().clone());
+    let read = "SELECT title FROM post WHERE id = 1";
+    assert_eq!(cache(&e, read).await, vec!["p1"]);
+    assert_eq!(rows(&db_b, read).await, vec!["other"], "another search_path never sees the first schema's entry");
+    // SET search_path through the connection: from then on its reads bypass the cache.
+    let single = Database::connect(format!("{PG}?options=-c%20search_path%3D{}", e.schema)).await.unwrap();
+    let db_s = CachedConnection::new(single, e.db.cache().clone());
+    assert_eq!(rows(&db_s, read).await, vec!["p1"]);
+    db_s.execute_unprepared(&format!("SET search_path = {other}")).await.unwrap();
+    let seen = rows(&db_s, read).await;
+    let raw_seen = rows(db_s.inner(), read).await;
+    assert_eq!(seen, raw_seen, "after SET search_path the cached connection reads what the database says");
+    e.raw.execute_unprepared(&format!("DROP SCHEMA {other} CASCADE")).await.unwrap();
+}
+
+#[tokio::test]
+async fn truncate_cascade_reaches_every_referencing_table() {
+    let e = env_all("trunc").await;
+    e.raw
+        .execute_unprepared(
+            "CREATE TABLE note (id int PRIMARY KEY, category_id int REFERENCES category ON DELETE NO ACTION);
+             INSERT INTO note VALUES (1, 3);",
+        )
+        .await
+        .unwrap();
+    e.db.load_catalog().await.unwrap();
+    let read = "SELECT count(*)::text FROM note WHERE category_id = 3";
+    assert_eq!(cache(&e, read).await, vec!["1"]);
+    let posts = "SELECT count(*)::text FROM post WHERE category_id = 3";
+    cache(&e, posts).await;
+    exec(&e, "TRUNCATE category CASCADE").await;
+    assert_eq!(fresh(&e, read).await, vec!["0"]);
+    assert_eq!(fresh(&e, posts).await, vec!["0"]);
+}
+
+#[tokio::test]
+async fn ddl_through_the_connection_reloads_the_foreign_key_graph() {
+    let e = env_all("ddl").await;
+    exec(&e, "CREATE TABLE comment (id int PRIMARY KEY, post_id int)").await;
+    exec(&e, "INSERT INTO comment VALUES (1, 1)").await;
+    exec(&e, "ALTER TABLE comment ADD FOREIGN KEY (post_id) REFERENCES post ON DELETE CASCADE").await;
+    let read = "SELECT count(*)::text FROM comment WHERE id = 1";
+    assert_eq!(cache(&e, read).await, vec!["1"]);
+    exec(&e, "DELETE FROM post WHERE id = 1").await;
+    assert_eq!(fresh(&e, read).await, vec!["0"]);
+}
+
+#[tokio::test]
+async fn generated_columns_follow_their_sources() {
+    let e = env_all("gen").await;
+    exec(&e, "CREATE TABLE g (id int PRIMARY KEY, a int, b int GENERATED ALWAYS AS (a * 2) STORED)").await;
+    exec(&e, "INSERT INTO g (id, a) VALUES (1, 1)").await;
+    let read = "SELECT id::text FROM g WHERE b = 4";
+    assert!(cache(&e, read).await.is_empty());
+    exec(&e, "UPDATE g SET a = 2 WHERE id = 1").await;
+    assert_eq!(fresh(&e, read).await, vec!["1"]);
+}
+
+#[tokio::test]
+async fn column_names_with_key_separators() {
+    let e = env_all("sep").await;
+    exec(&e, r#"CREATE TABLE s (id int PRIMARY KEY, a int, b int, "a,b" int, "a=1&b" int)"#).await;
+    exec(&e, r#"INSERT INTO s VALUES (1, 1, 1, 5, 5)"#).await;
+    let read = r#"SELECT id::text FROM s WHERE "a,b" = 1"#;
+    assert!(cache(&e, read).await.is_empty());
+    let read2 = r#"SELECT id::text FROM s WHERE "a=1&b" = 7"#;
+    assert!(cache(&e, read2).await.is_empty());
+    exec(&e, r#"UPDATE s SET "a,b" = 1, "a=1&b" = 7 WHERE id = 1"#).await;
+    assert_eq!(fresh(&e, read).await, vec!["1"]);
+    assert_eq!(fresh(&e, read2).await, vec!["1"]);
+}
+
+#[tokio::test]
+async fn views_depend_on_their_tables_and_writes_through_them_invalidate() {
+    let e = env_all("view").await;
+    exec(&e, "CREATE VIEW visible_post AS SELECT p.id, p.title, c.title AS category FROM post p JOIN category c ON c.id = p.category_id WHERE p.visible").await;
+    let read = "SELECT title FROM visible_post WHERE id = 1";
+    assert_eq!(cache(&e, read).await, vec!["p1"]);
+    exec(&e, "UPDATE post SET title = 'through the base table' WHERE id = 1").await;
+    assert_eq!(fresh(&e, read).await, vec!["through the base table"]);
+    let by_cat = "SELECT category FROM visible_post WHERE id = 1";
+    cache(&e, by_cat).await;
+    exec(&e, "UPDATE category SET title = 'cat renamed' WHERE id = 3").await;
+    assert_eq!(fresh(&e, by_cat).await, vec!["cat renamed"]);
+    // An updatable view: the write changes `post`.
+    exec(&e, "CREATE VIEW simple_post AS SELECT id, title FROM post").await;
+    let base = "SELECT title FROM post WHERE id = 3";
+    cache(&e, base).await;
+    exec(&e, "UPDATE simple_post SET title = 'through the view' WHERE id = 3").await;
+    assert_eq!(fresh(&e, base).await, vec!["through the view"]);
+    // A materialized view changes on REFRESH.
+    exec(&e, "CREATE MATERIALIZED VIEW post_count AS SELECT count(*) AS n FROM post").await;
+    let mv = "SELECT n::text FROM post_count";
+    assert_eq!(cache(&e, mv).await, vec!["4"]);
+    exec(&e, "INSERT INTO post (title, category_id, author_id, visible) VALUES ('p5', 3, 1, true)").await;
+    exec(&e, "REFRESH MATERIALIZED VIEW post_count").await;
+    assert_eq!(fresh(&e, mv).await, vec!["5"]);
+}
+
+#[tokio::test]
+async fn inheritance_and_partitions() {
+    let e = env_all("inh").await;
+    exec(&e, "CREATE TABLE animal (id int, name text)").await;
+    exec(&e, "CREATE TABLE dog (good bool) INHERITS (animal)").await;
+    exec(&e, "INSERT INTO dog (id, name, good) VALUES (1, 'rex', true)").await;
+    let parent = "SELECT name FROM animal WHERE id = 1";
+    assert_eq!(cache(&e, parent).await, vec!["rex"]);
+    exec(&e, "UPDATE dog SET name = 'max' WHERE id = 1").await;
+    assert_eq!(fresh(&e, parent).await, vec!["max"], "a write to the child reaches the parent's reads");
+    let child = "SELECT name FROM dog WHERE id = 1";
+    cache(&e, child).await;
+    exec(&e, "UPDATE animal SET name = 'bo' WHERE id = 1").await;
+    assert_eq!(fresh(&e, child).await, vec!["bo"], "a write to the parent reaches the child's reads");
+
+    exec(&e, "CREATE TABLE event (id int, kind int) PARTITION BY LIST (kind)").await;
+    exec(&e, "CREATE TABLE event_a PARTITION OF event FOR VALUES IN (1)").await;
+    exec(&e, "CREATE TABLE event_b PARTITION OF event FOR VALUES IN (2)").await;
+    let part = "SELECT count(*)::text FROM event_b WHERE id = 7";
+    assert_eq!(cache(&e, part).await, vec!["0"]);
+    exec(&e, "INSERT INTO event VALUES (7, 2)").await;
+    assert_eq!(fresh(&e, part).await, vec!["1"]);
+    let whole = "SELECT count(*)::text FROM event WHERE id = 8";
+    cache(&e, whole).await;
+    exec(&e, "INSERT INTO event_a VALUES (8, 1)").await;
+    assert_eq!(fresh(&e, whole).await, vec!["1"]);
+}
+
+#[tokio::test]
+async fn triggers_and_rules_reach_the_tables_they_touch() {
+    let e = env_all("trig").await;
+    exec(&e, "CREATE TABLE audit (n int)").await;
+    exec(&e, "INSERT INTO audit VALUES (0)").await;
+    exec(
+        &e,
+        "CREATE FUNCTION bump_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE audit SET n = n + 1; RETURN NEW; END $$",
+    )
+    .await;
+    exec(&e, "CREATE TRIGGER post_audit AFTER UPDATE ON post FOR EACH ROW EXECUTE FUNCTION bump_audit()").await;
+    let read = "SELECT n::text FROM audit";
+    assert_eq!(cache(&e, read).await, vec!["0"]);
+    exec(&e, "UPDATE post SET title = 'x' WHERE id = 1").await;
+    assert_eq!(fresh(&e, read).await, vec!["1"]);
+    // A BEFORE trigger rewrites the written row.
+    exec(
+        &e,
+        "CREATE FUNCTION upper_title() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.title := upper(NEW.title); RETURN NEW; END $$",
+    )
+    .await;
+    exec(&e, "CREATE TRIGGER post_upper BEFORE INSERT OR UPDATE ON post FOR EACH ROW EXECUTE FUNCTION upper_title()").await;
+    let upper = "SELECT id::text FROM post WHERE title = 'LOUD'";
+    assert!(cache(&e, upper).await.is_empty());
+    exec(&e, "UPDATE post SET title = 'loud' WHERE id = 2").await;
+    assert_eq!(fresh(&e, upper).await, vec!["2"]);
+    // A rule.
+    exec(&e, "CREATE TABLE log (n int)").await;
+    exec(&e, "CREATE RULE tag_log AS ON INSERT TO tag DO ALSO INSERT INTO log VALUES (1)").await;
+    let logged = "SELECT count(*)::text FROM log";
+    assert_eq!(cache(&e, logged).await, vec!["0"]);
+    exec(&e, "INSERT INTO tag (name) VALUES ('go')").await;
+    assert_eq!(fresh(&e, logged).await, vec!["1"]);
+}
+
+#[tokio::test]
+async fn prepared_statements_executed_through_the_connection() {
+    let e = env_all("prep").await;
+    let read = "SELECT title FROM post WHERE id = 4";
+    cache(&e, read).await;
+    // One pooled connection for PREPARE and EXECUTE: inside a transaction.
+    let txn = sea_orm::TransactionTrait::begin(&e.db).await.unwrap();
+    txn.execute_unprepared("PREPARE rename_post (int) AS UPDATE post SET title = 'prepared' WHERE id = $1").await.unwrap();
+    txn.execute_unprepared("EXECUTE rename_post (4)").await.unwrap();
+    txn.commit().await.unwrap();
+    assert_eq!(fresh(&e, read).await, vec!["prepared"]);
+}
+
+#[tokio::test]
+async fn reads_that_match_nothing_are_cached() {
+    let e = env_all("never").await;
+    let read = "SELECT title FROM post WHERE 1 = 2";
+    assert!(cache(&e, read).await.is_empty());
+    let read = "SELECT title FROM post WHERE id = 1 AND id = 2";
+    assert!(cache(&e, read).await.is_empty());
+}
