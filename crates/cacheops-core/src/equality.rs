@@ -329,19 +329,21 @@ enum Unknown {
 pub struct Catalog {
     unknown: Unknown,
     tables: RwLock<Arc<HashMap<String, Arc<TableSchema>>>>,
+    /// User-defined functions: name → whether it may write.
+    functions: RwLock<Arc<HashMap<String, bool>>>,
     generation: AtomicU64,
 }
 
 impl Catalog {
     /// A catalog in which unknown tables never narrow. What a cache uses.
     pub fn strict() -> Self {
-        Catalog { unknown: Unknown::Opaque, tables: RwLock::default(), generation: AtomicU64::new(0) }
+        Catalog { unknown: Unknown::Opaque, tables: RwLock::default(), functions: RwLock::default(), generation: AtomicU64::new(0) }
     }
 
     /// A catalog in which unknown tables are rendered with [`Value::render`] (the analysis
     /// rules without type information). Not exact: for analysis tools and tests.
     pub fn untyped() -> Self {
-        Catalog { unknown: Unknown::Legacy, tables: RwLock::default(), generation: AtomicU64::new(0) }
+        Catalog { unknown: Unknown::Legacy, tables: RwLock::default(), functions: RwLock::default(), generation: AtomicU64::new(0) }
     }
 
     /// Adds tables. A table already known with other classes keeps only what both agree on
@@ -358,6 +360,30 @@ impl Catalog {
             if next.get(&merged.name).is_none_or(|e| **e != merged) {
                 changed = true;
                 next.insert(merged.name.clone(), Arc::new(merged));
+            }
+        }
+        if changed {
+            *guard = Arc::new(next);
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Declares user-defined functions (`name`, whether it may write). A read that calls one is
+    /// not cached: the tables it reads are not visible in the statement. One that may write
+    /// makes the statement a write that integrations cannot attribute. Built-in and extension
+    /// functions are not listed. A name installed twice may write if either says so.
+    pub fn install_functions(&self, functions: impl IntoIterator<Item = (String, bool)>) {
+        let mut guard = self.functions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next: HashMap<String, bool> = (**guard).clone();
+        let mut changed = false;
+        for (name, may_write) in functions {
+            let entry = next.entry(name).or_insert_with(|| {
+                changed = true;
+                may_write
+            });
+            if may_write && !*entry {
+                *entry = true;
+                changed = true;
             }
         }
         if changed {
@@ -393,7 +419,8 @@ impl Catalog {
     /// The current state, for a series of lookups.
     pub fn snapshot(&self) -> CatalogSnapshot {
         let tables = self.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        CatalogSnapshot { tables, unknown: self.unknown }
+        let functions = self.functions.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        CatalogSnapshot { tables, functions, unknown: self.unknown }
     }
 }
 
@@ -401,6 +428,7 @@ impl Catalog {
 #[derive(Debug, Clone)]
 pub struct CatalogSnapshot {
     tables: Arc<HashMap<String, Arc<TableSchema>>>,
+    functions: Arc<HashMap<String, bool>>,
     unknown: Unknown,
 }
 
@@ -408,6 +436,11 @@ impl CatalogSnapshot {
     /// The class of a column; `None` for a table the catalog does not know.
     pub fn class(&self, table: &str, column: &str) -> Option<ColumnClass> {
         self.tables.get(table).map(|t| t.class(column))
+    }
+
+    /// A user-defined function: `Some(may_write)`; `None` for built-in or unknown names.
+    pub fn function(&self, name: &str) -> Option<bool> {
+        self.functions.get(name).copied()
     }
 
     /// A known table's schema.

@@ -54,6 +54,7 @@ impl Loader {
             *n = Some(namespace);
         }
         let schemas = load(conn).await?;
+        catalog.install_functions(load_functions(conn).await?);
         let names: Vec<String> = schemas.iter().map(|s| s.name().to_owned()).collect();
         catalog.install(schemas);
         if let Ok(mut t) = self.tables.lock() {
@@ -83,6 +84,40 @@ async fn read_namespace<C: ConnectionTrait>(conn: &C) -> Result<String, DbErr> {
         Some(row) => row.try_get("", "ns"),
         None => Ok(String::new()),
     }
+}
+
+/// User-defined functions and whether they may write: PostgreSQL's non-extension functions
+/// outside the system schemas (VOLATILE ones may write), MySQL/MariaDB stored functions
+/// (unless declared `NO SQL`/`READS SQL DATA`). SQLite's are registered by the application and
+/// cannot be listed.
+async fn load_functions<C: ConnectionTrait>(conn: &C) -> Result<Vec<(String, bool)>, DbErr> {
+    let backend = conn.get_database_backend();
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "SELECT p.proname::text AS name, (p.provolatile = 'v') AS may_write FROM pg_proc p \
+             JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' \
+             AND p.prokind IN ('f', 'a', 'w') \
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')"
+        }
+        DbBackend::MySql => {
+            "SELECT ROUTINE_NAME AS name, \
+             CAST(SQL_DATA_ACCESS NOT IN ('NO SQL', 'READS SQL DATA') AS SIGNED) AS may_write \
+             FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() AND ROUTINE_TYPE = 'FUNCTION'"
+        }
+        _ => return Ok(Vec::new()),
+    };
+    let mut out = Vec::new();
+    for r in conn.query_all_raw(Statement::from_string(backend, sql)).await? {
+        let name: String = r.try_get("", "name")?;
+        let may_write = match backend {
+            DbBackend::MySql => r.try_get::<i64>("", "may_write")? != 0,
+            _ => r.try_get::<bool>("", "may_write")?,
+        };
+        let name = if backend == DbBackend::MySql { name.to_lowercase() } else { name };
+        out.push((name, may_write));
+    }
+    Ok(out)
 }
 
 async fn load<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, DbErr> {

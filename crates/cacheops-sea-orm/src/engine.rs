@@ -270,6 +270,12 @@ fn writes_beyond_rows(shared: &Shared, a: &Analysis) -> bool {
     })
 }
 
+/// Whether the statement calls a user-defined function that may write (or names one in FROM).
+fn calls_writing_function(shared: &Shared, a: &Analysis) -> bool {
+    let catalog = shared.cache.catalog().snapshot();
+    a.functions.iter().map(String::as_str).chain(a.reads.tables()).any(|f| catalog.function(f) == Some(true))
+}
+
 /// `TRUNCATE … CASCADE` empties every table that references the truncated ones, whatever the
 /// foreign keys' actions.
 fn truncates_cascade(sql: &str) -> bool {
@@ -302,6 +308,8 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
         shared.after_ddl();
     }
     match shared.analyzer.analyze(sql, params) {
+        // `SELECT bump(1)` with a function that may write is a write nobody can attribute.
+        Ok(a) if calls_writing_function(shared, &a) => Class::Unknown,
         Ok(a) => match a.kind {
             StatementKind::Read if a.write.is_none() => {
                 let plan = Arc::new(ReadPlan::new(a));

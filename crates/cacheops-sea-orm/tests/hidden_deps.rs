@@ -270,3 +270,26 @@ async fn reads_that_match_nothing_are_cached() {
     let read = "SELECT title FROM post WHERE id = 1 AND id = 2";
     assert!(cache(&e, read).await.is_empty());
 }
+
+#[tokio::test]
+async fn functions_that_read_or_write_tables() {
+    let e = env_all("func").await;
+    exec(&e, "CREATE FUNCTION cat_title(i int) RETURNS text STABLE LANGUAGE sql AS $$ SELECT title FROM category WHERE id = i $$").await;
+    exec(&e, "CREATE FUNCTION bump(i int) RETURNS int LANGUAGE sql AS $$ UPDATE post SET title = 'bumped' WHERE id = i RETURNING id $$").await;
+    // A function that reads a table the statement does not name: the read is not cached.
+    let via_fn = "SELECT cat_title(3)";
+    assert_eq!(rows(&e.db, via_fn).await, vec!["c3"]);
+    exec(&e, "UPDATE category SET title = 'c3 renamed' WHERE id = 3").await;
+    assert_eq!(fresh(&e, via_fn).await, vec!["c3 renamed"]);
+    let in_where = "SELECT id::text FROM post WHERE cat_title(category_id) = 'c3 renamed' ORDER BY id";
+    assert_eq!(rows(&e.db, in_where).await, vec!["1", "2"]);
+    exec(&e, "UPDATE category SET title = 'c3 again' WHERE id = 3").await;
+    assert!(fresh(&e, in_where).await.is_empty());
+    // A function that writes: the SELECT is a write.
+    let read = "SELECT title FROM post WHERE id = 1";
+    assert_eq!(cache(&e, read).await, vec!["p1"]);
+    assert_eq!(rows(&e.db, "SELECT bump(1)::text").await, vec!["1"]);
+    assert_eq!(fresh(&e, read).await, vec!["bumped"]);
+    // Built-in functions keep reads cacheable.
+    cache(&e, "SELECT upper(title) FROM post WHERE id = 2").await;
+}

@@ -167,6 +167,8 @@ pub(crate) struct Builder<'c> {
     truncated: bool,
     locking: bool,
     volatile: bool,
+    /// Functions the statement calls (names folded).
+    functions: Vec<String>,
     max_param: Option<usize>,
     nested_write: Option<(StatementKind, WriteTemplate)>,
 }
@@ -184,6 +186,7 @@ impl<'c> Builder<'c> {
             truncated: false,
             locking: false,
             volatile: false,
+            functions: Vec::new(),
             max_param: None,
             nested_write: None,
         }
@@ -213,6 +216,7 @@ impl<'c> Builder<'c> {
             any_tables: self.any_tables,
             write,
             max_param: self.max_param,
+            functions: std::mem::take(&mut self.functions),
             fixed: std::sync::Mutex::new(None),
         }
     }
@@ -225,6 +229,7 @@ impl<'c> Builder<'c> {
             ctes: &'a BTreeSet<String>,
             b: &'a Builder<'a>,
             volatile: bool,
+            functions: BTreeSet<String>,
         }
         impl Visitor for Net<'_> {
             type Break = ();
@@ -238,18 +243,24 @@ impl<'c> Builder<'c> {
             fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
                 if let Expr::Function(f) = expr
                     && let Some(ObjectNamePart::Identifier(i)) = f.name.0.last()
-                        && is_volatile(&i.value.to_lowercase()) {
-                            self.volatile = true;
-                        }
+                {
+                    if is_volatile(&i.value.to_lowercase()) {
+                        self.volatile = true;
+                    }
+                    if self.functions.len() < 64 {
+                        self.functions.insert(ident(i));
+                    }
+                }
                 ControlFlow::Continue(())
             }
         }
-        let (counts, volatile) = {
-            let mut net = Net { counts: BTreeMap::new(), ctes: &self.all_ctes, b: self, volatile: false };
+        let (counts, volatile, functions) = {
+            let mut net = Net { counts: BTreeMap::new(), ctes: &self.all_ctes, b: self, volatile: false, functions: BTreeSet::new() };
             let _ = st.visit(&mut net);
-            (net.counts, net.volatile)
+            (net.counts, net.volatile, net.functions)
         };
         self.volatile |= volatile;
+        self.functions = functions.into_iter().collect();
         for (t, n) in counts {
             if self.truncated || self.counts.get(&t).copied().unwrap_or(0) < n {
                 self.any_tables.insert(t);

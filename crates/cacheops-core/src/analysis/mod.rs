@@ -103,6 +103,8 @@ pub struct Analysis {
     pub volatile: bool,
     /// For reads: what the result is (rows, a count, aggregates, an existence check).
     pub shape: ReadShape,
+    /// The functions the statement calls (names folded like identifiers, at most 64).
+    pub functions: Vec<String>,
 }
 
 /// The target of a write statement.

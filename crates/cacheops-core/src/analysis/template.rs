@@ -202,6 +202,8 @@ pub(crate) struct Template {
     pub write: Option<WriteTemplate>,
     /// Highest parameter index referenced by an operand.
     pub max_param: Option<usize>,
+    /// Functions the statement calls.
+    pub functions: Vec<String>,
     /// The evaluated analysis when it does not depend on parameters, with the catalog
     /// generation it was evaluated under.
     pub fixed: std::sync::Mutex<Option<(u64, Analysis)>>,
@@ -684,6 +686,11 @@ impl Template {
         }
         let mut volatile = self.volatile;
         let reads = expand_views(reads, &snapshot, caps.dnf, &mut volatile);
+        // A user-defined function (also one named in FROM) reads tables the statement does not
+        // show.
+        if self.functions.iter().map(String::as_str).chain(reads.tables()).any(|f| snapshot.function(f).is_some()) {
+            volatile = true;
+        }
         let write = match &self.write {
             None => None,
             Some(w) => {
@@ -731,6 +738,7 @@ impl Template {
             write,
             locking: self.locking,
             volatile,
+            functions: self.functions.clone(),
             shape: self.shape,
         };
         if self.max_param.is_none()
