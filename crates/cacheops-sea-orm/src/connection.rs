@@ -159,7 +159,12 @@ impl CachedConnection {
                 let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
                 Ok(Output::Rows(engine::read_analyzed(&self.shared, &self.inner, stmt, &params, &a, read_mode, true).await?))
             }
-            _ => Box::pin(engine::run_write(&self.inner, stmt, mode)).await,
+            _ => {
+                if matches!(mode, WriteMode::One | WriteMode::All) {
+                    cacheops::deps_scope::taint("a statement the analysis cannot attribute");
+                }
+                Box::pin(engine::run_write(&self.inner, stmt, mode)).await
+            }
         }
     }
 

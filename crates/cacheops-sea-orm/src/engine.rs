@@ -446,8 +446,21 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
 ) -> Result<Vec<QueryResult>, DbErr> {
     let analysis = &read.analysis;
     let plan = if allowed { cache_plan(shared, read, mode) } else { None };
-    let Some(plan) = plan else { return run_read(conn, stmt, mode).await };
-    let Some(namespace) = shared.catalog.namespace() else { return run_read(conn, stmt, mode).await };
+    let namespace = shared.catalog.namespace();
+    let (Some(plan), Some(namespace)) = (plan, namespace) else {
+        // Not cached, but a cached function around it (`cached_as` with `auto`) still depends
+        // on it: record its dependencies, or mark the function's result unstorable when they
+        // cannot be known.
+        if cacheops::deps_scope::active() {
+            let p = read.profile.get_or_init(|| ProfilePlan::of(shared, analysis));
+            if allowed && p.cacheable && shared.catalog.namespace().is_some() {
+                cacheops::deps_scope::record(&shared.cache, &analysis.reads).await;
+            } else {
+                cacheops::deps_scope::taint("a read whose dependencies cannot be recorded");
+            }
+        }
+        return run_read(conn, stmt, mode).await;
+    };
     let build = |cache: &Cache| {
         // The namespace (search_path, current database) tells apart the tables that one
         // unqualified name means on differently configured connections.

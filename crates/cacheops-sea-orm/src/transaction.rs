@@ -136,7 +136,12 @@ impl CachedTransaction {
                 let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
                 Ok(Output::Rows(engine::read_analyzed(&self.shared, txn, stmt, &params, &a, read_mode, self.reads_allowed()).await?))
             }
-            _ => engine::run_write(txn, stmt, mode).await,
+            _ => {
+                if matches!(mode, WriteMode::One | WriteMode::All) {
+                    cacheops::deps_scope::taint("a statement the analysis cannot attribute");
+                }
+                engine::run_write(txn, stmt, mode).await
+            }
         }
     }
 

@@ -92,13 +92,14 @@ async fn search_path_separates_and_set_search_path_bypasses() {
     assert_eq!(cache(&e, read).await, vec!["p1"]);
     assert_eq!(rows(&db_b, read).await, vec!["other"], "another search_path never sees the first schema's entry");
     // SET search_path through the connection: from then on its reads bypass the cache.
-    let single = Database::connect(format!("{PG}?options=-c%20search_path%3D{}", e.schema)).await.unwrap();
+    let mut opts = sea_orm::ConnectOptions::new(format!("{PG}?options=-c%20search_path%3D{}", e.schema));
+    opts.max_connections(1).min_connections(1);
+    let single = Database::connect(opts).await.unwrap();
     let db_s = CachedConnection::new(single, e.db.cache().clone());
     assert_eq!(rows(&db_s, read).await, vec!["p1"]);
     db_s.execute_unprepared(&format!("SET search_path = {other}")).await.unwrap();
-    let seen = rows(&db_s, read).await;
-    let raw_seen = rows(db_s.inner(), read).await;
-    assert_eq!(seen, raw_seen, "after SET search_path the cached connection reads what the database says");
+    assert_eq!(rows(&db_s, read).await, vec!["other"], "after SET search_path the cached connection reads what the database says");
+    assert_eq!(rows(&db_s, read).await, vec!["other"]);
     e.raw.execute_unprepared(&format!("DROP SCHEMA {other} CASCADE")).await.unwrap();
 }
 
@@ -292,4 +293,41 @@ async fn functions_that_read_or_write_tables() {
     assert_eq!(fresh(&e, read).await, vec!["bumped"]);
     // Built-in functions keep reads cacheable.
     cache(&e, "SELECT upper(title) FROM post WHERE id = 2").await;
+}
+
+#[tokio::test]
+async fn cached_as_auto_records_reads_its_profile_does_not_cache() {
+    let cache = Cache::builder()
+        .redis_url(REDIS)
+        .prefix(unique("hd-auto"))
+        .degrade(false)
+        .profiles(Profiles::builder().profile("*", Profile::builder()).build().expect("profiles")) // no automatic caching
+        .build()
+        .await
+        .expect("Redis");
+    let e = env_with("auto", cache.clone()).await;
+    let f = cache.cached_as_auto("titles");
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let run = |sql: &'static str| {
+        let (f, db, calls) = (f.clone(), e.db.clone(), calls.clone());
+        async move {
+            f.get_or_compute(&sql, || async move {
+                calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, cacheops::Error>(rows(&db, sql).await)
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let read = "SELECT title FROM post WHERE id = 1";
+    assert_eq!(run(read).await, vec!["p1"]);
+    assert_eq!(run(read).await, vec!["p1"]);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1, "the function's result is a hit");
+    exec(&e, "UPDATE post SET title = 'auto' WHERE id = 1").await;
+    assert_eq!(run(read).await, vec!["auto"], "the write reaches the function through the recorded read");
+    // A read whose dependencies cannot be known: the function's result is never stored.
+    let unknown = "SELECT title FROM post WHERE id = 2 AND now() IS NOT NULL";
+    run(unknown).await;
+    run(unknown).await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
 }

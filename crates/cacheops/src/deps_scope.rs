@@ -147,6 +147,13 @@ pub async fn record(cache: &Cache, deps: &Dependencies) {
     record_shape(cache, &shape).await;
 }
 
+/// Marks the enclosing scope's result as not storable: a read ran whose dependencies cannot be
+/// recorded (not analysable, volatile, inside a transaction that has written, at snapshot
+/// isolation). Does nothing outside a scope.
+pub fn taint(why: &str) {
+    let _ = SCOPE.try_with(|rec| rec.lock().unwrap_or_else(std::sync::PoisonError::into_inner).taint(why));
+}
+
 /// Takes the stamps of `shape` with a read-check on a value key that never exists (so it always
 /// answers with the stamps, never with a hit) and records them.
 pub(crate) async fn record_shape(cache: &Cache, shape: &Shape) {
