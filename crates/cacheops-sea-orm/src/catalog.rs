@@ -19,6 +19,8 @@ pub(crate) struct Loader {
     /// What unqualified names resolve through (`search_path`, the current database), read
     /// with the catalog; `None` before that, or for good after a statement changed it.
     namespace: Mutex<Option<String>>,
+    /// The schemas (databases) unqualified names resolve through, whose tables were loaded.
+    schemas: Mutex<Vec<String>>,
     namespace_changed: AtomicBool,
     /// The tables this connection installed (forgotten on reset).
     tables: Mutex<Vec<String>>,
@@ -43,15 +45,23 @@ impl Loader {
         self.namespace.lock().ok().and_then(|n| n.clone())
     }
 
+    /// Whether a schema qualifier names one of the loaded schemas.
+    pub(crate) fn knows_schema(&self, schema: &str) -> bool {
+        self.schemas.lock().is_ok_and(|s| s.iter().any(|x| x == schema))
+    }
+
     pub(crate) fn namespace_changed(&self) {
         self.namespace_changed.store(true, Ordering::Release);
     }
 
     /// Loads the catalog now.
     pub(crate) async fn load_into<C: ConnectionTrait>(&self, conn: &C, catalog: &Catalog) -> Result<(), DbErr> {
-        let namespace = read_namespace(conn).await?;
+        let (namespace, schemas) = read_namespace(conn).await?;
         if let Ok(mut n) = self.namespace.lock() {
             *n = Some(namespace);
+        }
+        if let Ok(mut s) = self.schemas.lock() {
+            *s = schemas;
         }
         let schemas = load(conn).await?;
         catalog.install_functions(load_functions(conn).await?);
@@ -72,17 +82,23 @@ impl Loader {
     }
 }
 
-/// `search_path` (PostgreSQL), the current database (MySQL), nothing (SQLite).
-async fn read_namespace<C: ConnectionTrait>(conn: &C) -> Result<String, DbErr> {
+/// The namespace reads are keyed by and the schemas whose tables are loaded: `search_path` and
+/// `current_schemas(false)` (PostgreSQL), the current database (MySQL), `main` (SQLite).
+async fn read_namespace<C: ConnectionTrait>(conn: &C) -> Result<(String, Vec<String>), DbErr> {
     let backend = conn.get_database_backend();
     let sql = match backend {
-        DbBackend::Postgres => "SELECT current_setting('search_path') AS ns",
-        DbBackend::MySql => "SELECT COALESCE(DATABASE(), '') AS ns",
-        _ => return Ok(String::new()),
+        DbBackend::Postgres => {
+            "SELECT current_setting('search_path') AS ns, array_to_string(current_schemas(false), chr(31)) AS nss"
+        }
+        DbBackend::MySql => "SELECT COALESCE(DATABASE(), '') AS ns, LOWER(COALESCE(DATABASE(), '')) AS nss",
+        _ => return Ok((String::new(), vec!["main".to_owned()])),
     };
     match conn.query_one_raw(Statement::from_string(backend, sql)).await? {
-        Some(row) => row.try_get("", "ns"),
-        None => Ok(String::new()),
+        Some(row) => {
+            let schemas: String = row.try_get("", "nss")?;
+            Ok((row.try_get("", "ns")?, schemas.split('\u{1f}').filter(|s| !s.is_empty()).map(str::to_owned).collect()))
+        }
+        None => Ok((String::new(), Vec::new())),
     }
 }
 
@@ -194,7 +210,7 @@ const PG_CATALOG: &str = "SELECT c.relname::text AS tbl, n.nspname::text AS nsp,
     LEFT JOIN pg_type bt ON bt.oid = t.typbasetype AND t.typtype = 'd' \
     LEFT JOIN pg_collation co ON co.oid = a.attcollation \
     WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped \
-    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+    AND n.nspname = ANY (current_schemas(false)) \
     ORDER BY c.relname, n.nspname, a.attnum";
 
 /// Views (with their definitions), foreign tables, triggers and rules, inheritance parents.
@@ -205,8 +221,7 @@ const PG_RELATIONS: &str = "SELECT c.relname::text AS tbl, n.nspname::text AS ns
     COALESCE((SELECT string_agg(p.relname::text, chr(31)) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent \
               WHERE i.inhrelid = c.oid), '') AS parents \
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
-    AND n.nspname NOT LIKE 'pg\\_toast%'";
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND n.nspname = ANY (current_schemas(false))";
 
 async fn load_postgres<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, DbErr> {
     let mut rels = Vec::new();

@@ -270,6 +270,13 @@ fn writes_beyond_rows(shared: &Shared, a: &Analysis) -> bool {
     })
 }
 
+/// Whether the statement names a table of a schema (database) outside the loaded ones: names
+/// are compared without their qualifier, so its tables' classes, views and triggers are not
+/// known.
+fn names_foreign_schema(shared: &Shared, a: &Analysis) -> bool {
+    a.schemas.iter().any(|s| !shared.catalog.knows_schema(s))
+}
+
 /// Whether the statement calls a user-defined function that may write (or names one in FROM).
 fn calls_writing_function(shared: &Shared, a: &Analysis) -> bool {
     let catalog = shared.cache.catalog().snapshot();
@@ -310,6 +317,12 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
     match shared.analyzer.analyze(sql, params) {
         // `SELECT bump(1)` with a function that may write is a write nobody can attribute.
         Ok(a) if calls_writing_function(shared, &a) => Class::Unknown,
+        // Another schema's tables: reads are not cached, writes are not attributed.
+        Ok(a) if names_foreign_schema(shared, &a) => match a.kind {
+            StatementKind::Read if a.write.is_none() => Class::Pass,
+            StatementKind::Other if !may_change_data(sql) => Class::Pass,
+            _ => Class::Unknown,
+        },
         Ok(a) => match a.kind {
             StatementKind::Read if a.write.is_none() => {
                 let plan = Arc::new(ReadPlan::new(a));

@@ -331,3 +331,30 @@ async fn cached_as_auto_records_reads_its_profile_does_not_cache() {
     run(unknown).await;
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
+
+#[tokio::test]
+async fn tables_of_schemas_outside_the_search_path() {
+    let e = env_all("foreign").await;
+    let other = format!("{}_o", e.schema);
+    e.raw
+        .execute_unprepared(&format!(
+            "DROP SCHEMA IF EXISTS {other} CASCADE; CREATE SCHEMA {other};
+             CREATE TABLE {other}.post (id int PRIMARY KEY, title text); INSERT INTO {other}.post VALUES (1, 'o1');"
+        ))
+        .await
+        .unwrap();
+    // A read of another schema's table is not cached; a write to it reaches every read of `post`.
+    let theirs = format!("SELECT title FROM {other}.post WHERE id = 1");
+    assert_eq!(rows(&e.db, &theirs).await, vec!["o1"]);
+    e.take();
+    rows(&e.db, &theirs).await;
+    assert_eq!(e.take(), 1, "not cached");
+    let ours = "SELECT title FROM post WHERE id = 1";
+    cache(&e, ours).await;
+    exec(&e, &format!("UPDATE {other}.post SET title = 'o2' WHERE id = 1")).await;
+    assert_eq!(fresh(&e, &theirs).await, vec!["o2"]);
+    e.take();
+    rows(&e.db, ours).await;
+    assert_eq!(e.take(), 1, "an unattributed write invalidates the namespace");
+    e.raw.execute_unprepared(&format!("DROP SCHEMA {other} CASCADE")).await.unwrap();
+}

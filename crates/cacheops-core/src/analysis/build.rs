@@ -169,6 +169,8 @@ pub(crate) struct Builder<'c> {
     volatile: bool,
     /// Functions the statement calls (names folded).
     functions: Vec<String>,
+    /// Schema (database) qualifiers of the relations the statement names.
+    schemas: Vec<String>,
     max_param: Option<usize>,
     nested_write: Option<(StatementKind, WriteTemplate)>,
 }
@@ -187,6 +189,7 @@ impl<'c> Builder<'c> {
             locking: false,
             volatile: false,
             functions: Vec::new(),
+            schemas: Vec::new(),
             max_param: None,
             nested_write: None,
         }
@@ -217,6 +220,7 @@ impl<'c> Builder<'c> {
             write,
             max_param: self.max_param,
             functions: std::mem::take(&mut self.functions),
+            schemas: std::mem::take(&mut self.schemas),
             fixed: std::sync::Mutex::new(None),
         }
     }
@@ -230,10 +234,16 @@ impl<'c> Builder<'c> {
             b: &'a Builder<'a>,
             volatile: bool,
             functions: BTreeSet<String>,
+            schemas: BTreeSet<String>,
         }
         impl Visitor for Net<'_> {
             type Break = ();
             fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+                if let [.., ObjectNamePart::Identifier(schema), _] = relation.0.as_slice()
+                    && self.schemas.len() < 64
+                {
+                    self.schemas.insert(ident(schema));
+                }
                 if let Some(t) = self.b.table_name(relation)
                     && !self.ctes.contains(&t) {
                         *self.counts.entry(t).or_default() += 1;
@@ -254,13 +264,21 @@ impl<'c> Builder<'c> {
                 ControlFlow::Continue(())
             }
         }
-        let (counts, volatile, functions) = {
-            let mut net = Net { counts: BTreeMap::new(), ctes: &self.all_ctes, b: self, volatile: false, functions: BTreeSet::new() };
+        let (counts, volatile, functions, schemas) = {
+            let mut net = Net {
+                counts: BTreeMap::new(),
+                ctes: &self.all_ctes,
+                b: self,
+                volatile: false,
+                functions: BTreeSet::new(),
+                schemas: BTreeSet::new(),
+            };
             let _ = st.visit(&mut net);
-            (net.counts, net.volatile, net.functions)
+            (net.counts, net.volatile, net.functions, net.schemas)
         };
         self.volatile |= volatile;
         self.functions = functions.into_iter().collect();
+        self.schemas = schemas.into_iter().collect();
         for (t, n) in counts {
             if self.truncated || self.counts.get(&t).copied().unwrap_or(0) < n {
                 self.any_tables.insert(t);

@@ -105,6 +105,10 @@ pub struct Analysis {
     pub shape: ReadShape,
     /// The functions the statement calls (names folded like identifiers, at most 64).
     pub functions: Vec<String>,
+    /// The schema (database) qualifiers of the tables it names (`blog` of `blog.post`; folded,
+    /// at most 64). Table names drop them, so a caller that knows only some schemas' tables
+    /// must not attribute statements that name others.
+    pub schemas: Vec<String>,
 }
 
 /// The target of a write statement.

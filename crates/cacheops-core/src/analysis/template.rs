@@ -204,6 +204,8 @@ pub(crate) struct Template {
     pub max_param: Option<usize>,
     /// Functions the statement calls.
     pub functions: Vec<String>,
+    /// Schema qualifiers of the relations it names.
+    pub schemas: Vec<String>,
     /// The evaluated analysis when it does not depend on parameters, with the catalog
     /// generation it was evaluated under.
     pub fixed: std::sync::Mutex<Option<(u64, Analysis)>>,
@@ -739,6 +741,7 @@ impl Template {
             locking: self.locking,
             volatile,
             functions: self.functions.clone(),
+            schemas: self.schemas.clone(),
             shape: self.shape,
         };
         if self.max_param.is_none()

@@ -447,6 +447,74 @@ pub fn try_from_sqlx_postgres_row_to_proxy_row(
     crate::ProxyRow::try_from_ordered(pairs)
 }
 
+/// PATCHED: `Err` for a binary DATE / TIMESTAMP / TIMESTAMPTZ value (or array element)
+/// outside chrono's range (PostgreSQL's `infinity` is the largest integer).
+#[cfg(all(feature = "proxy", feature = "with-chrono"))]
+fn chrono_in_range(
+    row: &sqlx::postgres::PgRow,
+    c: &sqlx::postgres::PgColumn,
+    type_name: &str,
+) -> Result<(), DbErr> {
+    use sqlx::{Column, Row, ValueRef};
+    // Days from 2000-01-01 to chrono's limits (±262143 years), with a margin.
+    const MAX_DAYS: i64 = 95_000_000;
+    const MAX_MICROS: i64 = MAX_DAYS * 86_400_000_000;
+    let (limit, array) = match type_name {
+        "DATE" => (MAX_DAYS, false),
+        "TIMESTAMP" | "TIMESTAMPTZ" => (MAX_MICROS, false),
+        "DATE[]" => (MAX_DAYS, true),
+        "TIMESTAMP[]" | "TIMESTAMPTZ[]" => (MAX_MICROS, true),
+        _ => return Ok(()),
+    };
+    let out_of_range = || {
+        crate::error::type_err(format!(
+            "ProxyRow: column `{}` of type {type_name} holds a value chrono cannot represent",
+            c.name()
+        ))
+    };
+    let raw = row.try_get_raw(c.ordinal()).map_err(|_| out_of_range())?;
+    if raw.is_null() || raw.format() != sqlx::postgres::PgValueFormat::Binary {
+        return Ok(());
+    }
+    let bytes = raw.as_bytes().map_err(|_| out_of_range())?;
+    let in_range = |b: &[u8]| -> bool {
+        let n = match b.len() {
+            4 => b.try_into().map(|x| i64::from(i32::from_be_bytes(x))).ok(),
+            8 => b.try_into().map(i64::from_be_bytes).ok(),
+            _ => None,
+        };
+        n.and_then(i64::checked_abs).is_some_and(|a| a <= limit)
+    };
+    let ok = if array { array_elements(bytes).is_some_and(|els| els.into_iter().all(|e| e.is_none_or(in_range))) } else { in_range(bytes) };
+    if ok { Ok(()) } else { Err(out_of_range()) }
+}
+
+/// The elements of a binary PostgreSQL array (`None` for NULL); `None` if malformed.
+#[cfg(all(feature = "proxy", feature = "with-chrono"))]
+fn array_elements(b: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let int = |at: usize| -> Option<i32> { Some(i32::from_be_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?)) };
+    let ndim = usize::try_from(int(0)?).ok()?;
+    let mut pos: usize = 12;
+    let mut count: usize = if ndim == 0 { 0 } else { 1 };
+    for _ in 0..ndim {
+        count = count.checked_mul(usize::try_from(int(pos)?).ok()?)?;
+        pos = pos.checked_add(8)?;
+    }
+    let mut out = Vec::with_capacity(count.min(b.len()));
+    for _ in 0..count {
+        let len = int(pos)?;
+        pos = pos.checked_add(4)?;
+        if len < 0 {
+            out.push(None);
+        } else {
+            let end = pos.checked_add(usize::try_from(len).ok()?)?;
+            out.push(Some(b.get(pos..end)?));
+            pos = end;
+        }
+    }
+    Some(out)
+}
+
 #[cfg(feature = "proxy")]
 fn pg_column_to_value(
     row: &sqlx::postgres::PgRow,
@@ -488,6 +556,10 @@ fn pg_column_to_value(
     use sea_query::ArrayType as AT;
 
     let type_name = c.type_info().name();
+    // PATCHED: sqlx panics (`NaiveDate + TimeDelta overflowed`) decoding dates and timestamps
+    // chrono cannot hold ('infinity', years past 262143): refuse them as a type error first.
+    #[cfg(feature = "with-chrono")]
+    chrono_in_range(row, c, type_name)?;
     Ok(match type_name {
         "BOOL" => Value::Bool(get(row, c)?),
         "\"CHAR\"" => Value::TinyInt(get(row, c)?),
@@ -517,8 +589,10 @@ fn pg_column_to_value(
         "TIME" => Value::ChronoTime(get(row, c)?),
         #[cfg(feature = "with-chrono")]
         "TIMESTAMP" => Value::ChronoDateTime(get(row, c)?),
+        // PATCHED: as sqlx returns it (offset +00:00), so that `into_json` reads back alike;
+        // `DateTime<Utc>` is an equivalent.
         #[cfg(feature = "with-chrono")]
-        "TIMESTAMPTZ" => Value::ChronoDateTimeUtc(get(row, c)?),
+        "TIMESTAMPTZ" => Value::ChronoDateTimeWithTimeZone(get(row, c)?),
         #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
         "DATE" => Value::TimeDate(get(row, c)?),
         #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]

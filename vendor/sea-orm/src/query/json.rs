@@ -267,13 +267,60 @@ impl FromQueryResult for JsonValue {
                     } else {
                         column.replacen(pre, "", 1)
                     };
-                    map.insert(col, sea_query::sea_value_to_json_value(&value));
+                    map.insert(col, proxy_value_to_json(&value));
                 }
                 Ok(JsonValue::Object(map))
             }
             #[allow(unreachable_patterns)]
             _ => unreachable!(),
         }
+    }
+}
+
+/// PATCHED: a proxy value as JSON the way the live drivers' rows convert (`json!(T)` of the
+/// decoded Rust value): dates and times as serde strings, decimals with their scale, bytes as
+/// an array of numbers (sea-query's conversion panics on non-UTF-8 bytes), arrays element by
+/// element.
+#[cfg(feature = "proxy")]
+fn proxy_value_to_json(value: &sea_query::Value) -> JsonValue {
+    use sea_query::Value as V;
+    use serde_json::json;
+    match value {
+        V::Bool(Some(v)) => json!(v),
+        V::TinyInt(Some(v)) => json!(v),
+        V::SmallInt(Some(v)) => json!(v),
+        V::Int(Some(v)) => json!(v),
+        V::BigInt(Some(v)) => json!(v),
+        V::TinyUnsigned(Some(v)) => json!(v),
+        V::SmallUnsigned(Some(v)) => json!(v),
+        V::Unsigned(Some(v)) => json!(v),
+        V::BigUnsigned(Some(v)) => json!(v),
+        V::Float(Some(v)) => json!(v),
+        V::Double(Some(v)) => json!(v),
+        V::String(Some(v)) => json!(v),
+        V::Char(Some(v)) => json!(v),
+        V::Bytes(Some(v)) => json!(v),
+        #[cfg(feature = "with-json")]
+        V::Json(Some(v)) => (**v).clone(),
+        #[cfg(feature = "with-chrono")]
+        V::ChronoDate(Some(v)) => json!(v),
+        #[cfg(feature = "with-chrono")]
+        V::ChronoTime(Some(v)) => json!(v),
+        #[cfg(feature = "with-chrono")]
+        V::ChronoDateTime(Some(v)) => json!(v),
+        #[cfg(feature = "with-chrono")]
+        V::ChronoDateTimeUtc(Some(v)) => json!(v),
+        #[cfg(feature = "with-chrono")]
+        V::ChronoDateTimeLocal(Some(v)) => json!(v),
+        #[cfg(feature = "with-chrono")]
+        V::ChronoDateTimeWithTimeZone(Some(v)) => json!(v),
+        #[cfg(feature = "with-uuid")]
+        V::Uuid(Some(v)) => json!(v),
+        #[cfg(feature = "with-rust_decimal")]
+        V::Decimal(Some(v)) => json!(v),
+        #[cfg(feature = "postgres-array")]
+        V::Array(_, Some(items)) => JsonValue::Array(items.iter().map(proxy_value_to_json).collect()),
+        other => sea_query::sea_value_to_json_value(other),
     }
 }
 
