@@ -112,7 +112,12 @@ const SQLITE_CASES: &[Case] = &[
 #[derive(Debug, Default)]
 struct Tally {
     pairs: usize,
+    /// Equal pairs checked per write kind (insert, update, delete), literal and bind reads.
     equal: [usize; 3],
+    /// Bind reads run (each through the three write kinds).
+    bind_reads: usize,
+    /// Equal pairs checked with the written value as a bind.
+    bind_writes: usize,
     refused: usize,
 }
 
@@ -121,7 +126,6 @@ struct Oracle {
     raw: DatabaseConnection,
     backend: DbBackend,
     queries: Arc<AtomicUsize>,
-    next_k: usize,
 }
 
 impl Oracle {
@@ -133,90 +137,135 @@ impl Oracle {
         Statement::from_string(self.backend, sql)
     }
 
-    /// The ids of rows with `k` whose column equals `a`, through the cache (twice: the second
-    /// must be a hit) and through the raw connection.
-    async fn read(&self, table: &str, k: usize, a: &str) -> (Vec<i64>, Vec<i64>) {
-        let sql = format!("SELECT id FROM {table} WHERE k = {k} AND col = {a}");
+    /// A spelling as an operand: the literal itself, or (`bind`) a text bind of a quoted
+    /// literal's contents.
+    fn arg(&self, spelling: &str, bind: bool) -> Option<Arg> {
+        if !bind {
+            return Some(Arg { sql: spelling.to_owned(), values: Vec::new() });
+        }
+        let inner = spelling.strip_prefix('\'')?.strip_suffix('\'')?;
+        if inner.contains('\'') || inner.contains('\\') {
+            return None;
+        }
+        let placeholder = if self.backend == DbBackend::Postgres { "$1" } else { "?" };
+        Some(Arg { sql: placeholder.to_owned(), values: vec![sea_orm::Value::String(Some(inner.to_owned()))] })
+    }
+
+    fn stmt_with(&self, sql: &str, values: &[sea_orm::Value]) -> Statement {
+        if values.is_empty() { self.stmt(sql) } else { Statement::from_sql_and_values(self.backend, sql, values.to_vec()) }
+    }
+
+    /// The ids of rows with `k` whose column equals `a`, through the cache and through the raw
+    /// connection; `None` when the database refuses the read (a bind of the wrong type).
+    async fn read(&self, table: &str, k: usize, a: &Arg) -> Option<(Vec<i64>, Vec<i64>)> {
+        let sql = format!("SELECT id FROM {table} WHERE k = {k} AND col = {}", a.sql);
         let ids = |rows: Vec<sea_orm::QueryResult>| -> Vec<i64> {
             let mut v: Vec<i64> = rows.iter().map(|r| r.try_get_by_index::<i64>(0).or_else(|_| r.try_get_by_index::<i32>(0).map(i64::from)).expect("id")).collect();
             v.sort_unstable();
             v
         };
-        let cached = ids(self.db.query_all_raw(self.stmt(&sql)).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
-        let raw = ids(self.raw.query_all_raw(self.stmt(&sql)).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
-        (cached, raw)
+        let raw = ids(self.raw.query_all_raw(self.stmt_with(&sql, &a.values)).await.ok()?);
+        let cached = ids(self.db.query_all_raw(self.stmt_with(&sql, &a.values)).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
+        Some((cached, raw))
     }
 
-    /// Reads until cached, asserting the second read is a hit.
-    async fn cache_read(&self, table: &str, k: usize, a: &str) {
-        self.read(table, k, a).await;
+    /// Reads until cached, asserting the second read is a hit; `false` when the database
+    /// refuses the read.
+    async fn cache_read(&self, table: &str, k: usize, a: &Arg) -> bool {
+        if self.read(table, k, a).await.is_none() {
+            return false;
+        }
         self.take();
-        let sql = format!("SELECT id FROM {table} WHERE k = {k} AND col = {a}");
-        self.db.query_all_raw(self.stmt(&sql)).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        assert_eq!(self.take(), 0, "{sql}: the second read must be a hit (else the test proves nothing)");
+        let sql = format!("SELECT id FROM {table} WHERE k = {k} AND col = {}", a.sql);
+        self.db.query_all_raw(self.stmt_with(&sql, &a.values)).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(self.take(), 0, "{sql} {:?}: the second read must be a hit (else the test proves nothing)", a.values);
+        true
     }
 
     async fn write(&self, sql: &str) -> bool {
         self.db.execute_unprepared(sql).await.is_ok()
     }
 
-    fn k(&mut self) -> usize {
-        self.next_k += 1;
-        self.next_k
+    async fn write_with(&self, sql: &str, values: &[sea_orm::Value]) -> bool {
+        self.db.execute_raw(self.stmt_with(sql, values)).await.is_ok()
     }
 
-    async fn run(&mut self, cases: &[Case]) -> Tally {
+    async fn run_case(&self, i: usize, c: &Case) -> Tally {
         let mut tally = Tally::default();
-        for (i, c) in cases.iter().enumerate() {
-            let table = format!("eq_{i}");
-            let id = match self.backend {
-                DbBackend::Postgres => "id serial PRIMARY KEY",
-                DbBackend::MySql => "id int AUTO_INCREMENT PRIMARY KEY",
-                _ => "id INTEGER PRIMARY KEY AUTOINCREMENT",
-            };
-            self.raw.execute_unprepared(&format!("CREATE TABLE {table} ({id}, k int, col {})", c.ty)).await.unwrap_or_else(|e| panic!("{}: {e}", c.ty));
-            self.db.load_catalog().await.expect("catalog");
-            for a in c.spellings {
-                for b in c.spellings {
-                    tally.pairs += 1;
+        let table = format!("eq_{i}");
+        let mut next_k = i * 100_000;
+        let mut k = || {
+            next_k += 1;
+            next_k
+        };
+        for a_spelling in c.spellings {
+            for b in c.spellings {
+                tally.pairs += 1;
+                for bind in [false, true] {
+                    let Some(a) = self.arg(a_spelling, bind) else { continue };
+                    let what = if bind { format!("bind {:?}", a.values) } else { a.sql.clone() };
                     // INSERT a row holding b.
-                    let k = self.k();
-                    self.cache_read(&table, k, a).await;
-                    if self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k}, {b})")).await {
-                        let (cached, raw) = self.read(&table, k, a).await;
-                        assert_eq!(cached, raw, "{}: read `col = {a}` after INSERT of {b}", c.ty);
+                    let k1 = k();
+                    if !self.cache_read(&table, k1, &a).await {
+                        tally.refused += 1;
+                        continue;
+                    }
+                    if self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k1}, {b})")).await {
+                        let (cached, raw) = self.read(&table, k1, &a).await.expect("read");
+                        assert_eq!(cached, raw, "{}: read `col = {what}` after INSERT of {b}", c.ty);
                         tally.equal[0] += usize::from(!raw.is_empty());
                     } else {
                         tally.refused += 1;
                     }
                     // UPDATE a row to b.
-                    let k = self.k();
-                    assert!(self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k}, {})", c.other)).await, "{}: other", c.ty);
-                    self.cache_read(&table, k, a).await;
-                    if self.write(&format!("UPDATE {table} SET col = {b} WHERE k = {k}")).await {
-                        let (cached, raw) = self.read(&table, k, a).await;
-                        assert_eq!(cached, raw, "{}: read `col = {a}` after UPDATE to {b}", c.ty);
+                    let k2 = k();
+                    assert!(self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k2}, {})", c.other)).await, "{}: other", c.ty);
+                    self.cache_read(&table, k2, &a).await;
+                    if self.write(&format!("UPDATE {table} SET col = {b} WHERE k = {k2}")).await {
+                        let (cached, raw) = self.read(&table, k2, &a).await.expect("read");
+                        assert_eq!(cached, raw, "{}: read `col = {what}` after UPDATE to {b}", c.ty);
                         tally.equal[1] += usize::from(!raw.is_empty());
                     } else {
                         tally.refused += 1;
                     }
                     // DELETE a row holding b.
-                    let k = self.k();
-                    if self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k}, {b})")).await {
-                        self.cache_read(&table, k, a).await;
-                        let (before, _) = self.read(&table, k, a).await;
-                        assert!(self.write(&format!("DELETE FROM {table} WHERE k = {k}")).await);
-                        let (cached, raw) = self.read(&table, k, a).await;
-                        assert_eq!(cached, raw, "{}: read `col = {a}` after DELETE of {b}", c.ty);
+                    let k3 = k();
+                    if self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k3}, {b})")).await {
+                        self.cache_read(&table, k3, &a).await;
+                        let (before, _) = self.read(&table, k3, &a).await.expect("read");
+                        assert!(self.write(&format!("DELETE FROM {table} WHERE k = {k3}")).await);
+                        let (cached, raw) = self.read(&table, k3, &a).await.expect("read");
+                        assert_eq!(cached, raw, "{}: read `col = {what}` after DELETE of {b}", c.ty);
                         tally.equal[2] += usize::from(!before.is_empty());
                     } else {
                         tally.refused += 1;
                     }
+                    if bind {
+                        tally.bind_reads += 1;
+                    }
+                }
+                // The written value as a bind.
+                let (Some(a), Some(bb)) = (self.arg(a_spelling, false), self.arg(b, true)) else { continue };
+                let k4 = k();
+                self.cache_read(&table, k4, &a).await;
+                let ph = bb.sql.clone();
+                if self.write_with(&format!("INSERT INTO {table} (k, col) VALUES ({k4}, {ph})"), &bb.values).await {
+                    let (cached, raw) = self.read(&table, k4, &a).await.expect("read");
+                    assert_eq!(cached, raw, "{}: read `col = {}` after INSERT of bind {:?}", c.ty, a.sql, bb.values);
+                    tally.bind_writes += usize::from(!raw.is_empty());
+                } else {
+                    tally.refused += 1;
                 }
             }
         }
         tally
     }
+}
+
+/// A value operand: SQL text and its binds.
+struct Arg {
+    sql: String,
+    values: Vec<sea_orm::Value>,
 }
 
 fn profiles() -> Profiles {
@@ -246,17 +295,57 @@ fn counting(raw: &mut DatabaseConnection) -> Arc<AtomicUsize> {
     queries
 }
 
-async fn oracle(mut raw: DatabaseConnection, name: &str) -> Oracle {
+async fn oracle(mut raw: DatabaseConnection, cache: Cache) -> Oracle {
     let backend = raw.get_database_backend();
     let queries = counting(&mut raw);
-    let db = CachedConnection::new(raw.clone(), cache(name).await);
-    Oracle { db, raw, backend, queries, next_k: 0 }
+    let db = CachedConnection::new(raw.clone(), cache);
+    db.load_catalog().await.expect("catalog");
+    Oracle { db, raw, backend, queries }
+}
+
+/// Runs every case on its own table and its own connections (each counts its own queries),
+/// `parallel` at a time: the writes commit one by one, and MariaDB's commits are slow alone.
+async fn run_matrix<F, Fut>(cases: &[Case], name: &str, parallel: usize, connect: F) -> Tally
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = DatabaseConnection>,
+{
+    let cache = cache(name).await;
+    let mut tally = Tally::default();
+    let indexed: Vec<(usize, &Case)> = cases.iter().enumerate().collect();
+    // The tables first: DDL through a cached connection invalidates everything.
+    let setup = connect().await;
+    let id = match setup.get_database_backend() {
+        DbBackend::Postgres => "id serial PRIMARY KEY",
+        DbBackend::MySql => "id int AUTO_INCREMENT PRIMARY KEY",
+        _ => "id INTEGER PRIMARY KEY AUTOINCREMENT",
+    };
+    for (i, c) in &indexed {
+        setup.execute_unprepared(&format!("CREATE TABLE eq_{i} ({id}, k int, col {})", c.ty)).await.unwrap_or_else(|e| panic!("{}: {e}", c.ty));
+    }
+    for chunk in indexed.chunks(parallel) {
+        let runs = chunk.iter().map(|(i, c)| {
+            let (cache, conn) = (cache.clone(), connect());
+            async move { oracle(conn.await, cache).await.run_case(*i, c).await }
+        });
+        for t in futures_util::future::join_all(runs).await {
+            tally.pairs += t.pairs;
+            tally.refused += t.refused;
+            tally.bind_reads += t.bind_reads;
+            tally.bind_writes += t.bind_writes;
+            for (sum, n) in tally.equal.iter_mut().zip(t.equal) {
+                *sum += n;
+            }
+        }
+    }
+    tally
 }
 
 fn report(db: &str, t: &Tally) {
     println!(
-        "{db}: {} pairs; equal pairs checked: insert {}, update {}, delete {}; writes the database refused: {}",
-        t.pairs, t.equal[0], t.equal[1], t.equal[2], t.refused
+        "{db}: {} pairs; equal pairs checked: insert {}, update {}, delete {} (literal and bind reads; {} bind reads), \
+         insert of a bound value {}; statements the database refused: {}",
+        t.pairs, t.equal[0], t.equal[1], t.equal[2], t.bind_reads, t.bind_writes, t.refused
     );
     assert!(t.equal.iter().all(|n| *n > 0));
 }
@@ -271,15 +360,15 @@ async fn postgres_equality_matrix() {
         ))
         .await
         .expect("schema");
-    let raw = Database::connect(format!("{PG}?options=-c%20search_path%3D{schema},public")).await.expect("connect");
+    let url = format!("{PG}?options=-c%20search_path%3D{schema},public");
+    let raw = Database::connect(&url).await.expect("connect");
     raw.execute_unprepared(
         "CREATE TYPE eq_mood AS ENUM ('happy', 'sad');
          CREATE COLLATION eq_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);",
     )
     .await
     .expect("types");
-    let mut o = oracle(raw, "eq-pg").await;
-    let t = o.run(PG_CASES).await;
+    let t = run_matrix(PG_CASES, "eq-pg", 8, || async { Database::connect(&url).await.expect("connect") }).await;
     report("PostgreSQL", &t);
     admin.execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("drop");
 }
@@ -289,17 +378,20 @@ async fn mariadb_equality_matrix() {
     let name = format!("cacheops_eq{}", std::process::id());
     let admin = Database::connect("mysql://root@127.0.0.1:3306/mysql").await.expect("MariaDB must be running on 127.0.0.1:3306 (see .ci/run)");
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")).await.expect("database");
-    let raw = Database::connect(format!("mysql://root@127.0.0.1:3306/{name}")).await.expect("connect");
-    let mut o = oracle(raw, "eq-my").await;
-    let t = o.run(MYSQL_CASES).await;
+    let url = format!("mysql://root@127.0.0.1:3306/{name}");
+    let t = run_matrix(MYSQL_CASES, "eq-my", 8, || async { Database::connect(&url).await.expect("connect") }).await;
     report("MariaDB", &t);
     admin.execute_unprepared(&format!("DROP DATABASE {name}")).await.expect("drop");
 }
 
 #[tokio::test]
 async fn sqlite_equality_matrix() {
-    let raw = Database::connect("sqlite::memory:").await.expect("sqlite");
-    let mut o = oracle(raw, "eq-lite").await;
-    let t = o.run(SQLITE_CASES).await;
+    // One in-memory database, one case at a time.
+    let db = Database::connect("sqlite::memory:").await.expect("sqlite");
+    let t = run_matrix(SQLITE_CASES, "eq-lite", 1, || {
+        let db = db.clone();
+        async move { db }
+    })
+    .await;
     report("SQLite", &t);
 }
