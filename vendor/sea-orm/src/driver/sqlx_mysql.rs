@@ -444,6 +444,14 @@ fn mysql_column_to_value(
         "BIGINT" => Value::BigInt(get(row, c)?),
         "FLOAT" => Value::Float(get(row, c)?),
         "DOUBLE" => Value::Double(get(row, c)?),
+        // PATCHED: sqlx names text columns with a binary collation (`utf8mb4_bin`) VARBINARY /
+        // BLOB; they hold text (their collation is not `binary`), which the live row reads as a
+        // `String` and `into_json` as a JSON string.
+        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB"
+            if <String as sqlx::Type<sqlx::MySql>>::compatible(c.type_info()) =>
+        {
+            Value::String(get(row, c)?)
+        }
         "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
             Value::Bytes(get(row, c)?)
         }
