@@ -39,10 +39,15 @@ impl Loader {
 
     /// The namespace reads are keyed by; `None`: do not cache.
     pub(crate) fn namespace(&self) -> Option<String> {
-        if self.namespace_changed.load(Ordering::Acquire) {
+        if !self.namespace_known() {
             return None;
         }
         self.namespace.lock().ok().and_then(|n| n.clone())
+    }
+
+    /// Whether reads may be cached under the namespace (two atomic loads: the hot path).
+    pub(crate) fn namespace_known(&self) -> bool {
+        self.loaded.load(Ordering::Acquire) && !self.namespace_changed.load(Ordering::Acquire)
     }
 
     /// Whether a schema qualifier names one of the loaded schemas.

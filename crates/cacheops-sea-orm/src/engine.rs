@@ -459,14 +459,13 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
 ) -> Result<Vec<QueryResult>, DbErr> {
     let analysis = &read.analysis;
     let plan = if allowed { cache_plan(shared, read, mode) } else { None };
-    let namespace = shared.catalog.namespace();
-    let (Some(plan), Some(namespace)) = (plan, namespace) else {
+    let (Some(plan), true) = (plan, shared.catalog.namespace_known()) else {
         // Not cached, but a cached function around it (`cached_as` with `auto`) still depends
         // on it: record its dependencies, or mark the function's result unstorable when they
         // cannot be known.
         if cacheops::deps_scope::active() {
             let p = read.profile.get_or_init(|| ProfilePlan::of(shared, analysis));
-            if allowed && p.cacheable && shared.catalog.namespace().is_some() {
+            if allowed && p.cacheable && shared.catalog.namespace_known() {
                 cacheops::deps_scope::record(&shared.cache, &analysis.reads).await;
             } else {
                 cacheops::deps_scope::taint("a read whose dependencies cannot be recorded");
@@ -477,6 +476,7 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
     let build = |cache: &Cache| {
         // The namespace (search_path, current database) tells apart the tables that one
         // unqualified name means on differently configured connections.
+        let namespace = shared.catalog.namespace().unwrap_or_default();
         let shape = match mode {
             ReadMode::One => format!("sea-orm:one\u{0}{namespace}"),
             ReadMode::All => format!("sea-orm:all\u{0}{namespace}"),
