@@ -452,6 +452,12 @@ async fn extra_figures(_n: usize, _seed: u64, _backends: &[&str]) -> Res<()> {
             .backend(Arc::new(backend.clone()))
             .prefix(format!("inv{k}"))
             .degrade(false)
+            // The raw API has no database catalog: declare the columns that narrow.
+            .table_schema(
+                cacheops::TableSchema::new("post")
+                    .column("id", cacheops::ColumnClass::Integer)
+                    .column("category_id", cacheops::ColumnClass::Integer),
+            )
             .build()
             .await
             .map_err(e("cache"))?;

@@ -319,89 +319,119 @@ enum Unknown {
     Legacy,
 }
 
+/// What one source (a database connection, or the user's declarations) says.
+#[derive(Debug, Default, Clone)]
+struct Contribution {
+    tables: Vec<TableSchema>,
+    functions: Vec<(String, bool)>,
+}
+
 /// The column classes of every known table, shared by the analysis (read conditions) and the
 /// write path (written rows), so that both sides use the same canonical forms.
 ///
-/// Cheap to read: [`Catalog::snapshot`] is one atomic reference count. A change
-/// ([`Catalog::install`], [`Catalog::forget`]) bumps [`Catalog::generation`], which memos of
-/// evaluated analyses compare against.
+/// Several sources may describe tables (each database connection behind one cache, and the
+/// user's declarations); each source's description replaces its previous one, and a table two
+/// sources describe keeps what both agree on ([`ColumnClass::meet`]: two databases behind one
+/// cache may disagree).
+///
+/// Cheap to read: [`Catalog::snapshot`] is one atomic reference count. A change bumps
+/// [`Catalog::generation`], which memos of evaluated analyses compare against.
 #[derive(Debug)]
 pub struct Catalog {
     unknown: Unknown,
+    sources: std::sync::Mutex<BTreeMap<u64, Contribution>>,
     tables: RwLock<Arc<HashMap<String, Arc<TableSchema>>>>,
     /// User-defined functions: name → whether it may write.
     functions: RwLock<Arc<HashMap<String, bool>>>,
     generation: AtomicU64,
 }
 
+/// The source of [`Catalog::install`] and [`Catalog::install_functions`] (declarations).
+const DECLARED: u64 = 0;
+
 impl Catalog {
+    fn with_unknown(unknown: Unknown) -> Self {
+        Catalog {
+            unknown,
+            sources: std::sync::Mutex::default(),
+            tables: RwLock::default(),
+            functions: RwLock::default(),
+            generation: AtomicU64::new(0),
+        }
+    }
+
     /// A catalog in which unknown tables never narrow. What a cache uses.
     pub fn strict() -> Self {
-        Catalog { unknown: Unknown::Opaque, tables: RwLock::default(), functions: RwLock::default(), generation: AtomicU64::new(0) }
+        Catalog::with_unknown(Unknown::Opaque)
     }
 
     /// A catalog in which unknown tables are rendered with [`Value::render`] (the analysis
     /// rules without type information). Not exact: for analysis tools and tests.
     pub fn untyped() -> Self {
-        Catalog { unknown: Unknown::Legacy, tables: RwLock::default(), functions: RwLock::default(), generation: AtomicU64::new(0) }
+        Catalog::with_unknown(Unknown::Legacy)
     }
 
-    /// Adds tables. A table already known with other classes keeps only what both agree on
-    /// ([`ColumnClass::meet`]): two databases behind one cache may disagree.
+    /// A new source id for [`Catalog::replace_source`] (unique in this process).
+    pub fn new_source() -> u64 {
+        static NEXT: AtomicU64 = AtomicU64::new(DECLARED + 1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Declares tables (added to what was declared before).
     pub fn install(&self, tables: impl IntoIterator<Item = TableSchema>) {
-        let mut guard = self.tables.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut next: HashMap<String, Arc<TableSchema>> = (**guard).clone();
-        let mut changed = false;
-        for t in tables {
-            let merged = match next.get(&t.name) {
-                Some(existing) => existing.meet(&t),
-                None => t,
-            };
-            if next.get(&merged.name).is_none_or(|e| **e != merged) {
-                changed = true;
-                next.insert(merged.name.clone(), Arc::new(merged));
-            }
-        }
-        if changed {
-            *guard = Arc::new(next);
-            self.generation.fetch_add(1, Ordering::AcqRel);
-        }
+        self.change(DECLARED, |c| c.tables.extend(tables));
     }
 
     /// Declares user-defined functions (`name`, whether it may write). A read that calls one is
     /// not cached: the tables it reads are not visible in the statement. One that may write
     /// makes the statement a write that integrations cannot attribute. Built-in and extension
-    /// functions are not listed. A name installed twice may write if either says so.
+    /// functions are not listed. A name declared twice may write if either says so.
     pub fn install_functions(&self, functions: impl IntoIterator<Item = (String, bool)>) {
-        let mut guard = self.functions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut next: HashMap<String, bool> = (**guard).clone();
-        let mut changed = false;
-        for (name, may_write) in functions {
-            let entry = next.entry(name).or_insert_with(|| {
-                changed = true;
-                may_write
-            });
-            if may_write && !*entry {
-                *entry = true;
-                changed = true;
-            }
-        }
-        if changed {
-            *guard = Arc::new(next);
-            self.generation.fetch_add(1, Ordering::AcqRel);
+        self.change(DECLARED, |c| c.functions.extend(functions));
+    }
+
+    /// Replaces everything `source` said (what a database's catalog holds now).
+    pub fn replace_source(&self, source: u64, tables: Vec<TableSchema>, functions: Vec<(String, bool)>) {
+        self.change(source, |c| *c = Contribution { tables, functions });
+    }
+
+    /// Forgets what `source` said (after DDL): its tables are unknown until it replaces them.
+    pub fn remove_source(&self, source: u64) {
+        let mut sources = self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sources.remove(&source).is_some() {
+            self.rebuild(&sources);
         }
     }
 
-    /// Forgets tables (after DDL changed them); they are unknown until installed again.
-    pub fn forget<'a>(&self, tables: impl IntoIterator<Item = &'a str>) {
-        let mut guard = self.tables.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut next: HashMap<String, Arc<TableSchema>> = (**guard).clone();
-        let before = next.len();
-        for t in tables {
-            next.remove(t);
+    fn change(&self, source: u64, f: impl FnOnce(&mut Contribution)) {
+        let mut sources = self.sources.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(sources.entry(source).or_default());
+        self.rebuild(&sources);
+    }
+
+    /// The meet of every source's tables, the union of their functions.
+    fn rebuild(&self, sources: &BTreeMap<u64, Contribution>) {
+        let mut tables: HashMap<String, TableSchema> = HashMap::new();
+        let mut functions: HashMap<String, bool> = HashMap::new();
+        for c in sources.values() {
+            for t in &c.tables {
+                let merged = match tables.get(&t.name) {
+                    Some(existing) => existing.meet(t),
+                    None => t.clone(),
+                };
+                tables.insert(merged.name.clone(), merged);
+            }
+            for (name, may_write) in &c.functions {
+                let e = functions.entry(name.clone()).or_insert(false);
+                *e |= *may_write;
+            }
         }
-        if next.len() != before {
-            *guard = Arc::new(next);
+        let tables: HashMap<String, Arc<TableSchema>> = tables.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        let mut t = self.tables.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut f = self.functions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if **t != tables || **f != functions {
+            *t = Arc::new(tables);
+            *f = Arc::new(functions);
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -436,6 +466,11 @@ impl CatalogSnapshot {
     /// The class of a column; `None` for a table the catalog does not know.
     pub fn class(&self, table: &str, column: &str) -> Option<ColumnClass> {
         self.tables.get(table).map(|t| t.class(column))
+    }
+
+    /// The names of the known tables.
+    pub fn table_names(&self) -> impl Iterator<Item = &str> {
+        self.tables.keys().map(String::as_str)
     }
 
     /// A user-defined function: `Some(may_write)`; `None` for built-in or unknown names.
@@ -959,5 +994,23 @@ mod tests {
         let s = cat.snapshot();
         assert_eq!(s.class("t", "a"), Some(ColumnClass::Integer));
         assert_eq!(s.class("t", "b"), Some(ColumnClass::Opaque));
+    }
+
+    #[test]
+    fn sources_replace_their_own_part_only() {
+        let cat = Catalog::strict();
+        let (a, b) = (Catalog::new_source(), Catalog::new_source());
+        let text = ColumnClass::Text { fold: TextFold::Exact, max_chars: None };
+        cat.replace_source(a, vec![TableSchema::new("t").column("x", text)], vec![]);
+        cat.replace_source(b, vec![TableSchema::new("t").column("x", ColumnClass::Opaque)], vec![("f".into(), true)]);
+        assert_eq!(cat.snapshot().class("t", "x"), Some(ColumnClass::Opaque));
+        // `a` reloads after DDL: `b`'s word still counts.
+        cat.remove_source(a);
+        cat.replace_source(a, vec![TableSchema::new("t").column("x", text)], vec![]);
+        assert_eq!(cat.snapshot().class("t", "x"), Some(ColumnClass::Opaque));
+        assert_eq!(cat.snapshot().function("f"), Some(true));
+        cat.remove_source(b);
+        assert_eq!(cat.snapshot().class("t", "x"), Some(text));
+        assert_eq!(cat.snapshot().function("f"), None);
     }
 }

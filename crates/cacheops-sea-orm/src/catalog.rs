@@ -13,8 +13,10 @@ use cacheops::{Catalog, ColumnClass, TableSchema, TextFold};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement};
 
 /// What one connection loaded into the shared catalog.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Loader {
+    /// This connection's source id in the shared catalog.
+    source: u64,
     loaded: AtomicBool,
     /// What unqualified names resolve through (`search_path`, the current database), read
     /// with the catalog; `None` before that, or for good after a statement changed it.
@@ -22,8 +24,18 @@ pub(crate) struct Loader {
     /// The schemas (databases) unqualified names resolve through, whose tables were loaded.
     schemas: Mutex<Vec<String>>,
     namespace_changed: AtomicBool,
-    /// The tables this connection installed (forgotten on reset).
-    tables: Mutex<Vec<String>>,
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Loader {
+            source: Catalog::new_source(),
+            loaded: AtomicBool::new(false),
+            namespace: Mutex::default(),
+            schemas: Mutex::default(),
+            namespace_changed: AtomicBool::new(false),
+        }
+    }
 }
 
 impl Loader {
@@ -68,13 +80,9 @@ impl Loader {
         if let Ok(mut s) = self.schemas.lock() {
             *s = schemas;
         }
-        let schemas = load(conn).await?;
-        catalog.install_functions(load_functions(conn).await?);
-        let names: Vec<String> = schemas.iter().map(|s| s.name().to_owned()).collect();
-        catalog.install(schemas);
-        if let Ok(mut t) = self.tables.lock() {
-            t.extend(names);
-        }
+        let tables = load(conn).await?;
+        let functions = load_functions(conn).await?;
+        catalog.replace_source(self.source, tables, functions);
         self.loaded.store(true, Ordering::Release);
         Ok(())
     }
@@ -82,8 +90,7 @@ impl Loader {
     /// Forgets what this connection loaded (after DDL): reloaded on the next statement.
     pub(crate) fn reset(&self, catalog: &Catalog) {
         self.loaded.store(false, Ordering::Release);
-        let names = self.tables.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
-        catalog.forget(names.iter().map(String::as_str));
+        catalog.remove_source(self.source);
     }
 }
 

@@ -141,8 +141,27 @@ impl CachedConnection {
         }
     }
 
+    /// A statement whose effects cannot be attributed: a namespace-level lease from before it
+    /// runs until after it, then everything under the prefix is invalidated.
     async fn unknown_write(&self, stmt: Statement, mode: WriteMode) -> Result<Output, DbErr> {
-        let out = engine::run_write(&self.inner, stmt, mode).await?;
+        let ddl = engine::is_ddl(&stmt.sql);
+        let (leases, marked) = engine::mark_all(&self.shared, engine::namespace_changes(&self.shared, &[])).await;
+        let out = match marked {
+            Ok(()) => engine::run_write(&self.inner, stmt, mode).await,
+            Err(e) => Err(e),
+        };
+        if ddl {
+            // Again now that it ran: a load in between saw the old catalog.
+            self.shared.after_ddl();
+        }
+        let mut first = Ok(());
+        for lease in leases {
+            if let Err(e) = lease.finish().await {
+                first = first.and(Err(err(e)));
+            }
+        }
+        let out = out?;
+        first?;
         self.shared.invalidate_all().await?;
         Ok(out)
     }

@@ -204,9 +204,8 @@ impl Shared {
     }
 
     /// Invalidates everything under every prefix this connection has used (after a statement
-    /// that cannot be attributed, DDL included: the catalog reloads too).
+    /// that cannot be attributed).
     pub(crate) async fn invalidate_all(&self) -> Result<(), DbErr> {
-        self.after_ddl();
         for c in self.all_caches() {
             c.invalidate_all().await.map_err(err)?;
         }
@@ -290,7 +289,7 @@ fn truncates_cascade(sql: &str) -> bool {
     lower.starts_with("truncate") && lower.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|w| w == "cascade")
 }
 
-fn is_ddl(sql: &str) -> bool {
+pub(crate) fn is_ddl(sql: &str) -> bool {
     let lower = sql.trim_start().to_ascii_lowercase();
     lower.starts_with("create") || lower.starts_with("alter") || lower.starts_with("drop")
 }
@@ -329,9 +328,7 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
                 shared.plans.insert(key, Arc::clone(&plan));
                 Class::Read(plan)
             }
-            StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => {
-                if writes_beyond_rows(shared, &a) { Class::Unknown } else { Class::Write(a) }
-            }
+            StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => Class::Write(a),
             // DDL changes what equality means in a column: every cached value goes, as for a
             // statement that cannot be attributed.
             StatementKind::Other if is_ddl(sql) => Class::Unknown,
@@ -636,6 +633,13 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
     for t in &w.extra_tables {
         changes.push(TableChange::table(t.clone()));
     }
+    if writes_beyond_rows(shared, analysis) {
+        // Triggers, rules, a view or an unknown table: what else changes is not known, so the
+        // lease (taken before COMMIT) and the invalidation cover the namespace.
+        let mut named = vec![w.table.clone()];
+        named.extend(analysis.reads.tables().map(str::to_owned));
+        changes.extend(namespace_changes(shared, &named));
+    }
     // TRUNCATE reports no affected rows.
     let every_fk = truncates_cascade(&stmt_sql);
     if matches!(analysis.kind, StatementKind::Update | StatementKind::Delete) && (affected != Some(0) || every_fk) {
@@ -742,28 +746,39 @@ fn target_change(
 /// Marks all changes, on one lease per prefix. Returns the leases (to be finished whatever
 /// happens) and whether every mark succeeded.
 pub(crate) async fn mark_all(shared: &Shared, changes: Vec<TableChange>) -> (Vec<WriteLease>, Result<(), DbErr>) {
-    let mut leases: Vec<(String, WriteLease)> = Vec::new();
+    // One lease (and one backend call) per prefix.
+    let mut groups: Vec<(String, Cache, Vec<TableChange>)> = Vec::new();
     for c in changes {
         let cache = match shared.cache_for(&[c.table_name()]) {
             Ok(Some(cache)) => cache,
             Ok(None) => shared.cache.clone(),
-            Err(e) => return (leases.into_iter().map(|(_, l)| l).collect(), Err(e)),
+            Err(e) => return (Vec::new(), Err(e)),
         };
         let base = cache.keys().base().to_owned();
-        let idx = match leases.iter().position(|(b, _)| *b == base) {
-            Some(i) => i,
-            None => {
-                leases.push((base, cache.write_lease()));
-                leases.len() - 1
-            }
-        };
-        if let Some((_, lease)) = leases.get_mut(idx)
-            && let Err(e) = lease.mark(c).await
-        {
-            return (leases.into_iter().map(|(_, l)| l).collect(), Err(err(e)));
+        match groups.iter_mut().find(|(b, _, _)| *b == base) {
+            Some((_, _, v)) => v.push(c),
+            None => groups.push((base, cache, vec![c])),
         }
     }
-    (leases.into_iter().map(|(_, l)| l).collect(), Ok(()))
+    let mut leases = Vec::with_capacity(groups.len());
+    for (_, cache, changes) in groups {
+        let mut lease = cache.write_lease();
+        let res = lease.mark_many(changes).await;
+        leases.push(lease);
+        if let Err(e) = res {
+            return (leases, Err(err(e)));
+        }
+    }
+    (leases, Ok(()))
+}
+
+/// A namespace-level change: every table the catalog knows, and `named`, at table level. What
+/// a statement whose effects cannot be bounded leases before it runs.
+pub(crate) fn namespace_changes(shared: &Shared, named: &[String]) -> Vec<TableChange> {
+    let catalog = shared.cache.catalog().snapshot();
+    let mut tables: std::collections::BTreeSet<String> = catalog.table_names().map(str::to_owned).collect();
+    tables.extend(named.iter().cloned());
+    tables.into_iter().map(TableChange::table).collect()
 }
 
 /// A row a write saved, for `cache_on_save`.

@@ -26,6 +26,8 @@ struct Level {
     leases: Vec<WriteLease>,
     saved: Vec<engine::Saved>,
     invalidate_all: bool,
+    /// DDL ran: the catalog reloads when the level ends (committed or rolled back).
+    ddl: bool,
     dirty: bool,
 }
 
@@ -126,10 +128,20 @@ impl CachedTransaction {
                 engine::run_write(txn, stmt, mode).await
             }
             Class::Unknown => {
+                let ddl = engine::is_ddl(&stmt.sql);
+                // A namespace-level lease, finished after the outer COMMIT.
+                let (leases, marked) = if cacheops::invalidation_suppressed() {
+                    (Vec::new(), Ok(()))
+                } else {
+                    engine::mark_all(&self.shared, engine::namespace_changes(&self.shared, &[])).await
+                };
                 self.with_level(|l| {
                     l.dirty = true;
                     l.invalidate_all = !cacheops::invalidation_suppressed();
+                    l.ddl |= ddl;
+                    l.leases.extend(leases);
                 });
+                marked?;
                 engine::run_write(txn, stmt, mode).await
             }
             Class::Read(a) if matches!(mode, WriteMode::One | WriteMode::All) => {
@@ -165,6 +177,7 @@ impl CachedTransaction {
                 level.leases.extend(deeper.leases);
                 level.saved.extend(deeper.saved);
                 level.invalidate_all |= deeper.invalidate_all;
+                level.ddl |= deeper.ddl;
                 level.dirty |= deeper.dirty;
             }
             level
@@ -179,6 +192,9 @@ impl CachedTransaction {
             if let Err(e) = lease.finish().await {
                 first_err.get_or_insert(err(e));
             }
+        }
+        if level.ddl {
+            self.shared.after_ddl();
         }
         if level.invalidate_all
             && let Err(e) = self.shared.invalidate_all().await
@@ -233,6 +249,7 @@ impl TransactionSession for CachedTransaction {
                             parent.leases.extend(level.leases);
                             parent.saved.extend(level.saved);
                             parent.invalidate_all |= level.invalidate_all;
+                            parent.ddl |= level.ddl;
                             parent.dirty |= level.dirty;
                             None
                         }

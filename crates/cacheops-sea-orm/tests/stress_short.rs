@@ -105,6 +105,16 @@ async fn write(db: &CachedConnection, i: u64, id: i32, grp: i32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_stale_read_under_concurrent_writes() {
+    stress(false).await;
+}
+
+/// The same with a trigger on the table: every write is a namespace-level lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_stale_read_under_concurrent_writes_to_a_table_with_a_trigger() {
+    stress(true).await;
+}
+
+async fn stress(trigger: bool) {
     let profiles = Profiles::builder()
         .profile("item", Profile::builder().ops(["all"]).timeout(Duration::from_secs(60)))
         .build()
@@ -127,6 +137,19 @@ async fn no_stale_read_under_concurrent_writes() {
         ))
         .await
         .expect("item table");
+    if trigger {
+        env.raw
+            .execute_unprepared(
+                "CREATE TABLE item_log (n bigint); INSERT INTO item_log VALUES (0);
+                 CREATE FUNCTION item_log_bump() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN UPDATE item_log SET n = n + 1; RETURN NEW; END $$;
+                 CREATE TRIGGER item_log AFTER UPDATE ON item FOR EACH ROW EXECUTE FUNCTION item_log_bump();",
+            )
+            .await
+            .expect("trigger");
+    }
+    // Created behind the cached connection's back: read its catalog again (a table it does not
+    // know is written with a namespace-level lease).
+    env.db.load_catalog().await.expect("catalog");
     let db = env.db.clone();
     let raw = env.raw.clone();
     let deadline = Instant::now() + RUN_FOR;

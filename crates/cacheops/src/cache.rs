@@ -953,6 +953,16 @@ impl WriteLease {
         self.send_mark(req).await
     }
 
+    /// Marks several changes in one backend call (adds to what is already marked).
+    pub async fn mark_many(&mut self, changes: Vec<TableChange>) -> Result<(), Error> {
+        if self.suppressed || changes.is_empty() {
+            return Ok(());
+        }
+        let req = self.cache.write_request(Some(self.writer.clone()), &changes);
+        self.changes.extend(changes);
+        self.send_mark(req).await
+    }
+
     async fn send_mark(&mut self, req: WriteRequest) -> Result<(), Error> {
         let inner = &self.cache.inner;
         // The server starts the lease when it receives the mark: take the time before sending,
