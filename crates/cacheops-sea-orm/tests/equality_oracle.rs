@@ -283,21 +283,9 @@ async fn cache(name: &str) -> Cache {
         .expect("Redis must be running on 127.0.0.1:6379 (see .ci/run)")
 }
 
-fn counting(raw: &mut DatabaseConnection) -> Arc<AtomicUsize> {
-    let queries = Arc::new(AtomicUsize::new(0));
-    let q = queries.clone();
-    raw.set_metric_callback(move |info| {
-        let sql = info.statement.sql.trim_start().to_ascii_uppercase();
-        if sql.starts_with("SELECT") && !sql.contains("FOR UPDATE") {
-            q.fetch_add(1, Ordering::SeqCst);
-        }
-    });
-    queries
-}
-
 async fn oracle(mut raw: DatabaseConnection, cache: Cache) -> Oracle {
     let backend = raw.get_database_backend();
-    let queries = counting(&mut raw);
+    let queries = common::count_selects(&mut raw);
     let db = CachedConnection::new(raw.clone(), cache);
     db.load_catalog().await.expect("catalog");
     Oracle { db, raw, backend, queries }

@@ -3,21 +3,8 @@
 
 mod common;
 
-use cacheops::{Cache, Profile, Profiles};
 use common::*;
 use sea_orm::{ConnectionTrait, FromQueryResult, JsonValue, Statement};
-
-async fn env_all(name: &str) -> Env {
-    let cache = Cache::builder()
-        .redis_url(REDIS)
-        .prefix(unique(&format!("fid-{name}")))
-        .degrade(false)
-        .profiles(Profiles::builder().profile("*", Profile::builder().ops(["all"])).build().expect("profiles"))
-        .build()
-        .await
-        .expect("Redis must be running on 127.0.0.1:6379 (see .ci/run)");
-    env_with(name, cache).await
-}
 
 fn stmt(sql: &str) -> Statement {
     Statement::from_string(sea_orm::DbBackend::Postgres, sql)

@@ -7,36 +7,11 @@ mod common;
 use cacheops::{Cache, Profile, Profiles};
 use cacheops_sea_orm::CachedConnection;
 use common::*;
-use sea_orm::{ConnectionTrait, Database, Statement};
-
-async fn env_all(name: &str) -> Env {
-    let cache = Cache::builder()
-        .redis_url(REDIS)
-        .prefix(unique(&format!("hd-{name}")))
-        .degrade(false)
-        .profiles(Profiles::builder().profile("*", Profile::builder().ops(["all"])).build().expect("profiles"))
-        .build()
-        .await
-        .expect("Redis must be running on 127.0.0.1:6379 (see .ci/run)");
-    env_with(name, cache).await
-}
-
-fn stmt(sql: &str) -> Statement {
-    Statement::from_string(sea_orm::DbBackend::Postgres, sql)
-}
+use sea_orm::{ConnectionTrait, Database};
 
 /// The first column of every row, as text.
 async fn rows<C: ConnectionTrait>(db: &C, sql: &str) -> Vec<String> {
-    let rows = db.query_all_raw(stmt(sql)).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    rows.iter()
-        .map(|r| {
-            r.try_get_by_index::<Option<String>>(0)
-                .map(|s| s.unwrap_or_else(|| "NULL".into()))
-                .or_else(|_| r.try_get_by_index::<i64>(0).map(|i| i.to_string()))
-                .or_else(|_| r.try_get_by_index::<i32>(0).map(|i| i.to_string()))
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        })
-        .collect()
+    first_column(db, sql).await
 }
 
 /// Reads through the cache twice, asserting the second read is a hit.

@@ -2,12 +2,14 @@
 //! databases. Every case caches a read (asserting the hit), writes through the cached
 //! connection, and compares the cached read with the raw connection's.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cacheops::{Cache, Profile, Profiles};
 use cacheops_sea_orm::CachedConnection;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 
 struct Env {
     db: CachedConnection,
@@ -20,14 +22,7 @@ impl Env {
         for sql in setup {
             raw.execute_unprepared(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
-        let queries = Arc::new(AtomicUsize::new(0));
-        let q = queries.clone();
-        raw.set_metric_callback(move |info| {
-            let sql = info.statement.sql.trim_start().to_ascii_uppercase();
-            if sql.starts_with("SELECT") && !sql.contains("FOR UPDATE") {
-                q.fetch_add(1, Ordering::SeqCst);
-            }
-        });
+        let queries = common::count_selects(&mut raw);
         let cache = Cache::builder()
             .profiles(Profiles::builder().profile("*", Profile::builder().ops(["all"])).build().expect("profiles"))
             .build()
@@ -38,21 +33,8 @@ impl Env {
         Env { db, raw, queries }
     }
 
-    fn stmt(&self, sql: &str) -> Statement {
-        Statement::from_string(self.raw.get_database_backend(), sql)
-    }
-
     async fn rows<C: ConnectionTrait>(&self, db: &C, sql: &str) -> Vec<String> {
-        let rows = db.query_all_raw(self.stmt(sql)).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        rows.iter()
-            .map(|r| {
-                r.try_get_by_index::<Option<String>>(0)
-                    .map(|s| s.unwrap_or_else(|| "NULL".into()))
-                    .or_else(|_| r.try_get_by_index::<i64>(0).map(|i| i.to_string()))
-                    .or_else(|_| r.try_get_by_index::<i32>(0).map(|i| i.to_string()))
-                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            })
-            .collect()
+        common::first_column(db, sql).await
     }
 
     async fn cache(&self, sql: &str) -> Vec<String> {

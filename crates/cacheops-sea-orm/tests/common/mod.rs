@@ -189,3 +189,46 @@ pub async fn env_with(name: &str, cache: Cache) -> Env {
     queries.store(0, Ordering::SeqCst);
     Env { db, raw, queries, schema }
 }
+
+/// A cache on the shared Redis under a unique prefix whose profile caches every read of every
+/// table, and a PostgreSQL environment on it.
+pub async fn env_all(name: &str) -> Env {
+    let cache = Cache::builder()
+        .redis_url(REDIS)
+        .prefix(unique(&format!("all-{name}")))
+        .degrade(false)
+        .profiles(Profiles::builder().profile("*", Profile::builder().ops(["all"])).build().expect("profiles"))
+        .build()
+        .await
+        .expect("Redis must be running on 127.0.0.1:6379 (see .ci/run)");
+    env_with(name, cache).await
+}
+
+/// Counts the data reads that reach the database through `raw` (pre-image `FOR UPDATE`
+/// selects are not counted).
+pub fn count_selects(raw: &mut DatabaseConnection) -> Arc<AtomicUsize> {
+    let queries = Arc::new(AtomicUsize::new(0));
+    let q = queries.clone();
+    raw.set_metric_callback(move |info| {
+        let sql = info.statement.sql.trim_start().to_ascii_uppercase();
+        if sql.starts_with("SELECT") && !sql.contains("FOR UPDATE") {
+            q.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    queries
+}
+
+/// The first column of every row of `sql`, as text (strings, integers; `NULL`).
+pub async fn first_column<C: ConnectionTrait>(db: &C, sql: &str) -> Vec<String> {
+    let stmt = sea_orm::Statement::from_string(db.get_database_backend(), sql);
+    let rows = db.query_all_raw(stmt).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.iter()
+        .map(|r| {
+            r.try_get_by_index::<Option<String>>(0)
+                .map(|s| s.unwrap_or_else(|| "NULL".into()))
+                .or_else(|_| r.try_get_by_index::<i64>(0).map(|i| i.to_string()))
+                .or_else(|_| r.try_get_by_index::<i32>(0).map(|i| i.to_string()))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        })
+        .collect()
+}
