@@ -202,3 +202,19 @@ impl CachedConnection {
 fn type_key<T: 'static>() -> String {
     format!("{}#{:?}", std::any::type_name::<T>(), std::any::TypeId::of::<T>())
 }
+
+#[cfg(test)]
+mod tests {
+    mod a {
+        pub struct Model;
+    }
+    mod b {
+        pub struct Model;
+    }
+
+    #[test]
+    fn types_that_share_a_name_have_their_own_keys() {
+        assert_ne!(super::type_key::<a::Model>(), super::type_key::<b::Model>());
+        assert_eq!(super::type_key::<a::Model>(), super::type_key::<a::Model>());
+    }
+}

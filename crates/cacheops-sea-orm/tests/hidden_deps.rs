@@ -239,12 +239,39 @@ async fn prepared_statements_executed_through_the_connection() {
 }
 
 #[tokio::test]
-async fn reads_that_match_nothing_are_cached() {
-    let e = env_all("never").await;
+async fn reads_that_match_nothing_are_cached_and_emit_read_events() {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let c = Cache::builder()
+        .redis_url(REDIS)
+        .prefix(unique("hd-never"))
+        .degrade(false)
+        .profiles(Profiles::builder().profile("*", Profile::builder().ops(["all"])).build().expect("profiles"))
+        .on_read(move |ev| seen.lock().unwrap().push(format!("{:?}", ev.outcome)))
+        .build()
+        .await
+        .expect("Redis");
+    let e = env_with("never", c).await;
     let read = "SELECT title FROM post WHERE 1 = 2";
     assert!(cache(&e, read).await.is_empty());
     let read = "SELECT title FROM post WHERE id = 1 AND id = 2";
     assert!(cache(&e, read).await.is_empty());
+    let outcomes = events.lock().unwrap().clone();
+    assert_eq!(outcomes.len(), 4, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| o.contains("Hit")).count(), 2, "{outcomes:?}");
+    // Still reached by a table-level change.
+    exec(&e, "TRUNCATE post CASCADE").await;
+    assert!(fresh(&e, "SELECT title FROM post WHERE 1 = 2").await.is_empty());
+}
+
+#[tokio::test]
+async fn call_of_a_procedure_invalidates() {
+    let e = env_all("call").await;
+    exec(&e, "CREATE PROCEDURE rename_post(i int) LANGUAGE sql AS $$ UPDATE post SET title = 'called' WHERE id = i $$").await;
+    let read = "SELECT title FROM post WHERE id = 3";
+    cache(&e, read).await;
+    exec(&e, "CALL rename_post(3)").await;
+    assert_eq!(fresh(&e, read).await, vec!["called"]);
 }
 
 #[tokio::test]

@@ -71,5 +71,21 @@ async fn mysql_reads_are_cached_and_writes_invalidate() {
     assert_eq!(take(), 1);
     category::Entity::delete_by_id(3).exec(&db).await.unwrap();
     assert_eq!(cat(3).await.unwrap().len(), 0, "ON DELETE CASCADE");
+
+    // The typed API on the default (case-, accent- and pad-insensitive) collation: a cached
+    // `title = 'abc'` must see rows the database calls equal.
+    let by_title = || post::Entity::find().filter(post::Column::Title.eq("abc")).all(&db);
+    assert!(by_title().await.unwrap().is_empty());
+    take();
+    assert!(by_title().await.unwrap().is_empty());
+    assert_eq!(take(), 0, "the typed read is a hit");
+    for (i, title) in ["ABC", "abc ", "àbc"].into_iter().enumerate() {
+        post::ActiveModel { title: Set(title.into()), category_id: Set(4), author_id: Set(1), visible: Set(true), ..Default::default() }
+            .insert(&db)
+            .await
+            .unwrap();
+        assert_eq!(by_title().await.unwrap().len(), i + 1, "after inserting {title:?}");
+        by_title().await.unwrap();
+    }
     admin.execute_unprepared(&format!("DROP DATABASE {dbname}")).await.unwrap();
 }
