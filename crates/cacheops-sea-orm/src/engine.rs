@@ -229,7 +229,7 @@ pub(crate) enum Class {
     /// A read that may be cached.
     Read(Arc<ReadPlan>),
     /// A write with a known target.
-    Write(Analysis),
+    Write(Box<Analysis>),
     /// Anything that neither reads cacheably nor writes (DDL without data loss, SET, BEGIN …).
     Pass,
     /// A statement that may change data in ways we cannot attribute: run it, then invalidate
@@ -328,7 +328,7 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
                 shared.plans.insert(key, Arc::clone(&plan));
                 Class::Read(plan)
             }
-            StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => Class::Write(a),
+            StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => Class::Write(Box::new(a)),
             // DDL changes what equality means in a column: every cached value goes, as for a
             // statement that cannot be attributed.
             StatementKind::Other if is_ddl(sql) => Class::Unknown,
