@@ -8,7 +8,7 @@ use crate::dnf::Conj;
 
 /// Version of the key layout and value format. Bumped on any incompatible change, so that an old
 /// and a new deployment sharing one Redis never read each other's data.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Characters a prefix may not contain: they would break the hash tag or the key structure.
 pub const FORBIDDEN_PREFIX_CHARS: &[char] = &['{', '}', ' ', '\n', '\r', '\t'];
@@ -18,8 +18,8 @@ pub const FORBIDDEN_PREFIX_CHARS: &[char] = &['{', '}', ' ', '\n', '\r', '\t'];
 /// ```
 /// use cacheops_core::KeySpace;
 /// let ks = KeySpace::new("tenant1").unwrap();
-/// assert_eq!(ks.epoch(), "{co:tenant1}:1:e");
-/// assert_eq!(ks.table("post"), "{co:tenant1}:1:t:post");
+/// assert_eq!(ks.epoch(), "{co:tenant1}:2:e");
+/// assert_eq!(ks.table("post"), "{co:tenant1}:2:t:post");
 /// assert!(KeySpace::new("bad{prefix").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -139,6 +139,6 @@ mod tests {
     #[test]
     fn tables_with_colons_are_escaped() {
         let ks = KeySpace::new("").unwrap();
-        assert_eq!(ks.table("a:b"), "{co:}:1:t:a%3Ab");
+        assert_eq!(ks.table("a:b"), "{co:}:2:t:a%3Ab");
     }
 }
