@@ -276,6 +276,12 @@ fn names_foreign_schema(shared: &Shared, a: &Analysis) -> bool {
     a.schemas.iter().any(|s| !shared.catalog.knows_schema(s))
 }
 
+/// Whether a read names a relation the loaded catalog does not know.
+fn reads_unknown_relation(shared: &Shared, a: &Analysis) -> bool {
+    let catalog = shared.cache.catalog().snapshot();
+    a.reads.tables().any(|t| catalog.table(t).is_none())
+}
+
 /// Whether the statement calls a user-defined function that may write (or names one in FROM).
 fn calls_writing_function(shared: &Shared, a: &Analysis) -> bool {
     let catalog = shared.cache.catalog().snapshot();
@@ -322,6 +328,9 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
             StatementKind::Other if !may_change_data(sql) => Class::Pass,
             _ => Class::Unknown,
         },
+        // A relation the catalog does not know may be a view over anything (created behind
+        // the connection's back): not cached until the catalog is loaded again.
+        Ok(a) if a.kind == StatementKind::Read && a.write.is_none() && reads_unknown_relation(shared, &a) => Class::Pass,
         Ok(a) => match a.kind {
             StatementKind::Read if a.write.is_none() => {
                 let plan = Arc::new(ReadPlan::new(a));

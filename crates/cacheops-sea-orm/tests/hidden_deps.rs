@@ -360,3 +360,21 @@ async fn tables_of_schemas_outside_the_search_path() {
     assert_eq!(e.take(), 1, "an unattributed write invalidates the namespace");
     e.raw.execute_unprepared(&format!("DROP SCHEMA {other} CASCADE")).await.unwrap();
 }
+
+#[tokio::test]
+async fn relations_created_behind_the_connections_back_are_not_cached_until_reloaded() {
+    let e = env_all("behind").await;
+    e.raw.execute_unprepared("CREATE VIEW late_view AS SELECT id, title FROM post").await.unwrap();
+    let read = "SELECT title FROM late_view WHERE id = 1";
+    assert_eq!(rows(&e.db, read).await, vec!["p1"]);
+    e.take();
+    rows(&e.db, read).await;
+    assert_eq!(e.take(), 1, "an unknown relation (it may be a view) is not cached");
+    exec(&e, "UPDATE post SET title = 'seen' WHERE id = 1").await;
+    assert_eq!(fresh(&e, read).await, vec!["seen"]);
+    // Once the catalog knows it, it is cached and depends on its tables.
+    e.db.load_catalog().await.unwrap();
+    cache(&e, read).await;
+    exec(&e, "UPDATE post SET title = 'seen again' WHERE id = 1").await;
+    assert_eq!(fresh(&e, read).await, vec!["seen again"]);
+}
