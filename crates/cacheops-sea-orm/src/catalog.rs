@@ -18,6 +18,8 @@ pub(crate) struct Loader {
     /// This connection's source id in the shared catalog.
     source: u64,
     loaded: AtomicBool,
+    /// One load at a time: the tasks that find the catalog unloaded wait for the first one.
+    loading: tokio::sync::Mutex<()>,
     /// What unqualified names resolve through (`search_path`, the current database), read
     /// with the catalog; `None` before that, or for good after a statement changed it.
     namespace: Mutex<Option<String>>,
@@ -31,6 +33,7 @@ impl Default for Loader {
         Loader {
             source: Catalog::new_source(),
             loaded: AtomicBool::new(false),
+            loading: tokio::sync::Mutex::new(()),
             namespace: Mutex::default(),
             schemas: Mutex::default(),
             namespace_changed: AtomicBool::new(false),
@@ -41,6 +44,10 @@ impl Default for Loader {
 impl Loader {
     /// Loads the catalog unless it is loaded. A failure leaves the tables unknown (table level).
     pub(crate) async fn ensure<C: ConnectionTrait>(&self, conn: &C, catalog: &Catalog) {
+        if self.loaded.load(Ordering::Acquire) {
+            return;
+        }
+        let _one = self.loading.lock().await;
         if self.loaded.load(Ordering::Acquire) {
             return;
         }

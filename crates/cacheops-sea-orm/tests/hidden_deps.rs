@@ -378,3 +378,27 @@ async fn relations_created_behind_the_connections_back_are_not_cached_until_relo
     exec(&e, "UPDATE post SET title = 'seen again' WHERE id = 1").await;
     assert_eq!(fresh(&e, read).await, vec!["seen again"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_statements_read_the_catalog_once() {
+    let e = env_all("once").await;
+    let catalog_reads = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n = catalog_reads.clone();
+    let mut raw = e.raw.clone();
+    raw.set_metric_callback(move |info| {
+        if info.statement.sql.contains("current_schemas(false)") && info.statement.sql.contains("current_setting") {
+            n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let db = CachedConnection::new(raw, e.db.cache().clone());
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let db = db.clone();
+            tokio::spawn(async move { rows(&db, &format!("SELECT title FROM post WHERE id = {}", i % 4 + 1)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().len(), 1);
+    }
+    assert_eq!(catalog_reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
