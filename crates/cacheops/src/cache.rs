@@ -383,6 +383,11 @@ impl Cache {
 
     /// A query identified by arbitrary bytes (a function name and its arguments, say), depending
     /// on `deps`, living as long as the shortest profile timeout among its tables.
+    ///
+    /// `deps` are used as given: conjs built by hand with [`cacheops_core::Conj::from_terms`]
+    /// carry the untyped rendering ([`Value::render`]), which is the canonical form of integers
+    /// but not of text, dates or UUIDs. Dependencies from [`Cache::analyze`] or
+    /// [`crate::Dep`] follow the columns' canonical forms ([`cacheops_core::equality`]).
     pub fn query(&self, identity: &[u8], deps: Dependencies) -> Query {
         let hash = hash_parts([b"manual".as_ref(), identity]);
         let timeout = self.timeout_for(&deps);
