@@ -340,10 +340,17 @@ struct Contribution {
 pub struct Catalog {
     unknown: Unknown,
     sources: std::sync::Mutex<BTreeMap<u64, Contribution>>,
-    tables: RwLock<Arc<HashMap<String, Arc<TableSchema>>>>,
-    /// User-defined functions: name → whether it may write.
-    functions: RwLock<Arc<HashMap<String, bool>>>,
+    /// The meet of the sources, replaced as a whole (a snapshot never mixes two states).
+    state: RwLock<Arc<State>>,
     generation: AtomicU64,
+}
+
+/// What the sources say together.
+#[derive(Debug, Default, PartialEq)]
+struct State {
+    tables: HashMap<String, TableSchema>,
+    /// User-defined functions: name → whether it may write.
+    functions: HashMap<String, bool>,
 }
 
 /// The source of [`Catalog::install`] and [`Catalog::install_functions`] (declarations).
@@ -354,8 +361,7 @@ impl Catalog {
         Catalog {
             unknown,
             sources: std::sync::Mutex::default(),
-            tables: RwLock::default(),
-            functions: RwLock::default(),
+            state: RwLock::default(),
             generation: AtomicU64::new(0),
         }
     }
@@ -411,34 +417,24 @@ impl Catalog {
 
     /// The meet of every source's tables, the union of their functions.
     fn rebuild(&self, sources: &BTreeMap<u64, Contribution>) {
-        let mut tables: HashMap<String, TableSchema> = HashMap::new();
-        let mut functions: HashMap<String, bool> = HashMap::new();
+        let mut next = State::default();
         for c in sources.values() {
             for t in &c.tables {
-                let merged = match tables.get(&t.name) {
+                let merged = match next.tables.get(&t.name) {
                     Some(existing) => existing.meet(t),
                     None => t.clone(),
                 };
-                tables.insert(merged.name.clone(), merged);
+                next.tables.insert(merged.name.clone(), merged);
             }
             for (name, may_write) in &c.functions {
-                let e = functions.entry(name.clone()).or_insert(false);
-                *e |= *may_write;
+                *next.functions.entry(name.clone()).or_insert(false) |= *may_write;
             }
         }
-        let tables: HashMap<String, Arc<TableSchema>> = tables.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
-        let mut t = self.tables.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut f = self.functions.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if **t != tables || **f != functions {
-            *t = Arc::new(tables);
-            *f = Arc::new(functions);
+        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if **state != next {
+            *state = Arc::new(next);
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
-    }
-
-    /// Whether the catalog knows a table.
-    pub fn knows(&self, table: &str) -> bool {
-        self.snapshot().tables.contains_key(table)
     }
 
     /// Changes so far (a counter).
@@ -448,80 +444,71 @@ impl Catalog {
 
     /// The current state, for a series of lookups.
     pub fn snapshot(&self) -> CatalogSnapshot {
-        let tables = self.tables.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let functions = self.functions.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        CatalogSnapshot { tables, functions, unknown: self.unknown }
+        let state = Arc::clone(&self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner));
+        CatalogSnapshot { state, unknown: self.unknown }
     }
 }
 
 /// A consistent view of a [`Catalog`].
 #[derive(Debug, Clone)]
 pub struct CatalogSnapshot {
-    tables: Arc<HashMap<String, Arc<TableSchema>>>,
-    functions: Arc<HashMap<String, bool>>,
+    state: Arc<State>,
     unknown: Unknown,
 }
 
 impl CatalogSnapshot {
     /// The class of a column; `None` for a table the catalog does not know.
     pub fn class(&self, table: &str, column: &str) -> Option<ColumnClass> {
-        self.tables.get(table).map(|t| t.class(column))
+        self.state.tables.get(table).map(|t| t.class(column))
     }
 
     /// The names of the known tables.
     pub fn table_names(&self) -> impl Iterator<Item = &str> {
-        self.tables.keys().map(String::as_str)
+        self.state.tables.keys().map(String::as_str)
     }
 
     /// A user-defined function: `Some(may_write)`; `None` for built-in or unknown names.
     pub fn function(&self, name: &str) -> Option<bool> {
-        self.functions.get(name).copied()
+        self.state.functions.get(name).copied()
     }
 
     /// A known table's schema.
     pub fn table(&self, table: &str) -> Option<&TableSchema> {
-        self.tables.get(table).map(|t| &**t)
+        self.state.tables.get(table)
     }
 
     /// The tables whose rows a write to `table` may change without naming them: its
     /// descendants through inheritance or partitioning (transitively, at most 16 levels).
     pub fn descendants(&self, table: &str) -> Vec<String> {
-        self.closure(table, |t, of| t.parents.iter().any(|p| p == of))
+        self.closure(table, |of| {
+            self.state.tables.values().filter(|t| t.parents.iter().any(|p| p == of)).map(|t| t.name.clone()).collect()
+        })
     }
 
-    /// The tables whose reads see `table`'s rows: its ancestors (transitively).
+    /// The tables whose reads see `table`'s rows: its ancestors (transitively, at most 16
+    /// levels; a parent the catalog does not describe counts too).
     pub fn ancestors(&self, table: &str) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        let mut todo = vec![table.to_owned()];
-        for _ in 0..16 {
-            let Some(t) = todo.pop() else { break };
-            for p in self.tables.get(&t).map(|s| s.parents.clone()).unwrap_or_default() {
-                if p != table && !out.contains(&p) {
-                    out.push(p.clone());
-                    todo.push(p);
-                }
-            }
-        }
-        out
+        self.closure(table, |of| self.state.tables.get(of).map(|t| t.parents.clone()).unwrap_or_default())
     }
 
-    fn closure(&self, table: &str, linked: impl Fn(&TableSchema, &str) -> bool) -> Vec<String> {
+    /// The tables reached from `table` through `next`, breadth first, at most 16 levels deep.
+    fn closure(&self, table: &str, next: impl Fn(&str) -> Vec<String>) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         let mut frontier = vec![table.to_owned()];
         for _ in 0..16 {
-            let mut next = Vec::new();
+            let mut reached = Vec::new();
             for of in &frontier {
-                for t in self.tables.values() {
-                    if linked(t, of) && t.name != table && !out.contains(&t.name) {
-                        out.push(t.name.clone());
-                        next.push(t.name.clone());
+                for t in next(of) {
+                    if t != table && !out.contains(&t) {
+                        out.push(t.clone());
+                        reached.push(t);
                     }
                 }
             }
-            if next.is_empty() {
+            if reached.is_empty() {
                 break;
             }
-            frontier = next;
+            frontier = reached;
         }
         out
     }
@@ -994,6 +981,23 @@ mod tests {
         let s = cat.snapshot();
         assert_eq!(s.class("t", "a"), Some(ColumnClass::Integer));
         assert_eq!(s.class("t", "b"), Some(ColumnClass::Opaque));
+    }
+
+    #[test]
+    fn inheritance_is_followed_both_ways_transitively() {
+        let cat = Catalog::strict();
+        cat.install([
+            TableSchema::new("animal").inherits("thing"),
+            TableSchema::new("dog").inherits("animal"),
+            TableSchema::new("puppy").inherits("dog"),
+            TableSchema::new("cat").inherits("animal"),
+        ]);
+        let s = cat.snapshot();
+        assert_eq!(s.ancestors("puppy"), vec!["dog", "animal", "thing"], "an undescribed parent counts too");
+        let mut d = s.descendants("animal");
+        d.sort();
+        assert_eq!(d, vec!["cat", "dog", "puppy"]);
+        assert!(s.descendants("puppy").is_empty());
     }
 
     #[test]
