@@ -20,11 +20,10 @@ pub(crate) struct Loader {
     loaded: AtomicBool,
     /// One load at a time: the tasks that find the catalog unloaded wait for the first one.
     loading: tokio::sync::Mutex<()>,
-    /// What unqualified names resolve through (`search_path`, the current database), read
-    /// with the catalog; `None` before that, or for good after a statement changed it.
-    namespace: Mutex<Option<String>>,
-    /// The schemas (databases) unqualified names resolve through, whose tables were loaded.
-    schemas: Mutex<Vec<String>>,
+    /// What unqualified names resolve through (`search_path`, the current database) and the
+    /// schemas whose tables were loaded, read with the catalog; `None` before that.
+    namespace: Mutex<Option<Namespace>>,
+    /// A statement changed the session's namespace: reads are no longer cached.
     namespace_changed: AtomicBool,
 }
 
@@ -35,7 +34,6 @@ impl Default for Loader {
             loaded: AtomicBool::new(false),
             loading: tokio::sync::Mutex::new(()),
             namespace: Mutex::default(),
-            schemas: Mutex::default(),
             namespace_changed: AtomicBool::new(false),
         }
     }
@@ -61,7 +59,7 @@ impl Loader {
         if !self.namespace_known() {
             return None;
         }
-        self.namespace.lock().ok().and_then(|n| n.clone())
+        self.namespace.lock().ok().and_then(|n| n.as_ref().map(|n| n.key.clone()))
     }
 
     /// Whether reads may be cached under the namespace (two atomic loads: the hot path).
@@ -71,7 +69,7 @@ impl Loader {
 
     /// Whether a schema qualifier names one of the loaded schemas.
     pub(crate) fn knows_schema(&self, schema: &str) -> bool {
-        self.schemas.lock().is_ok_and(|s| s.iter().any(|x| x == schema))
+        self.namespace.lock().is_ok_and(|n| n.as_ref().is_some_and(|n| n.schemas.iter().any(|x| x == schema)))
     }
 
     pub(crate) fn namespace_changed(&self) {
@@ -80,12 +78,9 @@ impl Loader {
 
     /// Loads the catalog now.
     pub(crate) async fn load_into<C: ConnectionTrait>(&self, conn: &C, catalog: &Catalog) -> Result<(), DbErr> {
-        let (namespace, schemas) = read_namespace(conn).await?;
+        let namespace = read_namespace(conn).await?;
         if let Ok(mut n) = self.namespace.lock() {
             *n = Some(namespace);
-        }
-        if let Ok(mut s) = self.schemas.lock() {
-            *s = schemas;
         }
         let tables = load(conn).await?;
         let functions = load_functions(conn).await?;
@@ -101,23 +96,35 @@ impl Loader {
     }
 }
 
-/// The namespace reads are keyed by and the schemas whose tables are loaded: `search_path` and
-/// `current_schemas(false)` (PostgreSQL), the current database (MySQL), `main` (SQLite).
-async fn read_namespace<C: ConnectionTrait>(conn: &C) -> Result<(String, Vec<String>), DbErr> {
+/// What unqualified names resolve through.
+#[derive(Debug, Clone)]
+struct Namespace {
+    /// Part of every cached read's key.
+    key: String,
+    /// The schemas whose tables are loaded.
+    schemas: Vec<String>,
+}
+
+/// `search_path` and `current_schemas(false)` (PostgreSQL), the current database (MySQL),
+/// `main` (SQLite).
+async fn read_namespace<C: ConnectionTrait>(conn: &C) -> Result<Namespace, DbErr> {
     let backend = conn.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => {
             "SELECT current_setting('search_path') AS ns, array_to_string(current_schemas(false), chr(31)) AS nss"
         }
         DbBackend::MySql => "SELECT COALESCE(DATABASE(), '') AS ns, LOWER(COALESCE(DATABASE(), '')) AS nss",
-        _ => return Ok((String::new(), vec!["main".to_owned()])),
+        _ => return Ok(Namespace { key: String::new(), schemas: vec!["main".to_owned()] }),
     };
     match conn.query_one_raw(Statement::from_string(backend, sql)).await? {
         Some(row) => {
             let schemas: String = row.try_get("", "nss")?;
-            Ok((row.try_get("", "ns")?, schemas.split('\u{1f}').filter(|s| !s.is_empty()).map(str::to_owned).collect()))
+            Ok(Namespace {
+                key: row.try_get("", "ns")?,
+                schemas: schemas.split('\u{1f}').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+            })
         }
-        None => Ok((String::new(), Vec::new())),
+        None => Ok(Namespace { key: String::new(), schemas: Vec::new() }),
     }
 }
 

@@ -112,30 +112,21 @@ impl CachedConnection {
             Ok((out, saved))
         }
         .await;
-        let finish = |leases: Vec<cacheops::WriteLease>| async move {
-            let mut first = Ok(());
-            for lease in leases {
-                if let Err(e) = lease.finish().await {
-                    first = first.and(Err(err(e)));
-                }
-            }
-            first
-        };
         match res {
             Ok((out, saved)) => match txn.commit().await {
                 Ok(()) => {
-                    finish(leases).await?;
+                    engine::finish_all(leases).await?;
                     engine::cache_saved(&self.shared, &self.inner, saved).await?;
                     Ok(out)
                 }
                 Err(e) => {
-                    let _ = finish(leases).await;
+                    let _ = engine::finish_all(leases).await;
                     Err(e)
                 }
             },
             Err(e) => {
                 let _ = txn.rollback().await;
-                let _ = finish(leases).await;
+                let _ = engine::finish_all(leases).await;
                 Err(e)
             }
         }
@@ -154,14 +145,9 @@ impl CachedConnection {
             // Again now that it ran: a load in between saw the old catalog.
             self.shared.after_ddl();
         }
-        let mut first = Ok(());
-        for lease in leases {
-            if let Err(e) = lease.finish().await {
-                first = first.and(Err(err(e)));
-            }
-        }
+        let finished = engine::finish_all(leases).await;
         let out = out?;
-        first?;
+        finished?;
         self.shared.invalidate_all().await?;
         Ok(out)
     }

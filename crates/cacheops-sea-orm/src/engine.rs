@@ -277,14 +277,12 @@ fn names_foreign_schema(shared: &Shared, a: &Analysis) -> bool {
 }
 
 /// Whether a read names a relation the loaded catalog does not know.
-fn reads_unknown_relation(shared: &Shared, a: &Analysis) -> bool {
-    let catalog = shared.cache.catalog().snapshot();
+fn reads_unknown_relation(catalog: &cacheops::equality::CatalogSnapshot, a: &Analysis) -> bool {
     a.reads.tables().any(|t| catalog.table(t).is_none())
 }
 
 /// Whether the statement calls a user-defined function that may write (or names one in FROM).
-fn calls_writing_function(shared: &Shared, a: &Analysis) -> bool {
-    let catalog = shared.cache.catalog().snapshot();
+fn calls_writing_function(catalog: &cacheops::equality::CatalogSnapshot, a: &Analysis) -> bool {
     a.functions.iter().map(String::as_str).chain(a.reads.tables()).any(|f| catalog.function(f) == Some(true))
 }
 
@@ -319,9 +317,10 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
         // the statement ran: see `Shared::after_ddl`.)
         shared.after_ddl();
     }
+    let catalog = shared.cache.catalog().snapshot();
     match shared.analyzer.analyze(sql, params) {
         // `SELECT bump(1)` with a function that may write is a write nobody can attribute.
-        Ok(a) if calls_writing_function(shared, &a) => Class::Unknown,
+        Ok(a) if calls_writing_function(&catalog, &a) => Class::Unknown,
         // Another schema's tables: reads are not cached, writes are not attributed.
         Ok(a) if names_foreign_schema(shared, &a) => match a.kind {
             StatementKind::Read if a.write.is_none() => Class::Pass,
@@ -330,7 +329,7 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
         },
         // A relation the catalog does not know may be a view over anything (created behind
         // the connection's back): not cached until the catalog is loaded again.
-        Ok(a) if a.kind == StatementKind::Read && a.write.is_none() && reads_unknown_relation(shared, &a) => Class::Pass,
+        Ok(a) if a.kind == StatementKind::Read && a.write.is_none() && reads_unknown_relation(&catalog, &a) => Class::Pass,
         Ok(a) => match a.kind {
             StatementKind::Read if a.write.is_none() => {
                 let plan = Arc::new(ReadPlan::new(a));
@@ -341,22 +340,21 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
             // DDL changes what equality means in a column: every cached value goes, as for a
             // statement that cannot be attributed.
             StatementKind::Other if is_ddl(sql) => Class::Unknown,
-            StatementKind::Other if !may_change_data(sql) => {
-                if changes_namespace(sql) {
-                    shared.namespace_changed();
-                }
-                Class::Pass
-            }
+            StatementKind::Other if !may_change_data(sql) => pass(shared, sql),
             _ => Class::Unknown,
         },
         Err(_) if may_change_data(sql) => Class::Unknown,
-        Err(_) => {
-            if changes_namespace(sql) {
-                shared.namespace_changed();
-            }
-            Class::Pass
-        }
+        Err(_) => pass(shared, sql),
     }
+}
+
+/// A statement that neither reads cacheably nor writes; one that changes the session's
+/// namespace turns the connection's caching off.
+fn pass(shared: &Shared, sql: &str) -> Class {
+    if changes_namespace(sql) {
+        shared.namespace_changed();
+    }
+    Class::Pass
 }
 
 fn op_for(shape: ReadShape, mode: ReadMode) -> CacheOp {
@@ -779,6 +777,18 @@ pub(crate) async fn mark_all(shared: &Shared, changes: Vec<TableChange>) -> (Vec
         }
     }
     (leases, Ok(()))
+}
+
+/// Finishes every lease (after COMMIT or ROLLBACK, or after an autocommit statement); the first
+/// error is returned once all are finished.
+pub(crate) async fn finish_all(leases: Vec<WriteLease>) -> Result<(), DbErr> {
+    let mut first = Ok(());
+    for lease in leases {
+        if let Err(e) = lease.finish().await {
+            first = first.and(Err(err(e)));
+        }
+    }
+    first
 }
 
 /// A namespace-level change: every table the catalog knows, and `named`, at table level. What

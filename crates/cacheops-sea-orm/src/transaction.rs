@@ -187,12 +187,7 @@ impl CachedTransaction {
     }
 
     async fn finish_level(&self, level: Level) -> Result<(), DbErr> {
-        let mut first_err = None;
-        for lease in level.leases {
-            if let Err(e) = lease.finish().await {
-                first_err.get_or_insert(err(e));
-            }
-        }
+        let mut first_err = engine::finish_all(level.leases).await.err();
         if level.ddl {
             self.shared.after_ddl();
         }

@@ -950,12 +950,7 @@ impl WriteLease {
 
     /// Marks what the write changes (adds to what is already marked).
     pub async fn mark(&mut self, change: TableChange) -> Result<(), Error> {
-        if self.suppressed {
-            return Ok(());
-        }
-        let req = self.cache.write_request(Some(self.writer.clone()), std::slice::from_ref(&change));
-        self.changes.push(change);
-        self.send_mark(req).await
+        self.mark_many(vec![change]).await
     }
 
     /// Marks several changes in one backend call (adds to what is already marked).
