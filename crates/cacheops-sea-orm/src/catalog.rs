@@ -79,6 +79,10 @@ impl Loader {
     /// Loads the catalog now.
     pub(crate) async fn load_into<C: ConnectionTrait>(&self, conn: &C, catalog: &Catalog) -> Result<(), DbErr> {
         let namespace = read_namespace(conn).await?;
+        if namespace.implicit_transaction {
+            tracing::warn!("cacheops: autocommit is off on this connection; its reads bypass the cache");
+            self.namespace_changed();
+        }
         if let Ok(mut n) = self.namespace.lock() {
             *n = Some(namespace);
         }
@@ -103,28 +107,35 @@ struct Namespace {
     key: String,
     /// The schemas whose tables are loaded.
     schemas: Vec<String>,
+    /// MySQL's `@@autocommit` is off: every statement runs inside one long REPEATABLE READ
+    /// transaction, whose reads must not be cached.
+    implicit_transaction: bool,
 }
 
-/// `search_path` and `current_schemas(false)` (PostgreSQL), the current database (MySQL),
-/// `main` (SQLite).
+/// `search_path` and `current_schemas(false)` (PostgreSQL), the current database and
+/// `@@autocommit` (MySQL), `main` (SQLite).
 async fn read_namespace<C: ConnectionTrait>(conn: &C) -> Result<Namespace, DbErr> {
     let backend = conn.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => {
             "SELECT current_setting('search_path') AS ns, array_to_string(current_schemas(false), chr(31)) AS nss"
         }
-        DbBackend::MySql => "SELECT COALESCE(DATABASE(), '') AS ns, LOWER(COALESCE(DATABASE(), '')) AS nss",
-        _ => return Ok(Namespace { key: String::new(), schemas: vec!["main".to_owned()] }),
+        DbBackend::MySql => {
+            "SELECT COALESCE(DATABASE(), '') AS ns, LOWER(COALESCE(DATABASE(), '')) AS nss, CAST(@@autocommit AS SIGNED) AS ac"
+        }
+        _ => return Ok(Namespace { key: String::new(), schemas: vec!["main".to_owned()], implicit_transaction: false }),
     };
     match conn.query_one_raw(Statement::from_string(backend, sql)).await? {
         Some(row) => {
             let schemas: String = row.try_get("", "nss")?;
+            let implicit_transaction = backend == DbBackend::MySql && row.try_get::<i64>("", "ac")? == 0;
             Ok(Namespace {
                 key: row.try_get("", "ns")?,
                 schemas: schemas.split('\u{1f}').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+                implicit_transaction,
             })
         }
-        None => Ok(Namespace { key: String::new(), schemas: Vec::new() }),
+        None => Ok(Namespace { key: String::new(), schemas: Vec::new(), implicit_transaction: false }),
     }
 }
 

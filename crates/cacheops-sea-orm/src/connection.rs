@@ -174,9 +174,9 @@ impl CachedConnection {
     }
 
     async fn begin_cached(&self, options: TransactionOptions) -> Result<CachedTransaction, DbErr> {
-        let serializable = crate::transaction::snapshot_isolation(self.shared.backend, options.isolation_level);
+        let isolation = crate::transaction::isolation_of(self.shared.backend, options.isolation_level);
         let inner = self.inner.begin_with_options(options).await?;
-        Ok(CachedTransaction::outer(inner, self.inner.clone(), self.shared.clone(), serializable))
+        Ok(CachedTransaction::outer(inner, self.inner.clone(), self.shared.clone(), isolation))
     }
 }
 

@@ -188,7 +188,7 @@ impl Shared {
     /// connection: which tables unqualified names mean is no longer known, so reads through
     /// this connection are no longer cached.
     pub(crate) fn namespace_changed(&self) {
-        tracing::warn!("cacheops: the session's search_path/database changed; reads through this connection bypass the cache");
+        tracing::warn!("cacheops: the session's search_path/database/autocommit changed; reads through this connection bypass the cache");
         self.catalog.namespace_changed();
     }
 
@@ -246,14 +246,15 @@ const DATA_CHANGING: &[&str] = &[
 
 /// `SET search_path`, `SET SCHEMA`, `RESET`, `set_config('search_path', …)` (PostgreSQL) and
 /// `USE db` (MySQL) change which tables unqualified names mean on the pooled connection that
-/// ran it.
+/// ran it; MySQL's `SET autocommit` may put every later statement of that connection into one
+/// long snapshot transaction.
 fn changes_namespace(sql: &str) -> bool {
     let lower = sql.trim_start().to_ascii_lowercase();
     let mut words = lower.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').filter(|w| !w.is_empty());
     match words.next() {
         Some("use") => true,
         Some("reset") => lower.contains("search_path") || words.any(|w| w == "all"),
-        Some("set") => lower.contains("search_path") || words.any(|w| w == "schema"),
+        Some("set") => lower.contains("search_path") || lower.contains("autocommit") || words.any(|w| w == "schema"),
         _ => lower.contains("set_config") && lower.contains("search_path"),
     }
 }

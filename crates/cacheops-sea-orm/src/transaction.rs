@@ -2,7 +2,13 @@
 //!
 //! * Once a transaction has written, its reads bypass the cache (they may see its own writes).
 //! * At REPEATABLE READ / SERIALIZABLE (and always on SQLite), reads bypass the cache: a hit
-//!   could be newer than the transaction's snapshot.
+//!   could be newer than the transaction's snapshot, and a miss would store its old snapshot.
+//!   The level is the server's: one given to `begin_with_config` is known; otherwise
+//!   PostgreSQL is asked (`current_setting('transaction_isolation')`) before the first read
+//!   that would use the cache, and again after any statement that may have changed it (`SET
+//!   TRANSACTION …`, any `SET`); MySQL/MariaDB transactions without an explicit level are taken
+//!   as REPEATABLE READ (their `@@transaction_isolation` does not tell the running
+//!   transaction's level apart from the next one's).
 //! * Each write takes a write lease when it runs (its markers keep other readers off the rows it
 //!   changes until after COMMIT); the leases are kept per savepoint level, merged into the parent
 //!   on release, finished at once on rollback, and renewed right before the outer COMMIT and
@@ -10,6 +16,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cacheops::WriteLease;
@@ -31,10 +38,41 @@ struct Level {
     dirty: bool,
 }
 
+/// What is known of a transaction's isolation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Isolation {
+    /// Not known: ask the server before a read uses the cache.
+    Unknown = 0,
+    /// REPEATABLE READ, SERIALIZABLE (or SQLite): reads bypass the cache.
+    Snapshot = 1,
+    /// READ COMMITTED / READ UNCOMMITTED: each statement sees the latest committed data.
+    PerStatement = 2,
+}
+
+impl Isolation {
+    fn from_u8(v: u8) -> Isolation {
+        match v {
+            1 => Isolation::Snapshot,
+            2 => Isolation::PerStatement,
+            _ => Isolation::Unknown,
+        }
+    }
+
+    /// The level as the server names it (`read committed`, `REPEATABLE-READ`…).
+    pub(crate) fn from_server_name(name: &str) -> Isolation {
+        let n = name.trim().to_ascii_lowercase().replace(['-', '_'], " ");
+        match n.as_str() {
+            "read committed" | "read uncommitted" => Isolation::PerStatement,
+            _ => Isolation::Snapshot,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct TxState {
     levels: Mutex<Vec<Level>>,
-    snapshot: bool,
+    isolation: AtomicU8,
 }
 
 impl TxState {
@@ -43,13 +81,30 @@ impl TxState {
     }
 }
 
-/// Whether reads at this isolation level must bypass the cache.
-pub(crate) fn snapshot_isolation(backend: DbBackend, level: Option<IsolationLevel>) -> bool {
+/// What the options given to `begin` tell of the transaction's isolation.
+pub(crate) fn isolation_of(backend: DbBackend, level: Option<IsolationLevel>) -> Isolation {
     match (backend, level) {
-        (DbBackend::Sqlite, _) => true,
-        (_, Some(IsolationLevel::RepeatableRead | IsolationLevel::Serializable)) => true,
-        (DbBackend::MySql, None) => true, // MySQL's default is REPEATABLE READ
-        _ => false,
+        (DbBackend::Sqlite, _) => Isolation::Snapshot,
+        (_, Some(IsolationLevel::RepeatableRead | IsolationLevel::Serializable)) => Isolation::Snapshot,
+        (_, Some(IsolationLevel::ReadCommitted | IsolationLevel::ReadUncommitted)) => Isolation::PerStatement,
+        // The session, role or database default decides: the server says which.
+        (DbBackend::Postgres, None) => Isolation::Unknown,
+        // MySQL's default is REPEATABLE READ; a session default cannot be told apart from a
+        // level set for the next transaction only.
+        _ => Isolation::Snapshot,
+    }
+}
+
+/// Asks PostgreSQL for the running transaction's isolation level (anything else, or an error:
+/// a snapshot level, so reads bypass).
+async fn server_isolation(txn: &DatabaseTransaction, backend: DbBackend) -> Isolation {
+    if backend != DbBackend::Postgres {
+        return Isolation::Snapshot;
+    }
+    let stmt = Statement::from_string(backend, "SELECT current_setting('transaction_isolation') AS iso");
+    match txn.query_one_raw(stmt).await {
+        Ok(Some(row)) => row.try_get::<String>("", "iso").map_or(Isolation::Snapshot, |n| Isolation::from_server_name(&n)),
+        _ => Isolation::Snapshot,
     }
 }
 
@@ -69,9 +124,9 @@ impl CachedTransaction {
         inner: DatabaseTransaction,
         conn: sea_orm::DatabaseConnection,
         shared: Arc<Shared>,
-        snapshot: bool,
+        isolation: Isolation,
     ) -> Self {
-        let state = Arc::new(TxState { levels: Mutex::new(vec![Level::default()]), snapshot });
+        let state = Arc::new(TxState { levels: Mutex::new(vec![Level::default()]), isolation: AtomicU8::new(isolation as u8) });
         CachedTransaction { inner: Some(inner), outer_conn: Some(conn), shared, state, depth: 0 }
     }
 
@@ -94,8 +149,36 @@ impl CachedTransaction {
         self.state.levels().iter().any(|l| l.dirty)
     }
 
-    fn reads_allowed(&self) -> bool {
-        !self.state.snapshot && !self.is_dirty()
+    /// Whether a read may use the cache: the transaction has not written and its isolation
+    /// level (asked from the server when not known) is not a snapshot level.
+    async fn reads_allowed(&self) -> bool {
+        if self.is_dirty() {
+            return false;
+        }
+        match Isolation::from_u8(self.state.isolation.load(Ordering::Acquire)) {
+            Isolation::Snapshot => false,
+            Isolation::PerStatement => true,
+            Isolation::Unknown => {
+                let Ok(txn) = self.txn() else { return false };
+                let level = server_isolation(txn, self.shared.backend).await;
+                // A `SET` that ran meanwhile reset the state to unknown again: keep that.
+                let _ = self.state.isolation.compare_exchange(
+                    Isolation::Unknown as u8,
+                    level as u8,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                level == Isolation::PerStatement
+            }
+        }
+    }
+
+    /// A statement that may have changed the transaction's isolation level (`SET TRANSACTION`,
+    /// any `SET` or other statement that is neither a read nor a write) ran: ask again.
+    fn isolation_may_have_changed(&self) {
+        if self.shared.backend == DbBackend::Postgres {
+            self.state.isolation.store(Isolation::Unknown as u8, Ordering::Release);
+        }
     }
 
     fn with_level(&self, f: impl FnOnce(&mut Level)) {
@@ -128,6 +211,7 @@ impl CachedTransaction {
                 engine::run_write(txn, stmt, mode).await
             }
             Class::Unknown => {
+                self.isolation_may_have_changed();
                 let ddl = engine::is_ddl(&stmt.sql);
                 // A namespace-level lease, finished after the outer COMMIT.
                 let (leases, marked) = if cacheops::invalidation_suppressed() {
@@ -146,9 +230,11 @@ impl CachedTransaction {
             }
             Class::Read(a) if matches!(mode, WriteMode::One | WriteMode::All) => {
                 let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
-                Ok(Output::Rows(engine::read_analyzed(&self.shared, txn, stmt, &params, &a, read_mode, self.reads_allowed()).await?))
+                let allowed = self.reads_allowed().await;
+                Ok(Output::Rows(engine::read_analyzed(&self.shared, txn, stmt, &params, &a, read_mode, allowed).await?))
             }
             _ => {
+                self.isolation_may_have_changed();
                 if matches!(mode, WriteMode::One | WriteMode::All) {
                     cacheops::deps_scope::taint("a statement the analysis cannot attribute");
                 }
