@@ -41,8 +41,15 @@ impl Scripts {
     }
 }
 
-fn script(body: &str) -> Script {
-    let mut code = String::with_capacity(COMMON.len() + body.len() + 1);
+/// The first line of the scripts that end or place leases: `allow-oom` lets them run when
+/// Redis is at `maxmemory` with `noeviction` (a marker is a few bytes over the limit; without
+/// it the mark is refused, and the write would have to be refused too). The read and store
+/// scripts stay unflagged: at OOM they are refused, which only costs misses.
+const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+
+fn script(shebang: &str, body: &str) -> Script {
+    let mut code = String::with_capacity(shebang.len() + COMMON.len() + body.len() + 1);
+    code.push_str(shebang);
     code.push_str(COMMON);
     code.push('\n');
     code.push_str(body);
@@ -50,9 +57,9 @@ fn script(body: &str) -> Script {
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    read: script(source::READ),
-    store: script(source::STORE),
-    mark: script(source::MARK),
-    finish: script(source::FINISH),
-    delete_stamps: script(source::DELETE_STAMPS),
+    read: script("", source::READ),
+    store: script("", source::STORE),
+    mark: script(ALLOW_OOM, source::MARK),
+    finish: script(ALLOW_OOM, source::FINISH),
+    delete_stamps: script(ALLOW_OOM, source::DELETE_STAMPS),
 });

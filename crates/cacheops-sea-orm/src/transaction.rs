@@ -289,8 +289,8 @@ impl CachedTransaction {
 impl Drop for CachedTransaction {
     fn drop(&mut self) {
         if self.inner.is_some() {
-            // Dropped without commit or rollback: SeaORM rolls the transaction back; our leases
-            // finish in the background (WriteLease's own Drop).
+            // Dropped without commit or rollback (or while COMMIT was in flight: it may still
+            // land). The leases are dropped unfinished: their markers stay until they expire.
             drop(self.take_level());
         }
     }

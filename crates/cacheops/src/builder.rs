@@ -10,6 +10,7 @@ use crate::cache::{Cache, Inner};
 use crate::error::Error;
 use crate::events::{InvalidateEvent, ReadEvent, Subscribers};
 use crate::health::Health;
+use crate::lease::MarkFailure;
 use crate::lock::{DEFAULT_LOCK_WAIT, Locks};
 
 #[derive(Debug, Clone)]
@@ -59,6 +60,7 @@ pub struct CacheBuilder {
     subscribers: Subscribers,
     lock_wait: Duration,
     lock_ttl: Duration,
+    mark_failure: MarkFailure,
 }
 
 impl Default for CacheBuilder {
@@ -78,6 +80,7 @@ impl Default for CacheBuilder {
             subscribers: Subscribers::default(),
             lock_wait: DEFAULT_LOCK_WAIT,
             lock_ttl: Duration::from_secs(60),
+            mark_failure: MarkFailure::default(),
         }
     }
 }
@@ -158,6 +161,23 @@ impl CacheBuilder {
     /// [`CacheBuilder::build`].
     pub fn degrade(mut self, on: bool) -> Self {
         self.degrade = on;
+        self
+    }
+
+    /// What a write does when its lease cannot be placed (the backend is unreachable or
+    /// refuses writes): [`MarkFailure::RefuseWrite`] (the default) fails the write, so that no
+    /// process can hit a value it changes; [`MarkFailure::Proceed`] lets it through, queues its
+    /// invalidation, and accepts that *other* processes may hit old values until it is replayed.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use cacheops::{Cache, MarkFailure};
+    /// let cache = Cache::builder().on_mark_failure(MarkFailure::Proceed).build().await.unwrap();
+    /// # let _ = cache;
+    /// # });
+    /// ```
+    pub fn on_mark_failure(mut self, policy: MarkFailure) -> Self {
+        self.mark_failure = policy;
         self
     }
 
@@ -289,7 +309,12 @@ impl CacheBuilder {
             self.subscribers,
             Locks::new(remote, self.lock_ttl),
             self.lock_wait,
+            self.mark_failure,
         );
-        Ok(Cache { inner: Arc::new(inner), keys: Arc::new(keys) })
+        let cache = Cache { inner: Arc::new(inner), keys: Arc::new(keys) };
+        if self.enabled {
+            cache.check_backend_soon();
+        }
+        Ok(cache)
     }
 }

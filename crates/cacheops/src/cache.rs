@@ -3,8 +3,8 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use cacheops_core::keys::{conj_ttl, hash_parts};
 use cacheops_core::protocol::{
@@ -16,6 +16,7 @@ use cacheops_core::{Analysis, Analyzer, Dependencies, KeySpace, Profiles, Row, V
 use crate::error::Error;
 use crate::events::{InvalidateEvent, ReadEvent, ReadOutcome, ReadSource, Subscribers};
 use crate::health::{Health, Pending};
+use crate::lease::MarkFailure;
 use crate::lock::Locks;
 use crate::scope::invalidation_suppressed;
 
@@ -66,6 +67,9 @@ pub(crate) struct Inner {
     pub(crate) lease: Duration,
     pub(crate) default_timeout: Duration,
     pub(crate) unmarked: AtomicUsize,
+    pub(crate) mark_failure: MarkFailure,
+    /// A background task replays the queue (see [`Cache::replay_soon`]).
+    replayer: AtomicBool,
     pub(crate) subscribers: Subscribers,
     pub(crate) locks: Locks,
     pub(crate) lock_wait: Duration,
@@ -88,6 +92,7 @@ impl Inner {
         subscribers: Subscribers,
         locks: Locks,
         lock_wait: Duration,
+        mark_failure: MarkFailure,
     ) -> Self {
         Inner {
             backend,
@@ -101,6 +106,8 @@ impl Inner {
             lease,
             default_timeout,
             unmarked: AtomicUsize::new(0),
+            mark_failure,
+            replayer: AtomicBool::new(false),
             subscribers,
             locks,
             lock_wait,
@@ -490,9 +497,90 @@ impl Cache {
 
     pub(crate) fn backend_failed(&self, err: BackendError) -> Result<(), Error> {
         self.count(|c| &c.errors);
-        self.inner.health.failed();
-        tracing::warn!(error = %err, "cacheops backend failed");
+        if self.inner.health.failed(&err) {
+            tracing::warn!(
+                error = %err,
+                "cacheops: the cache backend is unavailable; reads go to the database and writes {} until it answers",
+                match self.inner.mark_failure {
+                    MarkFailure::RefuseWrite => "are refused",
+                    MarkFailure::Proceed => "queue their invalidations",
+                }
+            );
+        } else {
+            tracing::debug!(error = %err, "cacheops backend failed");
+        }
         if self.inner.degrade { Ok(()) } else { Err(err.into()) }
+    }
+
+    /// Replays the queued invalidations in the background, as soon as the backend answers
+    /// (every retry interval), instead of waiting for this process's next lookup. At most one
+    /// such task runs per cache; it ends when the queue is empty or the cache is dropped.
+    pub(crate) fn replay_soon(&self) {
+        if !self.inner.health.needs_sync() || self.inner.replayer.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.inner.replayer.store(false, Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let keys = Arc::clone(&self.keys);
+        let interval = self.inner.health.retry_interval();
+        handle.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let cache = Cache { inner, keys: Arc::clone(&keys) };
+                if cache.inner.health.needs_sync() {
+                    let _ = cache.sync().await;
+                }
+                if !cache.inner.health.needs_sync() {
+                    cache.inner.replayer.store(false, Ordering::Release);
+                    // Queued after the check and before the flag dropped: go on.
+                    if !cache.inner.health.needs_sync() || cache.inner.replayer.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Checks in the background that the backend answers, so that an unreachable server at
+    /// start-up is logged (once) and counted at once rather than at the first read.
+    pub(crate) fn check_backend_soon(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let cache = self.clone();
+        handle.spawn(async move {
+            match cache.inner.backend.ping().await {
+                Ok(()) => cache.inner.health.succeeded(),
+                Err(e) => {
+                    let _ = cache.backend_failed(e);
+                }
+            }
+        });
+    }
+
+    /// The backend's health as this process sees it: breaker, queued replays, fence, writes
+    /// in flight without a lease.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = cacheops::Cache::builder().build().await.unwrap();
+    /// let h = cache.health();
+    /// assert!(h.available && h.pending_replays == 0 && !h.fenced);
+    /// # });
+    /// ```
+    pub fn health(&self) -> crate::HealthReport {
+        let h = &self.inner.health;
+        crate::HealthReport {
+            available: h.closed(),
+            degraded: h.degraded(),
+            pending_replays: h.queued(),
+            fenced: h.is_fenced(),
+            unmarked_writes: self.inner.unmarked.load(Ordering::Acquire),
+            last_error: h.last_error(),
+            errors: self.inner.counters.errors.load(Ordering::Relaxed),
+        }
     }
 
     fn unavailable(&self) -> Result<Lookup, Error> {
@@ -793,7 +881,7 @@ impl Cache {
         std::borrow::Cow::Owned(all)
     }
 
-    fn write_request(&self, writer: Option<String>, changes: &[TableChange]) -> WriteRequest {
+    pub(crate) fn write_request(&self, writer: Option<String>, changes: &[TableChange]) -> WriteRequest {
         let ks = &self.keys;
         let catalog = self.inner.analyzer.catalog().snapshot();
         let changes = Self::with_relatives(&catalog, changes);
@@ -815,7 +903,7 @@ impl Cache {
         }
     }
 
-    async fn deliver(&self, pending: Pending) -> Result<(), Error> {
+    pub(crate) async fn deliver(&self, pending: Pending) -> Result<(), Error> {
         if !self.inner.enabled {
             return Ok(());
         }
@@ -831,11 +919,13 @@ impl Cache {
                 }
                 Err(e) => {
                     self.inner.health.queue(pending);
+                    self.replay_soon();
                     return self.backend_failed(e);
                 }
             }
         }
         self.inner.health.queue(pending);
+        self.replay_soon();
         if self.inner.degrade {
             Ok(())
         } else {
@@ -912,166 +1002,6 @@ impl Cache {
         res
     }
 
-    /// Starts a write lease. Mark what the write changes with [`WriteLease::mark`] before the
-    /// change becomes visible (before it executes, or before COMMIT), call
-    /// [`WriteLease::before_commit`] right before COMMIT, and [`WriteLease::finish`] after
-    /// COMMIT or ROLLBACK.
-    pub fn write_lease(&self) -> WriteLease {
-        WriteLease {
-            cache: self.clone(),
-            writer: format!("w{:016x}", rand::random::<u64>()),
-            changes: Vec::new(),
-            marked_at: None,
-            unmarked: false,
-            finished: false,
-            suppressed: invalidation_suppressed() || !self.inner.enabled,
-        }
-    }
-}
-
-/// A write in flight. Dropping it without [`WriteLease::finish`] finishes it in the background.
-#[derive(Debug)]
-#[must_use = "a write lease must be finished after commit or rollback"]
-pub struct WriteLease {
-    cache: Cache,
-    writer: String,
-    changes: Vec<TableChange>,
-    marked_at: Option<Instant>,
-    unmarked: bool,
-    finished: bool,
-    suppressed: bool,
-}
-
-impl WriteLease {
-    /// The writer id.
-    pub fn writer(&self) -> &str {
-        &self.writer
-    }
-
-    /// Marks what the write changes (adds to what is already marked).
-    pub async fn mark(&mut self, change: TableChange) -> Result<(), Error> {
-        self.mark_many(vec![change]).await
-    }
-
-    /// Marks several changes in one backend call (adds to what is already marked).
-    pub async fn mark_many(&mut self, changes: Vec<TableChange>) -> Result<(), Error> {
-        if self.suppressed || changes.is_empty() {
-            return Ok(());
-        }
-        let req = self.cache.write_request(Some(self.writer.clone()), &changes);
-        self.changes.extend(changes);
-        self.send_mark(req).await
-    }
-
-    async fn send_mark(&mut self, req: WriteRequest) -> Result<(), Error> {
-        let inner = &self.cache.inner;
-        // The server starts the lease when it receives the mark: take the time before sending,
-        // so that the lease is never believed to last longer than it does.
-        let sent_at = Instant::now();
-        let res = if inner.health.closed() {
-            inner.backend.mark(&req).await
-        } else {
-            Err(BackendError::new("cache backend unavailable (circuit open)"))
-        };
-        match res {
-            Ok(()) => {
-                inner.health.succeeded();
-                if self.marked_at.is_none() {
-                    self.marked_at = Some(sent_at);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if !self.unmarked {
-                    self.unmarked = true;
-                    inner.unmarked.fetch_add(1, Ordering::AcqRel);
-                }
-                if inner.health.closed() { self.cache.backend_failed(e) } else { self.cache.backend_failed_quiet() }
-            }
-        }
-    }
-
-    /// Renews the lease (marks again, against the schemes registered now) when more than two
-    /// thirds of it have passed. Call right before COMMIT: then the markers cover the commit.
-    pub async fn before_commit(&mut self) -> Result<(), Error> {
-        if self.suppressed || self.changes.is_empty() {
-            return Ok(());
-        }
-        let lease = self.cache.inner.lease;
-        let due = self.marked_at.is_none_or(|t| t.elapsed() * 3 >= lease * 2);
-        if due {
-            self.marked_at = None;
-            let req = self.cache.write_request(Some(self.writer.clone()), &self.changes);
-            self.send_mark(req).await?;
-        }
-        Ok(())
-    }
-
-    /// Ends the write (after COMMIT or ROLLBACK): deletes the affected stamps and markers.
-    pub async fn finish(mut self) -> Result<(), Error> {
-        self.finish_inner().await
-    }
-
-    async fn finish_inner(&mut self) -> Result<(), Error> {
-        if self.finished {
-            return Ok(());
-        }
-        self.finished = true;
-        if self.suppressed || self.changes.is_empty() {
-            return Ok(());
-        }
-        let req = self.cache.write_request(Some(self.writer.clone()), &self.changes);
-        let res = self.cache.deliver(Pending::Finish(req)).await;
-        self.cache.emit_changes(&self.changes);
-        if self.unmarked {
-            self.cache.inner.unmarked.fetch_sub(1, Ordering::AcqRel);
-        }
-        res
-    }
-}
-
-impl Drop for WriteLease {
-    fn drop(&mut self) {
-        if self.finished || self.suppressed || self.changes.is_empty() {
-            return;
-        }
-        let lease = WriteLease {
-            cache: self.cache.clone(),
-            writer: std::mem::take(&mut self.writer),
-            changes: std::mem::take(&mut self.changes),
-            marked_at: self.marked_at,
-            unmarked: self.unmarked,
-            finished: false,
-            suppressed: false,
-        };
-        self.finished = true;
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(lease.finish());
-            }
-            Err(_) => {
-                // No runtime: the markers expire with the lease. Keep hits off in this process
-                // until then is not possible without a runtime; queue the finish for replay.
-                let req = lease.cache.write_request(Some(lease.writer.clone()), &lease.changes);
-                lease.cache.inner.health.queue(Pending::Finish(req));
-                if lease.unmarked {
-                    lease.cache.inner.unmarked.fetch_sub(1, Ordering::AcqRel);
-                }
-                let mut lease = lease;
-                lease.finished = true;
-            }
-        }
-    }
-}
-
-impl Cache {
-    fn backend_failed_quiet(&self) -> Result<(), Error> {
-        if self.inner.degrade {
-            Ok(())
-        } else {
-            Err(BackendError::new("cache backend unavailable (circuit open)").into())
-        }
-    }
 }
 
 /// The value key of the `local_get` probe: never stored, so reading it returns current stamps.

@@ -19,6 +19,10 @@ pub enum Error {
     /// The cache backend failed and degrade mode is off.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// A write was refused: its lease could not be placed in the cache backend, so other
+    /// processes could have hit values it changes ([`crate::MarkFailure::RefuseWrite`]).
+    #[error("write refused: its cache lease could not be placed")]
+    LeaseUnavailable(#[source] BackendError),
     /// Redis could not be set up (bad URL, unreachable at build time with degrade off, …).
     #[error("redis: {0}")]
     Redis(String),
@@ -49,5 +53,11 @@ impl Error {
     /// Whether this is a [`CacheMiss`].
     pub fn is_cache_miss(&self) -> bool {
         matches!(self, Error::CacheMiss(_))
+    }
+
+    /// Whether the cache backend could not be reached or refused the command (including a
+    /// write refused for want of a lease).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Backend(_) | Error::LeaseUnavailable(_))
     }
 }

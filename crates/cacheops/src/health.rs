@@ -5,7 +5,27 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use cacheops_core::protocol::WriteRequest;
+use cacheops_core::protocol::{BackendError, WriteRequest};
+
+/// What [`crate::Cache::health`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthReport {
+    /// The circuit breaker is closed: calls go to the backend.
+    pub available: bool,
+    /// The last call to the backend failed (logged once, at the change; cleared by a success).
+    pub degraded: bool,
+    /// Invalidations waiting to be replayed; no hit is served until they are.
+    pub pending_replays: usize,
+    /// Invalidations were lost (the queue overflowed): the epoch is replaced before hits resume.
+    pub fenced: bool,
+    /// Writes in flight whose lease could not be placed ([`crate::MarkFailure::Proceed`]).
+    pub unmarked_writes: usize,
+    /// The last backend error, if the backend is degraded.
+    pub last_error: Option<String>,
+    /// Backend errors seen since the cache was built.
+    pub errors: u64,
+}
 
 /// An invalidation that must reach the backend before any hit may be served again.
 #[derive(Debug, Clone)]
@@ -33,6 +53,9 @@ pub(crate) struct Health {
     dirty: AtomicBool,
     fenced: AtomicBool,
     limit: usize,
+    /// Set by a failure, cleared by a success: the transitions are what gets logged.
+    degraded: AtomicBool,
+    last_error: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -45,7 +68,13 @@ impl Health {
             dirty: AtomicBool::new(false),
             fenced: AtomicBool::new(false),
             limit,
+            degraded: AtomicBool::new(false),
+            last_error: Mutex::new(None),
         }
+    }
+
+    pub(crate) fn retry_interval(&self) -> Duration {
+        self.retry_interval
     }
 
     fn now_ms(&self) -> u64 {
@@ -57,15 +86,34 @@ impl Health {
         self.now_ms() >= self.open_until_ms.load(Ordering::Acquire)
     }
 
-    /// Records a backend failure: opens the breaker.
-    pub(crate) fn failed(&self) {
+    /// Records a backend failure: opens the breaker. Returns whether the backend was healthy
+    /// until now (the failure is news, to be logged).
+    pub(crate) fn failed(&self, err: &BackendError) -> bool {
         let until = self.now_ms().saturating_add(u64::try_from(self.retry_interval.as_millis()).unwrap_or(u64::MAX));
         self.open_until_ms.store(until, Ordering::Release);
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err.message.clone());
+        !self.degraded.swap(true, Ordering::AcqRel)
     }
 
     /// Records a success: closes the breaker.
     pub(crate) fn succeeded(&self) {
         self.open_until_ms.store(0, Ordering::Release);
+        if self.degraded.load(Ordering::Relaxed) && self.degraded.swap(false, Ordering::AcqRel) {
+            *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+            tracing::info!("cacheops: the cache backend answers again");
+        }
+    }
+
+    pub(crate) fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Whether something must be replayed (or fenced) before hits are served.

@@ -33,6 +33,7 @@ mod events;
 mod file;
 mod function;
 mod health;
+mod lease;
 pub mod lock;
 mod redis;
 mod scope;
@@ -40,7 +41,9 @@ mod serial;
 mod simple;
 
 pub use builder::CacheBuilder;
-pub use cache::{Cache, Lookup, MissTicket, Query, Stats, TableChange, WriteLease};
+pub use cache::{Cache, Lookup, MissTicket, Query, Stats, TableChange};
+pub use health::HealthReport;
+pub use lease::{MarkFailure, WriteLease};
 pub use events::{InvalidateEvent, ReadEvent, ReadOutcome, ReadSource};
 pub use file::{FileCache, cleanfilecache};
 pub use function::{CachedAs, Dep, Deps, FnKey};

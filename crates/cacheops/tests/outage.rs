@@ -1,5 +1,7 @@
-//! Redis outages: reads keep working from the database, invalidations issued meanwhile take
-//! effect once Redis is back, before any stale hit can be served.
+//! Redis outages with `MarkFailure::Proceed`: reads keep working from the database, writes go
+//! on, and the invalidations issued meanwhile take effect once Redis is back, before this
+//! process serves any hit. (With the default, `RefuseWrite`, such writes fail: see
+//! `write_refusal.rs`.)
 
 mod support;
 
@@ -7,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cacheops::{Cache, Lookup, Query, TableChange};
+use cacheops::{Cache, Lookup, MarkFailure, Query, TableChange};
 use support::*;
 
 /// A tiny "database": row id → (category_id, version).
@@ -58,6 +60,7 @@ async fn cache_for(redis: &OwnRedis) -> Cache {
     support::builder()
         .redis_url(redis.url())
         .retry_interval(Duration::from_millis(200))
+        .on_mark_failure(MarkFailure::Proceed)
         .build()
         .await
         .unwrap()
@@ -119,6 +122,7 @@ async fn overflowing_replay_queue_fences_the_cache() {
     let cache = support::builder()
         .redis_url(server.url())
         .retry_interval(Duration::from_millis(100))
+        .on_mark_failure(MarkFailure::Proceed)
         .replay_limit(2)
         .build()
         .await
