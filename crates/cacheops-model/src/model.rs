@@ -181,6 +181,10 @@ pub struct Variant {
     /// lease state had a Redis TTL and so was evictable under `volatile-*` (and is under
     /// `allkeys-*`). Only matters with [`Config::eviction`].
     pub markers_evictable: bool,
+    /// A writer dropped while its COMMIT is in flight finishes its lease at once (broken: the
+    /// former `Drop for WriteLease`, which spawned the finish). Only matters with
+    /// [`Config::cancellation`].
+    pub finish_on_drop: bool,
 }
 
 impl Variant {
@@ -193,6 +197,7 @@ impl Variant {
         finish_deletes_foreign_markers: false,
         seq_rule: SeqRule::Counter,
         markers_evictable: false,
+        finish_on_drop: false,
     };
     /// The correct protocol with an unconditional re-mark before COMMIT.
     pub const CORRECT_ALWAYS_REMARK: Variant = Variant { remark: Remark::Always, ..Variant::CORRECT };
@@ -213,6 +218,8 @@ impl Variant {
     pub const REDIS_SEQ_FIXED: Variant = Variant { seq_rule: SeqRule::RedisFixed, ..Variant::CORRECT };
     /// Lease state (markers, writer records) evictable like values and conj stamps.
     pub const MARKERS_EVICTABLE: Variant = Variant { markers_evictable: true, ..Variant::CORRECT };
+    /// A dropped writer finishes before its in-flight COMMIT lands.
+    pub const FINISH_ON_DROP: Variant = Variant { finish_on_drop: true, ..Variant::CORRECT };
 }
 
 /// A model configuration.
@@ -238,6 +245,11 @@ pub struct Config {
     /// conj stamps; markers and writer records have none), plus markers and writer records with
     /// [`Variant::markers_evictable`].
     pub eviction: bool,
+    /// Whether a writer's future may be dropped (a request timeout) after it sent COMMIT and
+    /// before the COMMIT is visible. The COMMIT still lands — within the lease (the stated
+    /// assumption: a COMMIT takes less than the lease's remaining third). A dropped writer never
+    /// finishes: its lease only expires (unless [`Variant::finish_on_drop`]).
+    pub cancellation: bool,
     /// The distinct queries (one value key each); derived by [`Config::new`].
     queries: Vec<Query>,
 }
@@ -268,6 +280,7 @@ impl Config {
             rollbacks: false,
             lease_expiry: true,
             eviction: false,
+            cancellation: false,
             queries,
         }
     }
@@ -405,6 +418,9 @@ const W_LOCKED: u8 = 1; // pre-image taken, row locked
 const W_MARKED: u8 = 2; // statement executed under a lease, not committed
 const W_ENDED: u8 = 3; // committed or rolled back, not finished
 const W_DONE: u8 = 4;
+const W_IN_FLIGHT: u8 = 5; // COMMIT sent, not visible yet, the writer's future dropped
+const W_IN_FLIGHT_FINISHED: u8 = 6; // the same, after the dropped lease was finished (broken)
+const W_DROPPED: u8 = 7; // the COMMIT landed; nothing will finish the lease
 
 // Lease states.
 const L_NONE: u8 = 0;
@@ -476,6 +492,11 @@ pub enum Action {
     Commit(u8),
     /// Writer: `ROLLBACK`.
     Rollback(u8),
+    /// Writer: `COMMIT` sent, then the writer's future is dropped (cancelled) before it is
+    /// visible ([`Config::cancellation`]).
+    CommitDropped(u8),
+    /// A dropped writer's COMMIT becomes visible (the row lock is released).
+    Land(u8),
     /// Writer: `Backend::finish`.
     Finish(u8),
     /// The writer's lease runs out: its marker entries and its writer record expire.
@@ -828,7 +849,7 @@ impl State {
 
     fn writer_may_start(&self, cfg: &Config, w: usize) -> bool {
         self.row_lock == 0
-            && (cfg.concurrent_writers || self.writers[..w].iter().all(|x| x.phase == W_DONE))
+            && (cfg.concurrent_writers || self.writers[..w].iter().all(|x| x.phase == W_DONE || x.phase == W_DROPPED))
     }
 
     fn commit_allowed(&self, cfg: &Config, w: usize) -> bool {
@@ -885,17 +906,30 @@ impl State {
                     }
                     if self.commit_allowed(cfg, w) {
                         out.push(Action::Commit(w8));
+                        if cfg.cancellation {
+                            out.push(Action::CommitDropped(w8));
+                        }
                     }
                     if cfg.rollbacks {
                         out.push(Action::Rollback(w8));
                     }
                 }
                 W_ENDED => out.push(Action::Finish(w8)),
+                W_IN_FLIGHT => {
+                    out.push(Action::Land(w8));
+                    if v.finish_on_drop {
+                        out.push(Action::Finish(w8));
+                    }
+                }
+                W_IN_FLIGHT_FINISHED => out.push(Action::Land(w8)),
                 _ => {}
             }
             // The lease can run out at any time while it is live, except between an
-            // unconditional re-mark and COMMIT (the fresh lease covers the COMMIT).
-            let covered = v.remark == Remark::Always && wr.phase == W_MARKED && wr.remarked;
+            // unconditional re-mark and COMMIT (the fresh lease covers the COMMIT), and while
+            // a COMMIT is in flight (it lands within the lease).
+            let covered = (v.remark == Remark::Always && wr.phase == W_MARKED && wr.remarked)
+                || wr.phase == W_IN_FLIGHT
+                || wr.phase == W_IN_FLIGHT_FINISHED;
             if cfg.lease_expiry && wr.lease == L_LIVE && !covered {
                 out.push(Action::Expire(w8));
             }
@@ -1019,10 +1053,18 @@ impl State {
                 s.row_lock = 0;
                 s.writers[w].phase = W_ENDED;
             }
+            Action::CommitDropped(w) => s.writers[w as usize].phase = W_IN_FLIGHT,
+            Action::Land(w) => {
+                let w = w as usize;
+                s.db_row = cfg.writers[w].apply(s.writers[w].old);
+                s.db_ver += 1;
+                s.row_lock = 0;
+                s.writers[w].phase = if s.writers[w].phase == W_IN_FLIGHT { W_DROPPED } else { W_DONE };
+            }
             Action::Finish(w) => {
                 let w = w as usize;
                 s.finish(cfg, w);
-                s.writers[w].phase = W_DONE;
+                s.writers[w].phase = if s.writers[w].phase == W_IN_FLIGHT { W_IN_FLIGHT_FINISHED } else { W_DONE };
             }
             Action::Expire(w) => s.expire(w as usize),
             Action::EvictValue(i) => s.evict_value(i as usize),
@@ -1148,6 +1190,8 @@ impl State {
             Action::Remark(w) => format!("W{}: re-mark before COMMIT", w + 1),
             Action::Commit(w) => format!("W{}: COMMIT -> version {}", w + 1, self.db_ver + 1),
             Action::Rollback(w) => format!("W{}: ROLLBACK", w + 1),
+            Action::CommitDropped(w) => format!("W{}: COMMIT sent, then the writer's future is dropped", w + 1),
+            Action::Land(w) => format!("W{}: the dropped COMMIT lands -> version {}", w + 1, self.db_ver + 1),
             Action::Finish(w) => format!("W{}: finish", w + 1),
             Action::Expire(w) => {
                 format!("W{}: lease expires (its marker entries and writer record are expired from now on)", w + 1)

@@ -207,3 +207,28 @@ fn broken_markers_evictable() {
     cfg.eviction = true;
     assert_stale_hit("small+eviction/markers_evictable", &cfg);
 }
+
+// --- cancellation: a writer dropped while its COMMIT is in flight -------------------------
+
+/// The dropped writer never finishes; its markers stay until the lease expires (the COMMIT
+/// lands within the lease): no stale hit, with overlapping writers and rollbacks too.
+#[test]
+fn correct_with_cancellation() {
+    let mut cfg = Config::design(Variant::CORRECT);
+    cfg.cancellation = true;
+    assert_safe("design/correct+cancellation", &cfg);
+    let mut cfg = Config::small(Variant::CORRECT);
+    cfg.cancellation = true;
+    cfg.concurrent_writers = true;
+    cfg.rollbacks = true;
+    assert_safe("small/correct+cancellation+overlap+rollbacks", &cfg);
+}
+
+/// The former `Drop for WriteLease`: the dropped lease is finished at once, before its COMMIT
+/// is visible; a reader stores the old row under fresh stamps.
+#[test]
+fn broken_finish_on_drop() {
+    let mut cfg = Config::small(Variant::FINISH_ON_DROP);
+    cfg.cancellation = true;
+    assert_stale_hit("small/finish_on_drop", &cfg);
+}
