@@ -111,7 +111,7 @@ fn escape_table(table: &str) -> String {
 
 /// The TTL of conj stamps referenced by a value that lives `timeout`: they must outlive it.
 pub fn conj_ttl(timeout: Duration) -> Duration {
-    timeout * 2 + Duration::from_secs(10)
+    crate::time::cap(timeout.saturating_mul(2).saturating_add(Duration::from_secs(10)))
 }
 
 /// Hashes the parts that identify a cached result into a hex digest.

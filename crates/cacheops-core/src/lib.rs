@@ -15,6 +15,7 @@ pub mod equality;
 pub mod keys;
 pub mod memory;
 pub mod protocol;
+pub mod time;
 pub mod value;
 
 pub use analysis::{

@@ -3,6 +3,7 @@
 //! It is the default when no Redis is configured, and the reference implementation of the
 //! [`Backend`] algorithms (the Redis scripts are translations of this file).
 
+use crate::time::deadline;
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
 use std::sync::{Mutex, MutexGuard};
@@ -163,7 +164,7 @@ impl State {
         self.bound_stamps(now);
         self.stamps.insert(
             key.to_owned(),
-            Stamp { content: Content::Stamp(value), expires: ttl.map(|t| now + t) },
+            Stamp { content: Content::Stamp(value), expires: ttl.map(|t| deadline(now, t)) },
         );
     }
 
@@ -219,7 +220,7 @@ impl State {
     /// a stamp, nothing or a marker whose entries all expired becomes a new marker. Expired
     /// entries of other writers are dropped. The marker has no TTL.
     fn add_marker(&mut self, key: &str, writer: &str, lease: Duration, now: Instant) {
-        let expiry = now + lease;
+        let expiry = deadline(now, lease);
         let mut entries = match self.get_stamp(key, now) {
             Some(Content::Marker(entries)) => entries,
             _ => {
@@ -371,14 +372,14 @@ impl Backend for MemoryBackend {
         stored.extend_from_slice(stamps.0.as_bytes());
         stored.push(b'\n');
         stored.extend_from_slice(data);
-        st.values.put(req.value_key.clone(), Entry { data: stored, expires: Some(now + ttl) });
+        st.values.put(req.value_key.clone(), Entry { data: stored, expires: Some(deadline(now, ttl)) });
         for t in req.tables.iter() {
             for c in &t.conjs {
                 if let Some(s) = st.stamps.get_mut(&c.key)
                     && !s.content.is_marker()
-                    && s.expires.is_some_and(|e| e < now + ttl)
+                    && s.expires.is_some_and(|e| e < deadline(now, ttl))
                 {
-                    s.expires = Some(now + req.conj_ttl);
+                    s.expires = Some(deadline(now, req.conj_ttl));
                 }
             }
         }
@@ -401,7 +402,7 @@ impl Backend for MemoryBackend {
             st.writers
                 .entry(t.writers_key.clone())
                 .or_default()
-                .insert(writer.to_owned(), (seq, now + req.lease));
+                .insert(writer.to_owned(), (seq, deadline(now, req.lease)));
         }
         Ok(())
     }
@@ -447,7 +448,7 @@ impl Backend for MemoryBackend {
     async fn set(&self, key: &str, data: &[u8], ttl: Option<Duration>) -> Result<(), BackendError> {
         let now = Instant::now();
         let mut st = self.lock();
-        st.values.put(key.to_owned(), Entry { data: data.to_vec(), expires: ttl.map(|t| now + t) });
+        st.values.put(key.to_owned(), Entry { data: data.to_vec(), expires: ttl.map(|t| deadline(now, t)) });
         Ok(())
     }
 

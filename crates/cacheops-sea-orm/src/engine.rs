@@ -506,7 +506,7 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
     if let Some(t) = plan.timeout {
         query = Cow::Owned(query.into_owned().with_timeout(t));
     }
-    let opts = cacheops::LockOpts::new(plan.lock, LOCK_WAIT);
+    let opts = cacheops::LockOpts::new(plan.lock, cache.lock_wait());
     let fetched = cache
         .get_or_compute_with(&query, opts, || async {
             let rows = run_read(conn, stmt.clone(), mode).await.map_err(ReadErr::Db)?;
@@ -526,9 +526,6 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
         Err(ReadErr::Cache(e)) => Err(err(e)),
     }
 }
-
-/// How long a reader waits for another's computation under the dog-pile lock.
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Streams are not cached, and a data-changing statement cannot be streamed through the cached
 /// connection (its invalidation could not be tied to the stream's end): that is an error.

@@ -319,7 +319,13 @@ impl Cache {
         crate::CacheBuilder::default()
     }
 
-    /// The profiles.
+    /// How long a dog-pile waiter waits for the holder ([`crate::CacheBuilder::lock_wait`]);
+    /// integrations use it for their reads.
+    pub fn lock_wait(&self) -> Duration {
+        self.inner.lock_wait
+    }
+
+    /// The profiles this cache was built with.
     pub fn profiles(&self) -> &Profiles {
         &self.inner.profiles
     }

@@ -377,7 +377,7 @@ impl<S: Serializer> CachedAs<S> {
         Fut: Future<Output = Result<T, E>>,
     {
         let opts = self.opts(None);
-        let deadline = Instant::now() + opts.wait;
+        let deadline = cacheops_core::time::deadline(Instant::now(), opts.wait);
         let source = || ReadSource::Function { name: self.name.to_string() };
         let mut guard = None;
         let known = loop {

@@ -137,7 +137,7 @@ impl RemoteLock {
             .key(lock_key)
             .key(signal_key)
             .arg(&token)
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .arg(u64::try_from(cacheops_core::time::cap(ttl).as_millis()).unwrap_or(u64::MAX).max(1))
             .invoke_async(&mut conn)
             .await?;
         Ok(match v {
@@ -191,7 +191,7 @@ impl RemoteLock {
         let mut cmd = redis::cmd("BLMOVE");
         cmd.arg(signal_key).arg(signal_key).arg("LEFT").arg("LEFT").arg(secs);
         let fut = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
-        match tokio::time::timeout(remaining + Duration::from_secs(1), fut).await {
+        match tokio::time::timeout(remaining.saturating_add(Duration::from_secs(1)), fut).await {
             Ok(Ok(v)) => {
                 self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conn);
                 v.is_some()
@@ -395,7 +395,7 @@ where
     Fut: Future<Output = Result<(T, Vec<u8>), E>>,
     E: From<Error>,
 {
-    let deadline = Instant::now() + opts.wait;
+    let deadline = cacheops_core::time::deadline(Instant::now(), opts.wait);
     let mut guard: Option<Guard> = None;
     let mut next = Some(first);
     loop {
