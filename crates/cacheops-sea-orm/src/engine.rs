@@ -605,13 +605,16 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
                 .map(|v| w.where_params.iter().filter_map(|i| v.0.get(*i).cloned()).collect());
             let count_ok = values.as_ref().is_none_or(|v| v.len() == w.where_params.len());
             if count_ok {
+                // At most `max_preimage_rows` (+1, to tell): past it the change is table-level
+                // and nothing more is materialised.
+                let limit = shared.cache.max_preimage_rows();
                 let pre_stmt = Statement {
-                    sql: sql.clone(),
+                    sql: limited_preimage(sql, limit),
                     values: values.map(sea_orm::sea_query::Values),
                     db_backend: shared.backend,
                 };
                 let rows = txn.query_all_raw(pre_stmt).await?;
-                rows_of(&rows)
+                if rows.len() > limit { None } else { rows_of(&rows) }
             } else {
                 None
             }
@@ -658,6 +661,15 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
         }
     }
     Ok((output, changes, saved))
+}
+
+/// The pre-image with `LIMIT limit + 1` (before its `FOR UPDATE`).
+fn limited_preimage(sql: &str, limit: usize) -> String {
+    let n = limit.saturating_add(1);
+    match sql.strip_suffix(" FOR UPDATE") {
+        Some(head) => format!("{head} LIMIT {n} FOR UPDATE"),
+        None => format!("{sql} LIMIT {n}"),
+    }
 }
 
 fn statement_rows(w: &WriteTarget) -> Vec<Row> {

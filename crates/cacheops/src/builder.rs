@@ -13,6 +13,9 @@ use crate::health::Health;
 use crate::lease::MarkFailure;
 use crate::lock::{DEFAULT_LOCK_WAIT, Locks};
 
+/// Default of [`CacheBuilder::max_preimage_rows`].
+pub const DEFAULT_MAX_PREIMAGE_ROWS: usize = 1_000;
+
 #[derive(Debug, Clone)]
 enum BackendChoice {
     Memory { max_entries: usize },
@@ -61,6 +64,7 @@ pub struct CacheBuilder {
     lock_wait: Duration,
     lock_ttl: Duration,
     mark_failure: MarkFailure,
+    max_preimage_rows: usize,
 }
 
 impl Default for CacheBuilder {
@@ -81,6 +85,7 @@ impl Default for CacheBuilder {
             lock_wait: DEFAULT_LOCK_WAIT,
             lock_ttl: Duration::from_secs(60),
             mark_failure: MarkFailure::default(),
+            max_preimage_rows: DEFAULT_MAX_PREIMAGE_ROWS,
         }
     }
 }
@@ -181,6 +186,14 @@ impl CacheBuilder {
         self
     }
 
+    /// How many old rows an integration reads (and marks) before an UPDATE or DELETE (default
+    /// 1 000). A write that matches more is invalidated at table level: nothing more is
+    /// materialised, and its lease and invalidation touch one key.
+    pub fn max_preimage_rows(mut self, n: usize) -> Self {
+        self.max_preimage_rows = n;
+        self
+    }
+
     /// `false` makes every cache a pass-through that never touches the backend (for tests).
     pub fn enabled(mut self, on: bool) -> Self {
         self.enabled = on;
@@ -272,6 +285,9 @@ impl CacheBuilder {
         if self.lock_ttl.is_zero() {
             return Err(invalid("lock_ttl", "must be greater than zero"));
         }
+        if self.max_preimage_rows == 0 {
+            return Err(invalid("max_preimage_rows", "must be at least 1"));
+        }
         if self.replay_limit == 0 {
             return Err(invalid("replay_limit", "must be at least 1"));
         }
@@ -310,6 +326,7 @@ impl CacheBuilder {
             Locks::new(remote, self.lock_ttl),
             self.lock_wait,
             self.mark_failure,
+            self.max_preimage_rows,
         );
         let cache = Cache { inner: Arc::new(inner), keys: Arc::new(keys) };
         if self.enabled {

@@ -73,6 +73,7 @@ pub(crate) struct Inner {
     pub(crate) subscribers: Subscribers,
     pub(crate) locks: Locks,
     pub(crate) lock_wait: Duration,
+    pub(crate) max_preimage_rows: usize,
     pub(crate) local: LocalCopies,
     counters: Counters,
 }
@@ -93,6 +94,7 @@ impl Inner {
         locks: Locks,
         lock_wait: Duration,
         mark_failure: MarkFailure,
+        max_preimage_rows: usize,
     ) -> Self {
         Inner {
             backend,
@@ -111,6 +113,7 @@ impl Inner {
             subscribers,
             locks,
             lock_wait,
+            max_preimage_rows,
             local: LocalCopies::new(LOCAL_ENTRIES),
             counters: Counters::default(),
         }
@@ -323,6 +326,11 @@ impl Cache {
     /// integrations use it for their reads.
     pub fn lock_wait(&self) -> Duration {
         self.inner.lock_wait
+    }
+
+    /// How many old rows an integration reads before a write ([`crate::CacheBuilder::max_preimage_rows`]).
+    pub fn max_preimage_rows(&self) -> usize {
+        self.inner.max_preimage_rows
     }
 
     /// The profiles this cache was built with.
