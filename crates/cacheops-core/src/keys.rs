@@ -8,7 +8,7 @@ use crate::dnf::Conj;
 
 /// Version of the key layout and value format. Bumped on any incompatible change, so that an old
 /// and a new deployment sharing one Redis never read each other's data.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Characters a prefix may not contain: they would break the hash tag or the key structure.
 pub const FORBIDDEN_PREFIX_CHARS: &[char] = &['{', '}', ' ', '\n', '\r', '\t'];
@@ -18,8 +18,9 @@ pub const FORBIDDEN_PREFIX_CHARS: &[char] = &['{', '}', ' ', '\n', '\r', '\t'];
 /// ```
 /// use cacheops_core::KeySpace;
 /// let ks = KeySpace::new("tenant1").unwrap();
-/// assert_eq!(ks.epoch(), "{co:tenant1}:2:e");
-/// assert_eq!(ks.table("post"), "{co:tenant1}:2:t:post");
+/// assert_eq!(ks.epoch(), "{co:tenant1}:3:e");
+/// assert_eq!(ks.boot(), "{co:tenant1}:3:b");
+/// assert_eq!(ks.table("post"), "{co:tenant1}:3:t:post");
 /// assert!(KeySpace::new("bad{prefix").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,6 +53,14 @@ impl KeySpace {
     /// The epoch stamp: part of every value's stamp vector, deleted by `invalidate_all`.
     pub fn epoch(&self) -> String {
         format!("{}e", self.base)
+    }
+
+    /// The server identity the namespace was last verified on (the `run_id` of the Redis
+    /// process): every script replaces it, and deletes the epoch, when the server it runs on is
+    /// another one (a restart, possibly from an older snapshot); a hit requires it to equal the
+    /// identity of the server that answered.
+    pub fn boot(&self) -> String {
+        format!("{}b", self.base)
     }
 
     /// The scheme registration counter.
@@ -109,6 +118,18 @@ fn escape_table(table: &str) -> String {
     table.replace('%', "%25").replace(':', "%3A").replace('{', "%7B").replace('}', "%7D")
 }
 
+/// The boot key ([`KeySpace::boot`]) of the namespace an epoch key belongs to.
+///
+/// ```
+/// let ks = cacheops_core::KeySpace::new("p").unwrap();
+/// assert_eq!(cacheops_core::keys::boot_of_epoch(&ks.epoch()), ks.boot());
+/// ```
+pub fn boot_of_epoch(epoch_key: &str) -> String {
+    let mut k = epoch_key.strip_suffix('e').unwrap_or(epoch_key).to_owned();
+    k.push('b');
+    k
+}
+
 /// The TTL of conj stamps referenced by a value that lives `timeout`: they must outlive it.
 pub fn conj_ttl(timeout: Duration) -> Duration {
     crate::time::cap(timeout.saturating_mul(2).saturating_add(Duration::from_secs(10)))
@@ -139,6 +160,6 @@ mod tests {
     #[test]
     fn tables_with_colons_are_escaped() {
         let ks = KeySpace::new("").unwrap();
-        assert_eq!(ks.table("a:b"), "{co:}:2:t:a%3Ab");
+        assert_eq!(ks.table("a:b"), "{co:}:3:t:a%3Ab");
     }
 }

@@ -167,12 +167,25 @@ pub struct WriteRequest {
 pub struct BackendError {
     /// What went wrong.
     pub message: String,
+    /// The command never reached the server (the connection had been dropped, e.g. by a
+    /// server restart): sending it once more is safe and may succeed.
+    connection_dropped: bool,
 }
 
 impl BackendError {
     /// A backend error with a message.
     pub fn new(message: impl Into<String>) -> Self {
-        BackendError { message: message.into() }
+        BackendError { message: message.into(), connection_dropped: false }
+    }
+
+    /// An error of a command that never reached the server: its connection had been dropped.
+    pub fn connection_dropped(message: impl Into<String>) -> Self {
+        BackendError { message: message.into(), connection_dropped: true }
+    }
+
+    /// Whether the command never reached the server (see [`BackendError::connection_dropped`]).
+    pub fn is_connection_dropped(&self) -> bool {
+        self.connection_dropped
     }
 }
 
@@ -253,6 +266,14 @@ pub trait Backend: Send + Sync + Debug {
     /// Deletes stamp keys (table keys, the epoch), leaving live markers alone (expired ones are
     /// absent and deleted too): `invalidate_model` and `invalidate_all`. O(number of keys).
     async fn delete_stamps(&self, keys: &[String]) -> Result<(), BackendError>;
+
+    /// Whether a mark that succeeded may later be lost (a server restarted empty or from an
+    /// older snapshot). Then every lease is renewed right before COMMIT
+    /// (`WriteLease::before_commit`), so that its markers are in the server that sees the
+    /// commit. The in-process backend never loses them.
+    fn may_lose_marks(&self) -> bool {
+        false
+    }
 
     /// Simple cache: `GET`.
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, BackendError>;

@@ -245,28 +245,41 @@ impl RedisBackend {
     ///
     /// The `MGET` goes over a direct connection when one is free (see
     /// [`RedisBackendBuilder::direct_connections`](crate::RedisBackendBuilder::direct_connections)),
-    /// else over the shared connection.
+    /// which knows the identity (`run_id`) of the server it is connected to, and also reads the
+    /// namespace's boot key: a hit requires the namespace to have been verified on that server
+    /// (see `verify_boot` in `common.lua`). Without a free direct connection (every one busy, a
+    /// cluster, a backend built from a connection) it answers `None`, and `read.lua` — which
+    /// verifies the server first — decides, in one round trip still.
     pub async fn read_hit(&self, req: &ReadRequest) -> Result<Option<Vec<u8>>, RedisBackendError> {
         let stamp_keys = req.stamp_keys();
-        let mut values = match self.query_direct(
+        let boot = cacheops_core::keys::boot_of_epoch(&req.epoch_key);
+        // Only a direct connection knows which server process answers: over the shared
+        // connection (which reconnects silently) or a cluster, `read.lua` decides, having
+        // verified the server itself.
+        let Some(reply) = self.query_direct(
             [b"MGET".as_slice(), req.value_key.as_bytes()]
                 .into_iter()
-                .chain(stamp_keys.iter().map(|k| k.as_bytes())),
-        ) {
-            Some(reply) => match reply.await? {
-                Reply::Array(values) => values,
-                other => return Err(RedisBackendError::Protocol(format!("MGET answered {other:?}"))),
-            },
-            None => {
-                let mut mget = redis::cmd("MGET");
-                mget.arg(&req.value_key).arg(&stamp_keys[..]);
-                self.query::<Vec<Option<Vec<u8>>>>(&mget).await?
-            }
+                .chain(stamp_keys.iter().map(|k| k.as_bytes()))
+                .chain(std::iter::once(boot.as_bytes())),
+        ) else {
+            return Ok(None);
+        };
+        let (reply, server_id) = reply.await?;
+        let mut values = match reply {
+            Reply::Array(values) => values,
+            other => return Err(RedisBackendError::Protocol(format!("MGET answered {other:?}"))),
+        };
+        // The namespace must have been verified on the server that answered: after a restart
+        // (from an older snapshot, say) the first script deletes the epoch before anything is
+        // served.
+        let verified = match (values.pop(), server_id) {
+            (Some(Some(stored)), Some(id)) => stored == id.as_bytes(),
+            _ => false,
         };
         let Some((value, stamps)) = values.split_first_mut() else {
             return Ok(None);
         };
-        Ok(value.take().and_then(|v| hit_data(v, stamps)))
+        Ok(if verified { value.take().and_then(|v| hit_data(v, stamps)) } else { None })
     }
 
     /// A command over a free direct connection: `None` when there is none (no pool, or every
@@ -274,7 +287,7 @@ impl RedisBackend {
     fn query_direct<'a>(
         &'a self,
         args: impl Iterator<Item = &'a [u8]>,
-    ) -> Option<impl Future<Output = Result<Reply, RedisBackendError>> + 'a> {
+    ) -> Option<impl Future<Output = Result<(Reply, Option<Arc<str>>), RedisBackendError>> + 'a> {
         let pool = self.direct.as_ref()?;
         let lease = pool.take()?;
         let args: Vec<&'a [u8]> = args.collect();
@@ -286,7 +299,7 @@ impl RedisBackend {
     /// `redis_rtt`), and [`Backend::get`] of the simple cache.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisBackendError> {
         if let Some(reply) = self.query_direct([b"GET".as_slice(), key.as_bytes()].into_iter()) {
-            return match reply.await? {
+            return match reply.await?.0 {
                 Reply::Bulk(value) => Ok(value),
                 other => Err(RedisBackendError::Protocol(format!("GET answered {other:?}"))),
             };
@@ -499,6 +512,11 @@ fn table_args(inv: &mut ScriptInvocation<'_>, t: &TableWrite) {
 impl Backend for RedisBackend {
     async fn read(&self, req: &ReadRequest) -> Result<ReadReply, BackendError> {
         Ok(self.read_checked(req).await?)
+    }
+
+    /// A restart (empty, or from an RDB/AOF snapshot older than the mark) loses markers.
+    fn may_lose_marks(&self) -> bool {
+        true
     }
 
     async fn store(

@@ -13,7 +13,7 @@
 //! answer to another command.
 
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -173,11 +173,20 @@ enum Stream {
     Unix(tokio::net::UnixStream),
 }
 
-/// One plain connection: the stream and its buffers (reused between commands).
+/// One plain connection: the stream and its buffers (reused between commands), and the
+/// identity (`run_id`) of the server process it is connected to, read when it opened.
 struct Conn {
     stream: Stream,
     out: Vec<u8>,
     buf: Vec<u8>,
+    server_id: Option<Arc<str>>,
+}
+
+/// The `run_id` line of an `INFO server` reply.
+pub(crate) fn run_id_of(info: &[u8]) -> Option<Arc<str>> {
+    let text = std::str::from_utf8(info).ok()?;
+    let id = text.lines().find_map(|l| l.strip_prefix("run_id:"))?.trim();
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Arc::from(id))
 }
 
 /// Read buffers larger than this are not kept between commands.
@@ -341,7 +350,8 @@ impl DirectPool {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Sends one command on `lease` (from [`DirectPool::take`]) and returns its reply.
+    /// Sends one command on `lease` (from [`DirectPool::take`]) and returns its reply, and the
+    /// identity of the server that answered (`None` when it could not be read).
     ///
     /// When a connection that had been idle in the pool fails with an I/O error (the server
     /// closed it: a restart, an idle timeout, `CLIENT KILL`), the other idle connections are
@@ -351,7 +361,7 @@ impl DirectPool {
         &self,
         lease: Lease<'_>,
         args: impl ExactSizeIterator<Item = &'a [u8]> + Clone,
-    ) -> Result<Reply, RedisBackendError> {
+    ) -> Result<(Reply, Option<Arc<str>>), RedisBackendError> {
         let reused = lease.reused;
         match self.query_on(lease, args.clone()).await {
             Err(RedisBackendError::Io(e)) if reused && e.kind() != io::ErrorKind::TimedOut => {
@@ -396,7 +406,7 @@ impl DirectPool {
         &self,
         mut lease: Lease<'_>,
         args: impl ExactSizeIterator<Item = &'a [u8]>,
-    ) -> Result<Reply, RedisBackendError> {
+    ) -> Result<(Reply, Option<Arc<str>>), RedisBackendError> {
         let conn = match &mut lease.conn {
             Some(conn) => conn,
             empty => empty.insert(self.connect().await?),
@@ -408,8 +418,9 @@ impl DirectPool {
             .map_err(|_| RedisBackendError::Io(io::ErrorKind::TimedOut.into()))??
             .pop()
             .ok_or_else(|| RedisBackendError::Protocol("no reply".into()))?;
+        let server_id = conn.server_id.clone();
         lease.give_back();
-        Ok(reply)
+        Ok((reply, server_id))
     }
 
     /// Opens a connection and authenticates / selects the database.
@@ -430,7 +441,7 @@ impl DirectPool {
             .await
             .map_err(|_| RedisBackendError::Io(io::ErrorKind::TimedOut.into()))?
             .map_err(io_err)?;
-        let mut conn = Conn { stream, out: Vec::with_capacity(256), buf: Vec::with_capacity(4096) };
+        let mut conn = Conn { stream, out: Vec::with_capacity(256), buf: Vec::with_capacity(4096), server_id: None };
         let t = &self.target;
         let mut setup = 0;
         if let Some(password) = &t.password {
@@ -447,13 +458,17 @@ impl DirectPool {
             encode_command(&mut conn.out, [b"SELECT".as_slice(), db.as_bytes()].into_iter());
             setup += 1;
         }
-        if setup > 0 {
-            let replies = tokio::time::timeout(self.response_timeout, conn.exchange(setup))
-                .await
-                .map_err(|_| RedisBackendError::Io(io::ErrorKind::TimedOut.into()))??;
-            if let Some(bad) = replies.iter().find(|r| **r != Reply::Status("OK".into())) {
-                return Err(RedisBackendError::Protocol(format!("connection setup answered {bad:?}")));
-            }
+        // Last: which server process this connection talks to (a hit must come from the one
+        // its namespace was verified on).
+        encode_command(&mut conn.out, [b"INFO".as_slice(), b"server"].into_iter());
+        let mut replies = tokio::time::timeout(self.response_timeout, conn.exchange(setup + 1))
+            .await
+            .map_err(|_| RedisBackendError::Io(io::ErrorKind::TimedOut.into()))??;
+        if let Some(Reply::Bulk(Some(info))) = replies.pop() {
+            conn.server_id = run_id_of(&info);
+        }
+        if let Some(bad) = replies.iter().find(|r| **r != Reply::Status("OK".into())) {
+            return Err(RedisBackendError::Protocol(format!("connection setup answered {bad:?}")));
         }
         Ok(conn)
     }

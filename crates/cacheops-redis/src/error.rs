@@ -61,7 +61,11 @@ pub enum RedisBackendError {
 
 impl From<RedisBackendError> for BackendError {
     fn from(e: RedisBackendError) -> Self {
-        BackendError::new(e.to_string())
+        let dropped = match &e {
+            RedisBackendError::Command(r) => r.is_connection_dropped() || r.is_connection_refusal(),
+            _ => false,
+        };
+        if dropped { BackendError::connection_dropped(e.to_string()) } else { BackendError::new(e.to_string()) }
     }
 }
 

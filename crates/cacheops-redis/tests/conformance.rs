@@ -345,7 +345,16 @@ async fn schemes_eviction_invalidates_table(env: Env) {
     env.read_store("o", &other, b"o", MIN).await;
     assert!(hit(&env.read("v", &deps).await).is_some());
     env.del(&env.ks.schemes("post")).await;
-    assert!(hit(&env.read("v", &deps).await).is_some(), "nothing changed yet");
+    if env.kind == Kind::Cluster {
+        // Cluster hits are decided by `read.lua` (no direct connection knows the node's
+        // identity), which treats the lost registry as a table invalidation at once.
+        assert!(is_miss(&env.read("v", &deps).await));
+        env.read_store("v", &deps, b"x", MIN).await;
+        env.read_store("o", &other, b"o", MIN).await;
+        env.del(&env.ks.schemes("post")).await;
+    } else {
+        assert!(hit(&env.read("v", &deps).await).is_some(), "nothing changed yet");
+    }
     let w = env.write_req(None, "post", vec![row(&[("id", 1), ("category_id", 4), ("author_id", 1)])], false, LEASE);
     env.backend.finish(&w).await.expect("finish");
     assert!(is_miss(&env.read("v", &deps).await));

@@ -362,7 +362,7 @@ impl Cache {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let cache = cacheops::Cache::builder().prefix("app").build().await.unwrap();
     /// let tenant = cache.with_prefix("app-tenant7").unwrap();
-    /// assert_eq!(tenant.keys().epoch(), "{co:app-tenant7}:2:e");
+    /// assert_eq!(tenant.keys().epoch(), "{co:app-tenant7}:3:e");
     /// assert!(cache.with_prefix("bad{prefix}").is_err());
     /// # });
     /// ```

@@ -105,7 +105,12 @@ impl WriteLease {
         // so that the lease is never believed to last longer than it does.
         let sent_at = Instant::now();
         let res = if inner.health.closed() {
-            inner.backend.mark(&req).await
+            match inner.backend.mark(&req).await {
+                // The connection had been dropped (a server restart): the client reconnects on
+                // the next command, and a mark may be sent twice.
+                Err(e) if e.is_connection_dropped() => inner.backend.mark(&req).await,
+                res => res,
+            }
         } else {
             Err(BackendError::new("cache backend unavailable (circuit open)"))
         };
@@ -138,14 +143,16 @@ impl WriteLease {
     }
 
     /// Renews the lease (marks again, against the schemes registered now) when more than two
-    /// thirds of it have passed, or when an earlier mark failed. Call right before COMMIT: then
-    /// the markers cover the commit.
+    /// thirds of it have passed, when an earlier mark failed, or always on a backend that may
+    /// lose marks (Redis: a restart between the mark and the COMMIT would otherwise leave the
+    /// commit unprotected). Call right before COMMIT: then the markers cover the commit.
     pub async fn before_commit(&mut self) -> Result<(), Error> {
         if self.suppressed || self.changes.is_empty() {
             return Ok(());
         }
         let lease = self.cache.inner.lease;
-        let due = self.marked_at.is_none_or(|t| t.elapsed().saturating_mul(3) >= lease.saturating_mul(2));
+        let due = self.cache.inner.backend.may_lose_marks()
+            || self.marked_at.is_none_or(|t| t.elapsed().saturating_mul(3) >= lease.saturating_mul(2));
         if due {
             self.marked_at = None;
             let req = self.cache.write_request(Some(self.writer.clone()), &self.changes);

@@ -3,6 +3,23 @@
 -- rendered with string.format('%d', x), never tostring (which gives "1.7e+15").
 if redis.replicate_commands then redis.replicate_commands() end
 
+-- Server identity (see KeySpace::boot): the namespace's boot key holds the run_id of the Redis
+-- process it was last verified on. On another one (a restart, maybe from an older RDB/AOF
+-- snapshot that brought old stamps and values back), the epoch goes: every value stored before
+-- is dead. Every script calls it first; hits (a client-side MGET) also compare the boot key
+-- with the run_id of the server that answered. KEYS[1] is always a key of the namespace.
+local function verify_boot()
+  local base = KEYS[1] and string.match(KEYS[1], '^(%b{}:%d+:)')
+  if not base then return end
+  local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  if not id then return end
+  local boot = base .. 'b'
+  if redis.call('GET', boot) ~= id then
+    redis.call('DEL', base .. 'e')
+    redis.call('SET', boot, id)
+  end
+end
+
 local function is_marker(s)
   return string.byte(s, 1) == 33 -- '!'
 end

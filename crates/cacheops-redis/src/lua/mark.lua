@@ -2,6 +2,7 @@
 -- KEYS: seq, then per table: table key, schemes key, writers key.
 -- ARGV: writer, lease_ms, then the tables (see parse_tables in common.lua).
 -- Returns the number of keys marked.
+verify_boot()
 local writer = ARGV[1]
 local lease = tonumber(ARGV[2])
 local tables = parse_tables(3)

@@ -2,6 +2,7 @@
 -- KEYS: value, epoch, seq, then per table: table key, schemes key, writers key, its conj keys.
 -- ARGV: new_stamp, conj_ttl_ms, ntables, then per table: nconjs, then the scheme of each conj.
 -- Returns {1, data} (hit), {2, stamps} (miss) or {3, 'pending' | 'new_scheme'} (bypass).
+verify_boot()
 local new_stamp = ARGV[1]
 local conj_ttl = tonumber(ARGV[2])
 local ntables = tonumber(ARGV[3])

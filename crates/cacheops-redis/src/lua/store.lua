@@ -2,6 +2,7 @@
 -- KEYS: value, then the stamp keys in stamp-vector order (epoch, per table: table key, conj keys).
 -- ARGV: stamps, data, ttl_ms, conj_ttl_ms, kinds (one char per stamp key: 'c' = conj key, 's' = other).
 -- Returns 1 when stored, 0 when refused.
+verify_boot()
 local expected = ARGV[1]
 local ttl = tonumber(ARGV[3])
 local conj_ttl = tonumber(ARGV[4])

@@ -116,6 +116,16 @@ impl OwnRedis {
         }
     }
 
+    /// Kills the server (SIGKILL: nothing is saved) and starts it again on the same port and
+    /// directory: it comes back with what its last snapshot (`SAVE`) or AOF held.
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), "KILL");
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+
     /// Starts it again on the same port and directory.
     pub fn restart(&mut self) {
         self.stop();
