@@ -321,6 +321,7 @@ impl Backend for MemoryBackend {
             return Ok(ReadReply::Hit(data.to_vec()));
         }
         let mut new_scheme = false;
+        let mut reset = false;
         for t in req.tables.iter() {
             let live = st.live_writers(&t.writers_key, now);
             for c in &t.conjs {
@@ -328,6 +329,15 @@ impl Backend for MemoryBackend {
                 let seq = match existing {
                     Some(s) => s,
                     None => {
+                        let full = st.schemes.get(&t.schemes_key).map_or(0, BTreeMap::len);
+                        if req.max_schemes > 0 && full >= req.max_schemes as usize {
+                            // The registry is full: reset the table (every value of it dies).
+                            st.schemes.remove(&t.schemes_key);
+                            if !matches!(st.get_stamp(&t.table_key, now), Some(Content::Marker(_))) {
+                                st.set_stamp(&t.table_key, format!("{}r", req.new_stamp), None, now);
+                            }
+                            reset = true;
+                        }
                         st.seq += 1;
                         let seq = st.seq;
                         st.schemes.entry(t.schemes_key.clone()).or_default().insert(c.scheme.clone(), seq);
@@ -338,6 +348,9 @@ impl Backend for MemoryBackend {
                     new_scheme = true;
                 }
             }
+        }
+        if reset {
+            return Ok(ReadReply::Bypass(BypassReason::SchemeCap));
         }
         if new_scheme {
             return Ok(ReadReply::Bypass(BypassReason::NewScheme));

@@ -89,7 +89,17 @@ pub struct ReadRequest {
     pub new_stamp: String,
     /// TTL given to conj stamps created or extended (see [`crate::keys::conj_ttl`]).
     pub conj_ttl: Duration,
+    /// Most schemes a table may have registered ([`Backend::read`] step 5; 0: no limit).
+    pub max_schemes: u32,
 }
+
+/// Default of [`ReadRequest::max_schemes`]: with it, a one-row write touches at most 2 × 64
+/// conj keys.
+pub const DEFAULT_MAX_SCHEMES: u32 = 64;
+
+/// Most keys one write may affect per table (rows × schemes) before it is table-level: keeps
+/// every mark and finish within a few milliseconds of Redis time.
+pub const MAX_AFFECTED_KEYS: usize = 1024;
 
 impl ReadRequest {
     /// The stamp keys in stamp-vector order: epoch, then per table its table key and conj keys.
@@ -115,6 +125,8 @@ pub enum BypassReason {
     Pending,
     /// A scheme was registered after a live writer marked its keys.
     NewScheme,
+    /// The table's schemes registry was full and has just been reset (see [`Backend::read`]).
+    SchemeCap,
     /// The cache is unavailable or fenced (set by the engine, not by backends).
     Unavailable,
 }
@@ -210,7 +222,11 @@ pub trait Backend: Send + Sync + Debug {
     /// 5. Otherwise register schemes: for each table, drop expired writers (`expiry ≤ now`) from
     ///    the writers hash (the hash goes with its last entry); for each distinct scheme, `HGET` its sequence number or register it with
     ///    `seq = max(now_us, GET seq_key + 1)` (`SET seq_key seq`, `HSET schemes scheme seq`); if a
-    ///    live writer has `mark_seq < seq` ⇒ [`BypassReason::NewScheme`].
+    ///    live writer has `mark_seq < seq` ⇒ [`BypassReason::NewScheme`]. A new scheme that would
+    ///    exceed `max_schemes` first **resets the table**: the schemes hash is deleted and the table
+    ///    key replaced by a new stamp (unless it holds a marker) — every value of the table and
+    ///    every read in flight on it is dead, unused schemes are gone, used ones register again —
+    ///    and this read answers [`BypassReason::SchemeCap`].
     /// 6. Pending ⇒ [`BypassReason::Pending`]; else [`ReadReply::Miss`] with the joined stamps.
     ///
     /// A backend may answer a hit from one atomic read of the value and the stamp keys (every
@@ -330,10 +346,15 @@ pub fn marker_is_live(v: &str, now_ms: u64) -> bool {
 /// Shared by the in-process backend and tests; the Redis scripts do the same in Lua.
 pub fn affected_keys(table: &TableWrite, schemes: &[String]) -> Vec<String> {
     let mut keys = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     // No registered scheme (never registered, or the registry was evicted): the values cached
-    // on this table are unknown, so the write is table-level.
-    let mut table_level = table.table_level || schemes.is_empty();
-    for row in &table.rows {
+    // on this table are unknown, so the write is table-level. So is one that would touch more
+    // than MAX_AFFECTED_KEYS keys.
+    let mut table_level = table.table_level
+        || schemes.is_empty()
+        || table.rows.len().saturating_mul(schemes.len()) > MAX_AFFECTED_KEYS;
+    let rows: &[RenderedRow] = if table_level { &[] } else { &table.rows };
+    for row in rows {
         for scheme in schemes {
             let mut key = table.conj_prefix.clone();
             let mut complete = true;
@@ -356,7 +377,7 @@ pub fn affected_keys(table: &TableWrite, schemes: &[String]) -> Vec<String> {
                 }
             }
             if complete {
-                if !keys.contains(&key) {
+                if seen.insert(key.clone()) {
                     keys.push(key);
                 }
             } else {

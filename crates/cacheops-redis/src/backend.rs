@@ -316,7 +316,8 @@ impl RedisBackend {
             .key(&req.seq_key);
         inv.arg(&req.new_stamp)
             .arg(ms(req.conj_ttl))
-            .arg(req.tables.len());
+            .arg(req.tables.len())
+            .arg(req.max_schemes);
         for t in req.tables.iter() {
             inv.key(&t.table_key)
                 .key(&t.schemes_key)
@@ -336,6 +337,7 @@ impl RedisBackend {
             3 => match payload.as_slice() {
                 b"pending" => Ok(ReadReply::Bypass(BypassReason::Pending)),
                 b"new_scheme" => Ok(ReadReply::Bypass(BypassReason::NewScheme)),
+                b"scheme_cap" => Ok(ReadReply::Bypass(BypassReason::SchemeCap)),
                 other => Err(RedisBackendError::Protocol(format!(
                     "unknown bypass reason {:?}",
                     String::from_utf8_lossy(other)

@@ -65,6 +65,7 @@ pub struct CacheBuilder {
     lock_ttl: Duration,
     mark_failure: MarkFailure,
     max_preimage_rows: usize,
+    max_schemes: u32,
 }
 
 impl Default for CacheBuilder {
@@ -86,6 +87,7 @@ impl Default for CacheBuilder {
             lock_ttl: Duration::from_secs(60),
             mark_failure: MarkFailure::default(),
             max_preimage_rows: DEFAULT_MAX_PREIMAGE_ROWS,
+            max_schemes: cacheops_core::protocol::DEFAULT_MAX_SCHEMES,
         }
     }
 }
@@ -194,6 +196,16 @@ impl CacheBuilder {
         self
     }
 
+    /// How many distinct column combinations (schemes) cached queries of one table may be
+    /// conditioned on (default 64). A write costs one key per row and scheme; when a new
+    /// scheme would exceed the cap, the table is reset (its cached values are dropped, unused
+    /// schemes are forgotten, those in use register again on their next miss). Must be 1 to
+    /// 65 536.
+    pub fn max_schemes_per_table(mut self, n: u32) -> Self {
+        self.max_schemes = n;
+        self
+    }
+
     /// `false` makes every cache a pass-through that never touches the backend (for tests).
     pub fn enabled(mut self, on: bool) -> Self {
         self.enabled = on;
@@ -285,6 +297,9 @@ impl CacheBuilder {
         if self.lock_ttl.is_zero() {
             return Err(invalid("lock_ttl", "must be greater than zero"));
         }
+        if !(1..=65_536).contains(&self.max_schemes) {
+            return Err(invalid("max_schemes_per_table", "must be in 1..=65536"));
+        }
         if self.max_preimage_rows == 0 {
             return Err(invalid("max_preimage_rows", "must be at least 1"));
         }
@@ -327,6 +342,7 @@ impl CacheBuilder {
             self.lock_wait,
             self.mark_failure,
             self.max_preimage_rows,
+            self.max_schemes,
         );
         let cache = Cache { inner: Arc::new(inner), keys: Arc::new(keys) };
         if self.enabled {

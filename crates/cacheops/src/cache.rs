@@ -74,6 +74,7 @@ pub(crate) struct Inner {
     pub(crate) locks: Locks,
     pub(crate) lock_wait: Duration,
     pub(crate) max_preimage_rows: usize,
+    pub(crate) max_schemes: u32,
     pub(crate) local: LocalCopies,
     counters: Counters,
 }
@@ -95,6 +96,7 @@ impl Inner {
         lock_wait: Duration,
         mark_failure: MarkFailure,
         max_preimage_rows: usize,
+        max_schemes: u32,
     ) -> Self {
         Inner {
             backend,
@@ -114,6 +116,7 @@ impl Inner {
             locks,
             lock_wait,
             max_preimage_rows,
+            max_schemes,
             local: LocalCopies::new(LOCAL_ENTRIES),
             counters: Counters::default(),
         }
@@ -472,6 +475,7 @@ impl Cache {
             tables,
             new_stamp: new_stamp(),
             conj_ttl: conj_ttl(timeout),
+            max_schemes: self.inner.max_schemes,
         }
     }
 

@@ -133,12 +133,17 @@ end
 -- The keys affected by a write to one table, given its registered schemes (protocol.rs
 -- `affected_keys`): per row and scheme the conj key, or the table key when a row lacks a
 -- scheme column or the write is table-level.
+local MAX_AFFECTED_KEYS = 1024 -- protocol.rs MAX_AFFECTED_KEYS
+
 local function affected_keys(tbl)
   local schemes = redis.call('HKEYS', tbl.schemes_key)
   local keys, seen = {}, {}
-  -- No registered scheme (never registered, or the registry was evicted): table-level.
-  local table_level = tbl.table_level or #schemes == 0
-  for _, row in ipairs(tbl.rows) do
+  -- No registered scheme (never registered, or the registry was evicted): table-level. So is a
+  -- write that would touch more than MAX_AFFECTED_KEYS keys.
+  local table_level = tbl.table_level or #schemes == 0 or #tbl.rows * #schemes > MAX_AFFECTED_KEYS
+  local rows = tbl.rows
+  if table_level then rows = {} end
+  for _, row in ipairs(rows) do
     for _, scheme in ipairs(schemes) do
       local parts = { tbl.conj_prefix }
       local complete = true

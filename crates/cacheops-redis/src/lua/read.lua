@@ -1,11 +1,13 @@
 -- Read-check (protocol.rs `Backend::read`).
 -- KEYS: value, epoch, seq, then per table: table key, schemes key, writers key, its conj keys.
--- ARGV: new_stamp, conj_ttl_ms, ntables, then per table: nconjs, then the scheme of each conj.
--- Returns {1, data} (hit), {2, stamps} (miss) or {3, 'pending' | 'new_scheme'} (bypass).
+-- ARGV: new_stamp, conj_ttl_ms, ntables, max_schemes (0: none), then per table: nconjs, then the
+-- scheme of each conj.
+-- Returns {1, data} (hit), {2, stamps} (miss) or {3, 'pending' | 'new_scheme' | 'scheme_cap'} (bypass).
 verify_boot()
 local new_stamp = ARGV[1]
 local conj_ttl = tonumber(ARGV[2])
 local ntables = tonumber(ARGV[3])
+local max_schemes = tonumber(ARGV[4]) or 0
 
 local stamps = {}
 local pending = false
@@ -22,7 +24,7 @@ stamps[#stamps + 1] = epoch
 
 -- 2-3. Tables and conj keys.
 local tables = {}
-local ki, ai = 4, 4
+local ki, ai = 4, 5
 for t = 1, ntables do
   local tbl = { table_key = KEYS[ki], schemes_key = KEYS[ki + 1], writers_key = KEYS[ki + 2], schemes = {} }
   ki = ki + 3
@@ -65,6 +67,7 @@ end
 
 -- 5. Register schemes; a scheme registered after a live writer's mark cannot store.
 local new_scheme = false
+local reset = false
 for _, tbl in ipairs(tables) do
   local live = live_writers(tbl.writers_key, now_ms)
   local done = {}
@@ -73,6 +76,14 @@ for _, tbl in ipairs(tables) do
       done[scheme] = true
       local seq = tonumber(redis.call('HGET', tbl.schemes_key, scheme))
       if not seq then
+        if max_schemes > 0 and redis.call('HLEN', tbl.schemes_key) >= max_schemes then
+          -- The registry is full: reset the table. Every value of it (and every read in flight
+          -- on it) is dead; unused schemes are gone, used ones register again.
+          redis.call('DEL', tbl.schemes_key)
+          local ts = get_stamp(tbl.table_key, now_ms)
+          if not (ts and is_marker(ts)) then redis.call('SET', tbl.table_key, new_stamp .. 'r') end
+          reset = true
+        end
         local last = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
         seq = math.max(now_us, last + 1)
         redis.call('SET', KEYS[3], fmt(seq))
@@ -86,6 +97,7 @@ for _, tbl in ipairs(tables) do
 end
 
 -- 6.
+if reset then return { 3, 'scheme_cap' } end
 if new_scheme then return { 3, 'new_scheme' } end
 if pending then return { 3, 'pending' } end
 return { 2, joined }

@@ -179,6 +179,7 @@ impl Env {
             tables: tables.into(),
             new_stamp: unique(),
             conj_ttl,
+            max_schemes: 0,
         }
     }
 
