@@ -350,10 +350,9 @@ pub fn affected_keys(table: &TableWrite, schemes: &[String]) -> Vec<String> {
     // No registered scheme (never registered, or the registry was evicted): the values cached
     // on this table are unknown, so the write is table-level. So is one that would touch more
     // than MAX_AFFECTED_KEYS keys.
-    let mut table_level = table.table_level
-        || schemes.is_empty()
-        || table.rows.len().saturating_mul(schemes.len()) > MAX_AFFECTED_KEYS;
-    let rows: &[RenderedRow] = if table_level { &[] } else { &table.rows };
+    let over = table.rows.len().saturating_mul(schemes.len()) > MAX_AFFECTED_KEYS;
+    let mut table_level = table.table_level || schemes.is_empty() || over;
+    let rows: &[RenderedRow] = if over { &[] } else { &table.rows };
     for row in rows {
         for scheme in schemes {
             let mut key = table.conj_prefix.clone();

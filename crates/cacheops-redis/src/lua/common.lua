@@ -140,9 +140,10 @@ local function affected_keys(tbl)
   local keys, seen = {}, {}
   -- No registered scheme (never registered, or the registry was evicted): table-level. So is a
   -- write that would touch more than MAX_AFFECTED_KEYS keys.
-  local table_level = tbl.table_level or #schemes == 0 or #tbl.rows * #schemes > MAX_AFFECTED_KEYS
+  local over = #tbl.rows * #schemes > MAX_AFFECTED_KEYS
+  local table_level = tbl.table_level or #schemes == 0 or over
   local rows = tbl.rows
-  if table_level then rows = {} end
+  if over then rows = {} end
   for _, row in ipairs(rows) do
     for _, scheme in ipairs(schemes) do
       local parts = { tbl.conj_prefix }
