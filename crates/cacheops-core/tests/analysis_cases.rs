@@ -404,6 +404,33 @@ fn memo_is_bounded() {
     assert_eq!(a.memo_stats(), (0, 2));
 }
 
+/// The memo is bounded in bytes: large statements push each other out, and one larger than the
+/// whole budget is never memoised.
+#[test]
+fn memo_is_bounded_in_bytes() {
+    let mut cfg = AnalyzerConfig::default();
+    cfg.memo_bytes = 1 << 20;
+    let a = Analyzer::new(cfg);
+    let big = |i: usize| format!("SELECT * FROM post WHERE id = {i} AND title = '{}'", "x".repeat(50_000));
+    for i in 0..100 {
+        a.analyze(&big(i), &[]).unwrap();
+    }
+    let (entries, bytes) = a.memo_size();
+    assert!(bytes <= 1 << 20, "{bytes} bytes");
+    assert!((1..=4).contains(&entries), "{entries} entries");
+    // The most recent one is memoised (a hit); the first one was pushed out (a miss).
+    let (h0, m0) = a.memo_stats();
+    a.analyze(&big(99), &[]).unwrap();
+    a.analyze(&big(0), &[]).unwrap();
+    assert_eq!(a.memo_stats(), (h0 + 1, m0 + 1));
+    // Larger than the budget: analysed, never memoised.
+    let huge = format!("SELECT * FROM post WHERE title = '{}'", "y".repeat(400_000));
+    a.analyze(&huge, &[]).unwrap();
+    a.analyze(&huge, &[]).unwrap();
+    assert!(a.memo_size().1 <= 1 << 20);
+    assert_eq!(a.memo_stats().0, h0 + 1, "the huge statement was never a hit");
+}
+
 #[test]
 fn analyzer_is_shareable_across_threads() {
     let a = std::sync::Arc::new(Analyzer::new(AnalyzerConfig::default()));

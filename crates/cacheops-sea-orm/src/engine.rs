@@ -49,10 +49,15 @@ impl ReadPlan {
 /// Most read plans a connection memoises; past it the memo starts over.
 const PLAN_MEMO_ENTRIES: usize = 4096;
 
+/// Most memory (estimated) the read plans of a connection may hold; past it the memo starts over.
+const PLAN_MEMO_BYTES: usize = 64 << 20;
+
 /// The read plans of recent statements, keyed by SQL text and exact bind values.
 #[derive(Default)]
 struct PlanMemo {
     map: std::sync::Mutex<std::collections::HashMap<Vec<u8>, Arc<ReadPlan>>>,
+    /// Estimated bytes held (see [`PlanMemo::cost`]).
+    bytes: std::sync::atomic::AtomicUsize,
     /// The catalog generation the plans were analysed under; another one empties the memo.
     generation: std::sync::atomic::AtomicU64,
 }
@@ -75,17 +80,34 @@ impl PlanMemo {
         let mut map = self.lock();
         if self.generation.swap(generation, std::sync::atomic::Ordering::AcqRel) != generation {
             map.clear();
+            self.bytes.store(0, std::sync::atomic::Ordering::Relaxed);
             return None;
         }
         map.get(key).cloned()
     }
 
+    /// What one plan is estimated to hold: its key (SQL text and binds), the analysis and the
+    /// query's keys derived from them.
+    fn cost(key: &[u8]) -> usize {
+        cacheops_core::analysis::memo_cost_bytes(key.len())
+    }
+
     fn insert(&self, key: Vec<u8>, plan: Arc<ReadPlan>) {
-        let mut map = self.lock();
-        if map.len() >= PLAN_MEMO_ENTRIES {
-            map.clear();
+        use std::sync::atomic::Ordering::Relaxed;
+        let cost = Self::cost(&key);
+        if cost > PLAN_MEMO_BYTES {
+            return;
         }
-        map.insert(key, plan);
+        let mut map = self.lock();
+        if map.len() >= PLAN_MEMO_ENTRIES || self.bytes.load(Relaxed).saturating_add(cost) > PLAN_MEMO_BYTES {
+            map.clear();
+            self.bytes.store(0, Relaxed);
+        }
+        if let Some(old) = map.insert(key, plan) {
+            drop(old);
+        } else {
+            self.bytes.fetch_add(cost, Relaxed);
+        }
     }
 }
 
@@ -877,6 +899,22 @@ mod tests {
             assert!(memo.get(&key, 0).is_some());
             assert!(memo.lock().len() <= PLAN_MEMO_ENTRIES);
         }
+    }
+
+    #[test]
+    fn plan_memo_is_bounded_in_bytes() {
+        let memo = PlanMemo::default();
+        let analyzer = Analyzer::new(AnalyzerConfig::default());
+        let a = analyzer.analyze("SELECT * FROM post WHERE id = $1", &[Value::Int(1)]).expect("analysis");
+        let plan = Arc::new(ReadPlan::new(a));
+        let big = "x".repeat(1 << 20);
+        for i in 0..30 {
+            memo.insert(PlanMemo::key(&big, &[Value::Int(i)]), Arc::clone(&plan));
+            let bytes = memo.bytes.load(std::sync::atomic::Ordering::Relaxed);
+            assert!(bytes <= PLAN_MEMO_BYTES, "{bytes}");
+            assert_eq!(bytes, memo.lock().keys().map(|k| PlanMemo::cost(k)).sum::<usize>());
+        }
+        assert!(memo.lock().len() < 30);
     }
 
     #[test]

@@ -48,6 +48,20 @@ pub struct AnalyzerConfig {
     pub skip_columns: BTreeSet<String>,
     /// Number of distinct SQL texts whose parse is memoised.
     pub memo_capacity: usize,
+    /// Memory the memo may use, in bytes (estimated per entry from its SQL text: see
+    /// [`memo_cost`]); least recently used entries go first. Default 64 MiB.
+    pub memo_bytes: usize,
+}
+
+/// The memo's estimate of what one entry costs: the template keeps the SQL text and several
+/// renderings of its parts, plus the evaluated trees.
+pub fn memo_cost(sql: &str) -> usize {
+    memo_cost_bytes(sql.len())
+}
+
+/// [`memo_cost`] of a text of `len` bytes.
+pub fn memo_cost_bytes(len: usize) -> usize {
+    len.saturating_mul(6).saturating_add(1024)
 }
 
 impl Default for AnalyzerConfig {
@@ -58,6 +72,7 @@ impl Default for AnalyzerConfig {
             dnf_cap: 64,
             skip_columns: BTreeSet::new(),
             memo_capacity: 4096,
+            memo_bytes: 64 << 20,
         }
     }
 }
@@ -177,7 +192,39 @@ pub enum AnalysisError {
     TooComplex,
 }
 
-type Memo = lru::LruCache<String, Arc<Result<Template, AnalysisError>>>;
+/// The memo: templates by SQL text, LRU, bounded in entries and in (estimated) bytes.
+struct Memo {
+    map: lru::LruCache<String, Arc<Result<Template, AnalysisError>>>,
+    bytes: usize,
+    max_bytes: usize,
+}
+
+impl Memo {
+    fn get(&mut self, sql: &str) -> Option<&Arc<Result<Template, AnalysisError>>> {
+        self.map.get(sql)
+    }
+
+    fn put(&mut self, sql: String, t: Arc<Result<Template, AnalysisError>>) {
+        let cost = memo_cost(&sql);
+        if cost > self.max_bytes {
+            return; // never memoised: it would push everything else out
+        }
+        if let Some((old, _)) = self.map.push(sql.clone(), t) {
+            // `push` returns the replaced or evicted entry.
+            self.bytes = self.bytes.saturating_sub(memo_cost(&old));
+        }
+        self.bytes = self.bytes.saturating_add(cost);
+        while self.bytes > self.max_bytes {
+            match self.map.pop_lru() {
+                Some((old, _)) => self.bytes = self.bytes.saturating_sub(memo_cost(&old)),
+                None => {
+                    self.bytes = 0;
+                    break;
+                }
+            }
+        }
+    }
+}
 
 /// Analyses SQL statements; memoises a template of the analysis per SQL text.
 ///
@@ -272,7 +319,8 @@ impl Analyzer {
     /// Creates an analyzer whose conditions narrow by the column classes of `catalog`
     /// ([`crate::equality`]).
     pub fn with_catalog(config: AnalyzerConfig, catalog: Arc<Catalog>) -> Self {
-        let memo = NonZeroUsize::new(config.memo_capacity).map(|c| Mutex::new(lru::LruCache::new(c)));
+        let memo = NonZeroUsize::new(config.memo_capacity)
+            .map(|c| Mutex::new(Memo { map: lru::LruCache::new(c), bytes: 0, max_bytes: config.memo_bytes }));
         Analyzer { config, catalog, memo, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
@@ -284,6 +332,11 @@ impl Analyzer {
     /// The configuration.
     pub fn config(&self) -> &AnalyzerConfig {
         &self.config
+    }
+
+    /// The memo's size: `(entries, estimated bytes)`.
+    pub fn memo_size(&self) -> (usize, usize) {
+        self.memo.as_ref().and_then(|m| m.lock().ok().map(|m| (m.map.len(), m.bytes))).unwrap_or((0, 0))
     }
 
     /// Memo statistics: `(hits, misses)` since creation.
