@@ -8,12 +8,17 @@
 //!   and readers in several OS processes over PostgreSQL + Redis, every read checked against the
 //!   committed history; exits non-zero on any stale read.
 //!
+//! * `cargo xtask bounds [--rows 200000] [--schemes 16000] [--queries 1000000]` — what the caps
+//!   bound: peak memory and Redis time of a bulk DELETE, Redis time of a one-row write on a table
+//!   with many query shapes, an invalidation on the in-process backend holding many queries.
+//!
 //! Servers: PostgreSQL on 127.0.0.1:5432 (user `postgres`, database `test`; override with
 //! `XTASK_PG`), Redis on 127.0.0.1:6379 (override with `XTASK_REDIS`). Every network address
 //! used is a loopback one; the stress variants start their own `redis-server` on a free
 //! loopback port.
 
 mod bench;
+mod bounds;
 mod redis_server;
 mod schema;
 mod stress;
@@ -23,7 +28,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   cargo xtask bench  [--n 2000] [--backend redis|memory|all] [--no-extras] [--seed 42]
-  cargo xtask stress [--seconds 10] [--processes 2] [--redis-restart] [--eviction] [--rows N]";
+  cargo xtask stress [--seconds 10] [--processes 2] [--redis-restart] [--eviction] [--rows N]
+  cargo xtask bounds [--rows 200000] [--schemes 16000] [--queries 1000000]";
 
 /// `--name value` options and `--flag`s.
 pub struct Args {
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
     let res = match cmd.as_str() {
         "bench" => bench::main(&args),
         "stress" => stress::main(&args),
+        "bounds" => bounds::main(&args),
         stress::WORKER_CMD => stress::worker_main(&args),
         "-h" | "--help" | "help" => {
             println!("{USAGE}");

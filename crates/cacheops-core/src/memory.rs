@@ -66,10 +66,93 @@ impl Stamp {
     }
 }
 
+/// Stamp keys, split into shards that grow (rehash) and are swept one at a time, so that no
+/// single call holds the backend's lock for long however many stamps there are: a map of
+/// millions rehashes for hundreds of milliseconds, one shard of it for a few.
+#[derive(Debug)]
+struct StampMap {
+    shards: Vec<HashMap<String, Stamp>>,
+    len: usize,
+    /// The next shard [`State::bound_stamps`] sweeps.
+    sweep: usize,
+}
+
+const STAMP_SHARDS: usize = 64;
+
+impl StampMap {
+    fn new() -> Self {
+        StampMap { shards: (0..STAMP_SHARDS).map(|_| HashMap::new()).collect(), len: 0, sweep: 0 }
+    }
+
+    fn shard_of(key: &str) -> usize {
+        // FNV-1a: cheap and stable; only spreads keys over shards.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in key.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        (h % STAMP_SHARDS as u64) as usize
+    }
+
+    fn shard(&self, key: &str) -> &HashMap<String, Stamp> {
+        &self.shards[Self::shard_of(key)]
+    }
+
+    fn shard_mut(&mut self, key: &str) -> &mut HashMap<String, Stamp> {
+        &mut self.shards[Self::shard_of(key)]
+    }
+
+    fn get(&self, key: &str) -> Option<&Stamp> {
+        self.shard(key).get(key)
+    }
+
+    fn get_mut(&mut self, key: &str) -> Option<&mut Stamp> {
+        self.shard_mut(key).get_mut(key)
+    }
+
+    fn insert(&mut self, key: String, stamp: Stamp) {
+        if self.shard_mut(&key).insert(key, stamp).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn remove(&mut self, key: &str) {
+        if self.shard_mut(key).remove(key).is_some() {
+            self.len = self.len.saturating_sub(1);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Sweeps the next shard: drops what is absent already (expired stamps, markers whose
+    /// leases all ended), then, while the whole map is over `target`, arbitrary stamps of that
+    /// shard (live markers stay). Touches one shard only.
+    fn sweep_one(&mut self, now: Instant, target: usize) {
+        let i = self.sweep;
+        self.sweep = (self.sweep + 1) % STAMP_SHARDS;
+        let shard = &mut self.shards[i];
+        let before = shard.len();
+        shard.retain(|_, s| s.alive(now));
+        let mut removed = before - shard.len();
+        let excess = self.len.saturating_sub(removed).saturating_sub(target);
+        if excess > 0 {
+            let victims: Vec<String> =
+                shard.iter().filter(|(_, s)| !s.content.is_marker()).map(|(k, _)| k.clone()).take(excess).collect();
+            for k in victims {
+                shard.remove(&k);
+                removed += 1;
+            }
+        }
+        self.len = self.len.saturating_sub(removed);
+    }
+}
+
 #[derive(Debug)]
 struct State {
     values: LruCache<String, Entry>,
-    stamps: HashMap<String, Stamp>,
+    stamps: StampMap,
     schemes: HashMap<String, BTreeMap<String, u64>>,
     writers: HashMap<String, HashMap<String, (u64, Instant)>>,
     seq: u64,
@@ -113,7 +196,7 @@ impl MemoryBackend {
         MemoryBackend {
             state: Mutex::new(State {
                 values: LruCache::new(cap),
-                stamps: HashMap::new(),
+                stamps: StampMap::new(),
                 schemes: HashMap::new(),
                 writers: HashMap::new(),
                 seq: 0,
@@ -172,23 +255,12 @@ impl State {
         if self.stamps.len() < self.max_stamps {
             return;
         }
-        // Expired stamps and markers whose leases all ended are absent already.
-        self.stamps.retain(|_, s| s.alive(now));
-        if self.stamps.len() >= self.max_stamps {
-            // Dropping a stamp only makes the values that depend on it miss. Live markers stay
-            // (like Redis under `volatile-*`: a marker has no TTL, so it is never evicted).
-            let target = self.max_stamps / 2;
-            let victims: Vec<String> = self
-                .stamps
-                .iter()
-                .filter(|(_, s)| !s.content.is_marker())
-                .map(|(k, _)| k.clone())
-                .take(self.stamps.len().saturating_sub(target))
-                .collect();
-            for k in victims {
-                self.stamps.remove(&k);
-            }
-        }
+        // One shard per call: expired stamps and ended markers go (they are absent already),
+        // then stamps of that shard until the map is back under the bound. Dropping a stamp only
+        // makes the values that depend on it miss. Live markers stay (like Redis under
+        // `volatile-*`: a marker has no TTL, so it is never evicted).
+        let target = self.max_stamps.saturating_sub(self.max_stamps / 8);
+        self.stamps.sweep_one(now, target);
     }
 
     fn get_value(&mut self, key: &str, now: Instant) -> Option<&Entry> {
@@ -471,5 +543,49 @@ impl Backend for MemoryBackend {
 
     async fn ping(&self) -> Result<(), BackendError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ConjRef, TableRead};
+
+    fn read_req(i: usize) -> ReadRequest {
+        ReadRequest {
+            value_key: format!("v{i}"),
+            epoch_key: "e".into(),
+            seq_key: "n".into(),
+            tables: vec![TableRead {
+                table_key: "t".into(),
+                schemes_key: "s".into(),
+                writers_key: "w".into(),
+                conjs: vec![ConjRef { scheme: "id".into(), key: format!("c:id={i}") }],
+            }]
+            .into(),
+            new_stamp: format!("n{i}"),
+            conj_ttl: Duration::from_secs(60),
+            max_schemes: 0,
+        }
+    }
+
+    /// Stamps stay bounded (swept one shard at a time), and what is dropped only causes misses.
+    #[test]
+    fn stamps_are_bounded() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        rt.block_on(async {
+            let b = MemoryBackend::new(100); // at most 1 024 stamps
+            let max = b.lock().max_stamps;
+            for i in 0..20_000 {
+                let req = read_req(i);
+                if let ReadReply::Miss(s) = b.read(&req).await.expect("read") {
+                    b.store(&req, &s, b"x", Duration::from_secs(60)).await.expect("store");
+                }
+                assert!(b.stamp_count() <= max + 1, "{} stamps", b.stamp_count());
+            }
+            // The recent ones still hit; anything older is a miss, never a wrong value.
+            let recent = read_req(19_999);
+            assert!(matches!(b.read(&recent).await.expect("read"), ReadReply::Hit(_)));
+        });
     }
 }

@@ -908,13 +908,17 @@ impl Cache {
             seq_key: ks.seq(),
             tables: changes
                 .iter()
-                .map(|c| TableWrite {
-                    table_key: ks.table(&c.table),
-                    schemes_key: ks.schemes(&c.table),
-                    writers_key: ks.writers(&c.table),
-                    conj_prefix: ks.conj_prefix(&c.table),
-                    rows: c.rows.iter().map(|r| catalog.render_row(&c.table, r)).collect(),
-                    table_level: c.table_level,
+                .map(|c| {
+                    // More rows than keys a write may touch: table-level, and the rows are not sent.
+                    let over = c.rows.len() > cacheops_core::protocol::MAX_AFFECTED_KEYS;
+                    TableWrite {
+                        table_key: ks.table(&c.table),
+                        schemes_key: ks.schemes(&c.table),
+                        writers_key: ks.writers(&c.table),
+                        conj_prefix: ks.conj_prefix(&c.table),
+                        rows: if over { Vec::new() } else { c.rows.iter().map(|r| catalog.render_row(&c.table, r)).collect() },
+                        table_level: c.table_level || over,
+                    }
                 })
                 .collect(),
             lease: self.inner.lease,

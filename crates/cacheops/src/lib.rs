@@ -40,7 +40,7 @@ mod scope;
 mod serial;
 mod simple;
 
-pub use builder::CacheBuilder;
+pub use builder::{CacheBuilder, DEFAULT_MAX_PREIMAGE_ROWS};
 pub use cache::{Cache, Lookup, MissTicket, Query, Stats, TableChange};
 pub use health::HealthReport;
 pub use lease::{MarkFailure, WriteLease};
