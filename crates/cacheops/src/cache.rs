@@ -530,6 +530,27 @@ impl Cache {
         if self.inner.degrade { Ok(()) } else { Err(err.into()) }
     }
 
+    /// The one gate for backend calls outside the read / store / lease / invalidation paths
+    /// (which apply the same rules themselves): the simple cache, the dog-pile lock, serve-stale
+    /// copies, dropping a value that does not decode. An open breaker fails at once, without a
+    /// network call (`call` is not polled); an error is counted, logged once per outage and opens
+    /// the breaker; a success closes it.
+    pub(crate) async fn gate<T>(&self, call: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
+        if !self.inner.health.closed() {
+            return Err(BackendError::new("cache backend unavailable (circuit open)"));
+        }
+        match call.await {
+            Ok(v) => {
+                self.inner.health.succeeded();
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.backend_failed(e.clone());
+                Err(e)
+            }
+        }
+    }
+
     /// Replays the queued invalidations in the background, as soon as the backend answers
     /// (every retry interval), instead of waiting for this process's next lookup. At most one
     /// such task runs per cache; it ends when the queue is empty or the cache is dropped.

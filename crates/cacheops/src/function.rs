@@ -398,7 +398,7 @@ impl<S: Serializer> CachedAs<S> {
                             return Ok(v);
                         }
                         Err(_) => {
-                            let _ = self.cache.inner.backend.delete(&self.cache.keys().value(&hash)).await;
+                            let _ = self.cache.gate(self.cache.inner.backend.delete(&self.cache.keys().value(&hash))).await;
                         }
                     },
                     Lookup::Bypass(_) => {

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cacheops_core::protocol::BackendError;
 use tokio::sync::Notify;
 
 use crate::cache::{Cache, Lookup, Query};
@@ -119,6 +120,10 @@ enum Remote {
     Busy(Option<u64>),
 }
 
+fn redis_err(e: redis::RedisError) -> BackendError {
+    cacheops_redis::RedisBackendError::Command(e).into()
+}
+
 impl RemoteLock {
     /// A remote lock for a standalone Redis URL (`None` for cluster or unparsable URLs: the lock is
     /// then in process only).
@@ -130,7 +135,7 @@ impl RemoteLock {
         Some(RemoteLock { conn, client, pool: Mutex::new(Vec::new()) })
     }
 
-    async fn try_acquire(&self, lock_key: &str, signal_key: &str, ttl: Duration) -> Result<Remote, redis::RedisError> {
+    async fn try_acquire(&self, lock_key: &str, signal_key: &str, ttl: Duration) -> Result<Remote, BackendError> {
         let token = format!("{:016x} {}", rand::random::<u64>(), now_ms());
         let mut conn = self.conn.clone();
         let v: redis::Value = redis::Script::new(ACQUIRE)
@@ -139,7 +144,8 @@ impl RemoteLock {
             .arg(&token)
             .arg(u64::try_from(cacheops_core::time::cap(ttl).as_millis()).unwrap_or(u64::MAX).max(1))
             .invoke_async(&mut conn)
-            .await?;
+            .await
+            .map_err(redis_err)?;
         Ok(match v {
             redis::Value::Int(1) => Remote::Got(token),
             redis::Value::BulkString(b) => {
@@ -150,22 +156,29 @@ impl RemoteLock {
         })
     }
 
-    async fn release(&self, lock_key: &str, signal_key: &str, token: &str) {
+    async fn release(&self, cache: &Cache, lock_key: &str, signal_key: &str, token: &str) {
         let mut conn = self.conn.clone();
-        let res: Result<i64, _> = redis::Script::new(RELEASE)
-            .key(lock_key)
-            .key(signal_key)
-            .arg(token)
-            .arg(SIGNAL_TTL_MS)
-            .invoke_async(&mut conn)
-            .await;
-        if let Err(e) = res {
-            tracing::warn!(error = %e, "cacheops could not release a dog-pile lock; it expires by itself");
+        let call = async {
+            redis::Script::new(RELEASE)
+                .key(lock_key)
+                .key(signal_key)
+                .arg(token)
+                .arg(SIGNAL_TTL_MS)
+                .invoke_async::<i64>(&mut conn)
+                .await
+                .map_err(redis_err)
+        };
+        if cache.gate(call).await.is_err() {
+            tracing::debug!("cacheops could not release a dog-pile lock; it expires by itself");
         }
     }
 
     /// Blocks until the signal list has an element or `deadline`. Returns whether signalled.
-    async fn wait(&self, signal_key: &str, deadline: Instant) -> bool {
+    /// With the breaker open it does not try (the caller computes).
+    async fn wait(&self, cache: &Cache, signal_key: &str, deadline: Instant) -> bool {
+        if !cache.inner.health.closed() {
+            return false;
+        }
         let pooled = self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
         let mut conn = match pooled {
             Some(c) => c,
@@ -176,7 +189,7 @@ impl RemoteLock {
                 match self.client.get_multiplexed_async_connection_with_config(&config).await {
                     Ok(c) => c,
                     Err(e) => {
-                        tracing::warn!(error = %e, "cacheops lock: no waiting connection");
+                        let _ = cache.backend_failed(redis_err(e));
                         return false;
                     }
                 }
@@ -197,7 +210,7 @@ impl RemoteLock {
                 v.is_some()
             }
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cacheops lock: waiting failed");
+                let _ = cache.backend_failed(redis_err(e));
                 false
             }
             Err(_) => false,
@@ -232,7 +245,7 @@ impl Guard {
         if let (Some(token), Some(remote)) = (self.remote_token.take(), &self.cache.inner.locks.remote) {
             let ks = self.cache.keys();
             let lock_key = ks.lock(&self.hash);
-            remote.release(&lock_key, &format!("{lock_key}:signal"), &token).await;
+            remote.release(&self.cache, &lock_key, &format!("{lock_key}:signal"), &token).await;
         }
         self.release_local();
     }
@@ -252,7 +265,7 @@ impl Drop for Guard {
             handle.spawn(async move {
                 if let Some(remote) = &cache.inner.locks.remote {
                     let lock_key = cache.keys().lock(&hash);
-                    remote.release(&lock_key, &format!("{lock_key}:signal"), &token).await;
+                    remote.release(&cache, &lock_key, &format!("{lock_key}:signal"), &token).await;
                 }
             });
         }
@@ -275,12 +288,13 @@ fn stale_key(cache: &Cache, hash: &str) -> String {
 }
 
 async fn stale_copy(cache: &Cache, hash: &str) -> Option<Vec<u8>> {
-    cache.inner.backend.get(&stale_key(cache, hash)).await.ok().flatten()
+    cache.gate(cache.inner.backend.get(&stale_key(cache, hash))).await.ok().flatten()
 }
 
 /// Keeps the copy served by serve-stale.
 pub(crate) async fn keep_stale_copy(cache: &Cache, hash: &str, data: &[u8], timeout: Duration, window: Duration) {
-    if let Err(e) = cache.inner.backend.set(&stale_key(cache, hash), data, Some(timeout + window)).await {
+    let ttl = cacheops_core::time::cap(timeout.saturating_add(window));
+    if let Err(e) = cache.gate(cache.inner.backend.set(&stale_key(cache, hash), data, Some(ttl))).await {
         tracing::debug!(error = %e, "cacheops could not keep a serve-stale copy");
     }
 }
@@ -327,7 +341,7 @@ pub(crate) async fn acquire(cache: &Cache, hash: &str, deadline: Instant, stale:
     }
     let lock_key = cache.keys().lock(hash);
     let signal_key = format!("{lock_key}:signal");
-    match remote.try_acquire(&lock_key, &signal_key, locks.ttl).await {
+    match cache.gate(remote.try_acquire(&lock_key, &signal_key, locks.ttl)).await {
         Ok(Remote::Got(token)) => {
             guard.remote_token = Some(token);
             Acquired::Held(guard)
@@ -339,7 +353,7 @@ pub(crate) async fn acquire(cache: &Cache, hash: &str, deadline: Instant, stale:
             {
                 return Acquired::Stale(b);
             }
-            if remote.wait(&signal_key, deadline).await {
+            if remote.wait(cache, &signal_key, deadline).await {
                 // Dropping the guard wakes this process's waiters: they look up again too.
                 Acquired::Woken
             } else {
@@ -348,10 +362,8 @@ pub(crate) async fn acquire(cache: &Cache, hash: &str, deadline: Instant, stale:
                 Acquired::Held(guard)
             }
         }
-        Err(e) => {
-            tracing::warn!(error = %e, "cacheops lock: Redis unavailable, locking in process only");
-            Acquired::Held(guard)
-        }
+        // Counted and logged by the gate; the breaker keeps the next ones off the network.
+        Err(_) => Acquired::Held(guard),
     }
 }
 
@@ -416,7 +428,7 @@ where
                     return Ok(v);
                 }
                 tracing::warn!(hash = %q.hash, "cacheops: a cached value could not be decoded; dropping it");
-                let _ = cache.inner.backend.delete(&cache.keys().value(&q.hash)).await;
+                let _ = cache.gate(cache.inner.backend.delete(&cache.keys().value(&q.hash))).await;
                 let out = compute().await.map(|(v, _)| v);
                 release(guard).await;
                 return out;
