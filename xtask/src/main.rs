@@ -4,9 +4,11 @@
 //!   shared workload (`../shared/bench/WORKLOAD.md`) against PostgreSQL, through the SeaORM
 //!   `CachedConnection`, per backend; then the extra figures (concurrent hit throughput next to
 //!   Redis' own, invalidation cost with 1 / 1 000 / 100 000 dependents, Redis memory after expiry).
-//! * `cargo xtask stress [--seconds 10] [--processes 2] [--redis-restart] [--eviction]` — writers
-//!   and readers in several OS processes over PostgreSQL + Redis, every read checked against the
-//!   committed history; exits non-zero on any stale read.
+//! * `cargo xtask stress [--seconds 10] [--processes 2] [--fault NAME] [--redis-restart]
+//!   [--eviction]` — writers and readers in several OS processes over PostgreSQL + Redis, every
+//!   read checked against the committed history; exits non-zero on any stale read. Faults
+//!   (`xtask/src/faults.rs`): restart, crash-snapshot, restart-empty, oom, pause, cancel,
+//!   repeatable-read, eviction (`--redis-restart`, `--eviction` are the first and last).
 //!
 //! * `cargo xtask bounds [--rows 200000] [--schemes 16000] [--queries 1000000]` — what the caps
 //!   bound: peak memory and Redis time of a bulk DELETE, Redis time of a one-row write on a table
@@ -19,6 +21,7 @@
 
 mod bench;
 mod bounds;
+mod faults;
 mod redis_server;
 mod schema;
 mod stress;
@@ -28,7 +31,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   cargo xtask bench  [--n 2000] [--backend redis|memory|all] [--no-extras] [--seed 42]
-  cargo xtask stress [--seconds 10] [--processes 2] [--redis-restart] [--eviction] [--rows N]
+  cargo xtask stress [--seconds 10] [--processes 2] [--fault NAME] [--redis-restart] [--eviction] [--rows N]
+                     faults: restart, crash-snapshot, restart-empty, oom, pause, cancel, repeatable-read, eviction
   cargo xtask bounds [--rows 200000] [--schemes 16000] [--queries 1000000]";
 
 /// `--name value` options and `--flag`s.

@@ -71,6 +71,16 @@ impl OwnRedis {
         }
     }
 
+    /// SIGKILL (nothing is saved), then starts it again on the same port and directory: it comes
+    /// back with its last `SAVE` or AOF, or empty.
+    pub fn crash_and_restart(&mut self) -> Result<(), String> {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn()
+    }
+
     /// Starts it again on the same port and directory.
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();

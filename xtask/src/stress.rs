@@ -34,6 +34,7 @@ use sea_orm::{
 };
 
 use crate::Args;
+use crate::faults::Fault;
 use crate::redis_server::OwnRedis;
 use crate::schema::item;
 use crate::util::{Rng, pg_schema_url, pg_url, redis_url, runtime, unique};
@@ -63,6 +64,7 @@ struct Cfg {
     payload: usize,
     processes: usize,
     worker: usize,
+    fault: Fault,
 }
 
 impl Cfg {
@@ -77,6 +79,7 @@ impl Cfg {
             ("--payload", self.payload.to_string()),
             ("--processes", self.processes.to_string()),
             ("--worker", self.worker.to_string()),
+            ("--fault", self.fault.name().to_owned()),
         ]
         .into_iter()
         .flat_map(|(k, v)| [k.to_owned(), v])
@@ -94,6 +97,7 @@ impl Cfg {
             payload: a.value("--payload", 16)?,
             processes: a.value("--processes", 2)?,
             worker: a.value("--worker", 1)?,
+            fault: Fault::parse(&a.string("--fault", "none")?)?,
         })
     }
 }
@@ -109,13 +113,18 @@ struct Counts {
     tail_reads: u64,
     tail_hits: u64,
     tail_stale: u64,
+    /// Writes refused because their lease could not be placed (Redis faults), or by the
+    /// database (serialization failures at REPEATABLE READ): rolled back, expected.
+    refused: u64,
+    /// Writes whose future was dropped (`--fault cancel`): they may or may not have landed.
+    cancelled: u64,
 }
 
 impl Counts {
     fn line(&self) -> String {
         format!(
-            "RESULT reads={} hits={} writes={} stale={} errors={} tail_reads={} tail_hits={} tail_stale={}",
-            self.reads, self.hits, self.writes, self.stale, self.errors, self.tail_reads, self.tail_hits, self.tail_stale
+            "RESULT reads={} hits={} writes={} stale={} errors={} tail_reads={} tail_hits={} tail_stale={} refused={} cancelled={}",
+            self.reads, self.hits, self.writes, self.stale, self.errors, self.tail_reads, self.tail_hits, self.tail_stale, self.refused, self.cancelled
         )
     }
 
@@ -134,6 +143,8 @@ impl Counts {
                 "tail_reads" => c.tail_reads = v,
                 "tail_hits" => c.tail_hits = v,
                 "tail_stale" => c.tail_stale = v,
+                "refused" => c.refused = v,
+                "cancelled" => c.cancelled = v,
                 _ => {}
             }
         }
@@ -149,15 +160,22 @@ impl Counts {
         self.tail_reads += o.tail_reads;
         self.tail_hits += o.tail_hits;
         self.tail_stale += o.tail_stale;
+        self.refused += o.refused;
+        self.cancelled += o.cancelled;
     }
 }
 
 pub fn main(args: &Args) -> Res<bool> {
-    args.check(&["--seconds", "--processes", "--rows", "--groups"], &["--redis-restart", "--eviction"])?;
+    args.check(&["--seconds", "--processes", "--rows", "--groups", "--fault"], &["--redis-restart", "--eviction"])?;
     let seconds: u64 = args.value("--seconds", 10)?;
     let processes: usize = args.value("--processes", 2)?;
-    let restart = args.flag("--redis-restart");
-    let eviction = args.flag("--eviction");
+    let fault = match (args.flag("--redis-restart"), args.flag("--eviction")) {
+        (true, false) => Fault::Restart,
+        (false, true) => Fault::Eviction,
+        (true, true) => return Err("--redis-restart and --eviction are two faults: run them one at a time".into()),
+        (false, false) => Fault::parse(&args.string("--fault", "none")?)?,
+    };
+    let eviction = fault == Fault::Eviction;
     if !(1..=8).contains(&processes) || !(1..=3600).contains(&seconds) {
         return Err("--processes must be in 1..=8 and --seconds in 1..=3600".into());
     }
@@ -165,14 +183,9 @@ pub fn main(args: &Args) -> Res<bool> {
     let (rows, groups, payload) = if eviction { (3000, 16, 1000) } else { (128, 16, 16) };
     let rows = args.value("--rows", rows)?;
     let groups = args.value("--groups", groups)?;
-    let mut server = if restart || eviction {
-        let mut extra = vec!["--appendonly", "yes", "--appendfsync", "always"];
-        if eviction {
-            extra.extend(["--maxmemory", "4mb", "--maxmemory-policy", "volatile-lru"]);
-        }
-        Some(OwnRedis::start(&extra)?)
-    } else {
-        None
+    let mut server = match fault.server_args() {
+        Some(extra) => Some(OwnRedis::start(&extra)?),
+        None => None,
     };
     let cfg = Cfg {
         schema: format!("xstress_{}", unique("s").trim_start_matches("s-")),
@@ -184,12 +197,12 @@ pub fn main(args: &Args) -> Res<bool> {
         payload,
         processes,
         worker: 0,
+        fault,
     };
     println!(
-        "# stress: {processes} processes × ({WRITERS} writers + {READERS} readers), {seconds} s, {rows} rows in {groups} groups, redis {}{}{}",
+        "# stress: {processes} processes × ({WRITERS} writers + {READERS} readers), {seconds} s, {rows} rows in {groups} groups, redis {}, fault {}",
         cfg.redis,
-        if restart { ", restarted mid-run" } else { "" },
-        if eviction { ", maxmemory 4mb volatile-lru" } else { "" }
+        fault.name()
     );
     let rt = runtime(2);
     let res = rt.block_on(async {
@@ -209,20 +222,7 @@ pub fn main(args: &Args) -> Res<bool> {
                 .map_err(e("spawn worker"))?;
             children.push(child);
         }
-        let restarter = async {
-            if restart {
-                tokio::time::sleep(Duration::from_millis(seconds * 1000 / 2)).await;
-                let s = server.as_mut().expect("own server");
-                println!("# restarting redis-server (port {})", s.port);
-                tokio::task::block_in_place(|| -> Res<()> {
-                    s.stop();
-                    std::thread::sleep(Duration::from_millis(1000));
-                    s.restart()
-                })?;
-                println!("# redis-server is back");
-            }
-            Ok::<_, String>(())
-        };
+        let restarter = fault.inject(server.as_mut(), seconds);
         let (mine, restarted) = tokio::join!(worker(cfg.clone()), restarter);
         restarted?;
         let mut total = mine?;
@@ -237,7 +237,7 @@ pub fn main(args: &Args) -> Res<bool> {
             println!("# worker {}: {}", i + 1, c.line());
             total.add(&c);
         }
-        let history = verify_history(&cfg, total.writes).await;
+        let history = verify_history(&cfg, total.writes, fault == Fault::Cancel).await;
         if let Some(s) = &server {
             if eviction {
                 println!("# evicted_keys={}", s.cli(&["INFO", "stats"]).lines().find_map(|l| l.strip_prefix("evicted_keys:")).unwrap_or("?").trim());
@@ -256,8 +256,8 @@ pub fn main(args: &Args) -> Res<bool> {
         total.stale + total.tail_stale
     );
     println!(
-        "# timed phase: reads={} hits={} stale={}; quiescent tail: reads={} hits={} stale={}; errors surfaced to callers={}",
-        total.reads, total.hits, total.stale, total.tail_reads, total.tail_hits, total.tail_stale, total.errors
+        "# timed phase: reads={} hits={} stale={}; quiescent tail: reads={} hits={} stale={}; errors surfaced to callers={}; writes refused={} cancelled={}",
+        total.reads, total.hits, total.stale, total.tail_reads, total.tail_hits, total.tail_stale, total.errors, total.refused, total.cancelled
     );
     let mut ok = true;
     if total.stale + total.tail_stale > 0 {
@@ -319,7 +319,9 @@ async fn teardown(cfg: &Cfg) {
 }
 
 /// The durable history matches the writes: one log entry per write, final versions agree.
-async fn verify_history(cfg: &Cfg, writes: u64) -> Res<()> {
+/// With cancelled writes (`at_least`), some of those dropped landed too: every bump is logged,
+/// and at least the confirmed writes are.
+async fn verify_history(cfg: &Cfg, writes: u64, at_least: bool) -> Res<()> {
     let a = admin().await?;
     let s = &cfg.schema;
     let row = a
@@ -340,7 +342,12 @@ async fn verify_history(cfg: &Cfg, writes: u64) -> Res<()> {
     let _ = a.close().await;
     let expected = i64::from(cfg.rows) + writes as i64;
     println!("# history: commit_log has {logged} entries ({} initial + {writes} writes), version bumps {bumps}, rows whose version disagrees with the log: {mismatched}", cfg.rows);
-    if logged != expected || bumps != writes as i64 || mismatched != 0 {
+    let counts_agree = if at_least {
+        logged == i64::from(cfg.rows) + bumps && bumps >= writes as i64
+    } else {
+        logged == expected && bumps == writes as i64
+    };
+    if !counts_agree || mismatched != 0 {
         return Err(format!("commit_log {logged} ≠ {expected}, or bumps {bumps} ≠ writes {writes}, or {mismatched} rows disagree"));
     }
     Ok(())
@@ -357,8 +364,13 @@ struct Ctx {
     cfg: Cfg,
     raw: DatabaseConnection,
     db: CachedConnection,
+    /// `--fault repeatable-read`: the same cache over a pool whose transactions default to
+    /// REPEATABLE READ (the readers' snapshot transactions).
+    rr_db: Option<CachedConnection>,
     cache: Cache,
     errors: AtomicU64,
+    refused: AtomicU64,
+    cancelled: AtomicU64,
 }
 
 impl Ctx {
@@ -372,7 +384,8 @@ impl Ctx {
 
 async fn worker(cfg: Cfg) -> Res<Counts> {
     let mut opts = ConnectOptions::new(pg_schema_url(&cfg.schema));
-    opts.max_connections(24).sqlx_logging(false);
+    // Four processes stay under PostgreSQL's default max_connections (100).
+    opts.max_connections(16).sqlx_logging(false);
     let raw = Database::connect(opts).await.map_err(e("connect"))?;
     let wide = Arc::new(AtomicU64::new(0));
     let wide2 = wide.clone();
@@ -392,7 +405,25 @@ async fn worker(cfg: Cfg) -> Res<Counts> {
         .await
         .map_err(e("cache"))?;
     let db = CachedConnection::new(raw.clone(), cache.clone());
-    let ctx = Arc::new(Ctx { cfg: cfg.clone(), raw, db, cache: cache.clone(), errors: AtomicU64::new(0) });
+    let rr_db = if cfg.fault == Fault::RepeatableRead {
+        let url = format!("{}%20-c%20default_transaction_isolation%3Drepeatable%5C%20read", pg_schema_url(&cfg.schema));
+        let mut opts = ConnectOptions::new(url);
+        opts.max_connections(4).sqlx_logging(false);
+        let pool = Database::connect(opts).await.map_err(e("connect (repeatable read)"))?;
+        Some(CachedConnection::new(pool, cache.clone()))
+    } else {
+        None
+    };
+    let ctx = Arc::new(Ctx {
+        cfg: cfg.clone(),
+        raw,
+        db,
+        rr_db,
+        cache: cache.clone(),
+        errors: AtomicU64::new(0),
+        refused: AtomicU64::new(0),
+        cancelled: AtomicU64::new(0),
+    });
     let deadline = Instant::now() + Duration::from_secs(cfg.seconds);
     let seed = 1000 * cfg.worker as u64;
 
@@ -447,8 +478,10 @@ async fn worker(cfg: Cfg) -> Res<Counts> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Quiescent tail: each read twice; the second is expected to hit. Give a restarted server's
-    // clients time to close their circuit and replay what they queued.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // clients time to close their circuit and replay what they queued; cancelled writes leave
+    // their markers until their lease (5 s) expires.
+    let settle = if cfg.fault == Fault::Cancel { Duration::from_millis(5_500) } else { Duration::from_millis(500) };
+    tokio::time::sleep(settle).await;
     let mut rng = Rng::new(seed + 999);
     for i in 0..(cfg.groups as u64 * 6) {
         let kind = i % 3;
@@ -468,6 +501,8 @@ async fn worker(cfg: Cfg) -> Res<Counts> {
         }
     }
     c.errors = ctx.errors.load(Ordering::Relaxed);
+    c.refused = ctx.refused.load(Ordering::Relaxed);
+    c.cancelled = ctx.cancelled.load(Ordering::Relaxed);
     Ok(c)
 }
 
@@ -478,15 +513,38 @@ async fn writer(ctx: Arc<Ctx>, seed: u64, deadline: Instant) -> u64 {
         .chars()
         .filter_map(|c| c.to_digit(10).map(u64::from).filter(|k| *k < 4))
         .collect();
-    let kinds = if kinds.is_empty() { vec![0, 1, 2, 3] } else { kinds };
+    let cancel = ctx.cfg.fault == Fault::Cancel;
+    // Cancelled autocommit writes (kind 3) could land without their log entry: not with cancel.
+    let kinds: Vec<u64> = kinds.into_iter().filter(|k| !cancel || *k < 3).collect();
+    let kinds = if kinds.is_empty() { vec![0, 1, 2] } else { kinds };
     let mut writes = 0;
     let mut i: u64 = 0;
     while Instant::now() < deadline && i < MAX_OPS {
         let id = rng.range(1, i64::from(ctx.cfg.rows)) as i32;
         let grp = rng.range(0, i64::from(ctx.cfg.groups) - 1) as i32;
-        match write(&ctx, kinds[i as usize % kinds.len()], id, grp).await {
-            Ok(()) => writes += 1,
-            Err(err) => ctx.error("write", err),
+        let kind = kinds[i as usize % kinds.len()];
+        let res = if cancel && rng.range(0, 3) == 0 {
+            // One write in four is dropped at a random await point: before, during or after
+            // its COMMIT.
+            let after = Duration::from_micros(rng.range(0, 20_000) as u64);
+            match tokio::time::timeout(after, write(&ctx, kind, id, grp)).await {
+                Ok(r) => Some(r),
+                Err(_) => None,
+            }
+        } else {
+            Some(write(&ctx, kind, id, grp).await)
+        };
+        match res {
+            Some(Ok(())) => writes += 1,
+            None => {
+                ctx.cancelled.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(Err(err)) if expected_refusal(&err) => {
+                if ctx.refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                    eprintln!("worker {}: first refused write: {err}", ctx.cfg.worker);
+                }
+            }
+            Some(Err(err)) => ctx.error("write", err),
         }
         i += 1;
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -549,6 +607,14 @@ async fn write(ctx: &Ctx, kind: u64, id: i32, grp: i32) -> Result<(), sea_orm::D
     }
 }
 
+/// A write the system refused on purpose: its lease could not be placed (Redis refusing writes,
+/// `MarkFailure::RefuseWrite`), or PostgreSQL's serialization failure at REPEATABLE READ. It was
+/// rolled back.
+fn expected_refusal(err: &sea_orm::DbErr) -> bool {
+    let msg = err.to_string();
+    msg.contains("write refused") || msg.contains("could not serialize")
+}
+
 /// Write kinds 1 and 3: bump the version and move the item, returning the new state.
 const BUMP_RETURNING: &str = "UPDATE item SET version = version + 1, grp = $2 WHERE id = $1 RETURNING id, grp, version";
 
@@ -581,6 +647,11 @@ async fn reader(ctx: Arc<Ctx>, seed: u64, deadline: Instant) -> (u64, u64) {
         } else {
             rng.range(0, i64::from(ctx.cfg.groups) - 1) as i32
         };
+        if let Some(rr) = &ctx.rr_db
+            && let Err(err) = snapshot_read(rr, kind, key).await
+        {
+            ctx.error("snapshot read", err);
+        }
         match checked_read(&ctx, kind, key).await {
             Ok(s) => {
                 reads += 1;
@@ -591,6 +662,23 @@ async fn reader(ctx: Arc<Ctx>, seed: u64, deadline: Instant) -> (u64, u64) {
         i += 1;
     }
     (reads, stale)
+}
+
+/// A REPEATABLE READ transaction (by the pool's default) whose snapshot is taken first, then
+/// the read the next checked read repeats outside it: a snapshot read stored in the cache would
+/// make that one stale.
+async fn snapshot_read(rr: &CachedConnection, kind: u64, key: i32) -> Res<()> {
+    let txn = rr.begin().await.map_err(e("begin"))?;
+    txn.query_one_raw(Statement::from_string(DbBackend::Postgres, "SELECT count(*) AS n FROM commit_log"))
+        .await
+        .map_err(e("snapshot"))?;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    if kind == 0 {
+        item::Entity::find_by_id(key).one(&txn).await.map_err(e("get"))?;
+    } else {
+        item::Entity::find().filter(item::Column::Grp.eq(key)).all(&txn).await.map_err(e("list"))?;
+    }
+    txn.commit().await.map_err(e("commit"))
 }
 
 /// The committed (version, group) of every row, straight from PostgreSQL.
