@@ -3,6 +3,10 @@
 //! every read is checked against the committed state read straight from PostgreSQL right
 //! before it began. A read must never return a row version older than that state, nor a group
 //! list lacking a row that was in the group then and has not been written since.
+//!
+//! Variants: a table with a trigger (namespace-level leases); a Redis of the test's own that is
+//! killed and comes back from an older snapshot mid-run; writers that drop one write in four at
+//! a random await point (COMMIT included).
 
 mod common;
 
@@ -81,50 +85,144 @@ async fn checked_read(db: &CachedConnection, raw: &DatabaseConnection, list: boo
 }
 
 /// A write: ActiveModel save in a transaction (row locked), or an autocommit `UPDATE … RETURNING`.
-async fn write(db: &CachedConnection, i: u64, id: i32, grp: i32) {
+async fn write(db: &CachedConnection, i: u64, id: i32, grp: i32) -> Result<(), sea_orm::DbErr> {
     if i % 2 == 0 {
-        let txn = db.begin().await.expect("begin");
-        let m = item::Entity::find_by_id(id).lock_exclusive().one(&txn).await.expect("lock").expect("row");
+        let txn = db.begin().await?;
+        let m = item::Entity::find_by_id(id).lock_exclusive().one(&txn).await?.expect("row");
         let version = m.version + 1;
         let mut am = m.into_active_model();
         am.version = Set(version);
         am.grp = Set(grp);
-        am.update(&txn).await.expect("update");
-        txn.commit().await.expect("commit");
+        am.update(&txn).await?;
+        txn.commit().await
     } else {
         db.query_one_raw(Statement::from_sql_and_values(
             DbBackend::Postgres,
             "UPDATE item SET version = version + 1, grp = $2 WHERE id = $1 RETURNING version",
             [id.into(), grp.into()],
         ))
-        .await
-        .expect("update")
+        .await?
         .expect("row");
+        Ok(())
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    Plain,
+    /// A trigger on the table: every write is a namespace-level lease.
+    Trigger,
+    /// The test's own Redis: `SAVE`, then `kill -9` and a restart from that older snapshot.
+    CrashSnapshot,
+    /// One write in four dropped at a random await point.
+    Cancel,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_stale_read_under_concurrent_writes() {
-    stress(false).await;
+    stress(Variant::Plain).await;
 }
 
-/// The same with a trigger on the table: every write is a namespace-level lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_stale_read_under_concurrent_writes_to_a_table_with_a_trigger() {
-    stress(true).await;
+    stress(Variant::Trigger).await;
 }
 
-async fn stress(trigger: bool) {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_stale_read_when_redis_comes_back_from_an_older_snapshot() {
+    stress(Variant::CrashSnapshot).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_stale_read_when_writes_are_cancelled() {
+    stress(Variant::Cancel).await;
+}
+
+/// A redis-server of the test's own on a free loopback port (killed on drop).
+struct OwnRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl OwnRedis {
+    fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let dir = std::env::temp_dir().join(format!("cacheops-stress-short-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut r = OwnRedis { port, dir, child: None };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (see .ci/run)");
+        self.child = Some(child);
+        for _ in 0..500 {
+            if self.cli(&["PING"]).trim() == "PONG" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn crash_and_restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A write the system refused on purpose (its lease could not be placed while Redis was down).
+fn refused(e: &sea_orm::DbErr) -> bool {
+    e.to_string().contains("write refused")
+}
+
+async fn stress(variant: Variant) {
+    let trigger = variant == Variant::Trigger;
+    let mut own = (variant == Variant::CrashSnapshot).then(OwnRedis::start);
     let profiles = Profiles::builder()
         .profile("item", Profile::builder().ops(["all"]).timeout(Duration::from_secs(60)))
         .build()
         .unwrap();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let url = own.as_ref().map_or_else(|| REDIS.to_owned(), |r| format!("redis://127.0.0.1:{}/0", r.port));
     let cache = Cache::builder()
-        .redis_url(REDIS)
+        .redis_url(url)
         .prefix(format!("sea-stress-{}-{:x}", std::process::id(), nanos & 0xffff_ffff))
-        .degrade(false)
-        .lease(Duration::from_secs(5))
+        // Reads must go on while the test's own Redis is down.
+        .degrade(own.is_some())
+        .retry_interval(Duration::from_millis(100))
+        .lease(Duration::from_secs(if variant == Variant::Cancel { 1 } else { 5 }))
         .profiles(profiles)
         .build()
         .await
@@ -161,13 +259,32 @@ async fn stress(trigger: bool) {
             let mut rng = Rng(0x9E37_79B9 + w);
             let mut n = 0u64;
             while Instant::now() < deadline && n < 100_000 {
-                write(&db, n, rng.below(ROWS) + 1, rng.below(GROUPS)).await;
+                let (id, grp) = (rng.below(ROWS) + 1, rng.below(GROUPS));
+                let res = if variant == Variant::Cancel && rng.below(4) == 0 {
+                    let after = Duration::from_micros(rng.below(10_000) as u64);
+                    tokio::time::timeout(after, write(&db, n, id, grp)).await.unwrap_or(Ok(()))
+                } else {
+                    write(&db, n, id, grp).await
+                };
+                match res {
+                    Ok(()) => {}
+                    Err(e) if refused(&e) => {}
+                    Err(e) => panic!("write: {e}"),
+                }
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(3)).await;
             }
             n
         }));
     }
+    let fault = async {
+        if let Some(r) = own.as_mut() {
+            tokio::time::sleep(RUN_FOR / 4).await;
+            r.cli(&["SAVE"]);
+            tokio::time::sleep(RUN_FOR / 4).await;
+            tokio::task::block_in_place(|| r.crash_and_restart());
+        }
+    };
     let mut readers = Vec::new();
     for r in 0..4u64 {
         let (db, raw) = (db.clone(), raw.clone());
@@ -183,6 +300,7 @@ async fn stress(trigger: bool) {
             (reads, stale)
         }));
     }
+    fault.await;
     let mut writes = 0;
     for w in writers {
         writes += w.await.unwrap();
@@ -195,7 +313,11 @@ async fn stress(trigger: bool) {
     }
     let concurrent_hits = cache.stats().hits;
 
-    // Quiescent tail: every read twice; the second may be served from the cache.
+    // Quiescent tail: every read twice; the second may be served from the cache (once dropped
+    // writes' leases have expired, and a restarted server answers again).
+    if variant != Variant::Plain && variant != Variant::Trigger {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+    }
     let mut tail_hits = 0;
     for key in 0..GROUPS + ROWS {
         let (list, key) = if key < GROUPS { (true, key) } else { (false, key - GROUPS + 1) };
