@@ -19,7 +19,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_RETRIES: usize = 1;
 /// Default number of direct connections for hit checks (see
 /// [`RedisBackendBuilder::direct_connections`]).
-pub const DEFAULT_DIRECT_CONNECTIONS: usize = 8;
+pub const DEFAULT_DIRECT_CONNECTIONS: usize = 32;
 
 /// Configures and builds a [`RedisBackend`]; see [`RedisBackend::builder`].
 ///
@@ -156,8 +156,10 @@ impl RedisBackendBuilder {
     /// A hit check is one read-only `MGET`. On a direct connection the calling task writes it
     /// and reads the reply itself, which saves the hand-off to the shared connection's driver
     /// task and back (a hit then costs about one plain `GET`, see `BENCHMARKS.md`). Connections
-    /// are opened on demand up to this number; a hit check that finds them all busy uses the
-    /// shared connection, which batches concurrent commands. The simple cache's `GET` uses them
+    /// are opened on demand up to this number; a hit check that finds them all busy is decided
+    /// by `read.lua` over the shared connection (still one round trip, but a script: only a
+    /// direct connection knows which server process answers, see `docs/redis-data-model.md`,
+    /// "Restarts and server identity"). The simple cache's `GET` uses them
     /// too; everything else (misses, writes, scripts) always uses the shared connection. Cluster backends have no direct connections
     /// (setting a non-zero number for one is a configuration error).
     ///
