@@ -182,17 +182,30 @@ pub struct BackendError {
     /// The command never reached the server (the connection had been dropped, e.g. by a
     /// server restart): sending it once more is safe and may succeed.
     connection_dropped: bool,
+    /// The server is up but refused a write for want of memory (`OOM` at `maxmemory` with
+    /// `noeviction`): a read that would register or store simply does not, nothing is down.
+    out_of_memory: bool,
 }
 
 impl BackendError {
     /// A backend error with a message.
     pub fn new(message: impl Into<String>) -> Self {
-        BackendError { message: message.into(), connection_dropped: false }
+        BackendError { message: message.into(), connection_dropped: false, out_of_memory: false }
     }
 
     /// An error of a command that never reached the server: its connection had been dropped.
     pub fn connection_dropped(message: impl Into<String>) -> Self {
-        BackendError { message: message.into(), connection_dropped: true }
+        BackendError { message: message.into(), connection_dropped: true, out_of_memory: false }
+    }
+
+    /// The server refused a write for want of memory (see [`BackendError::is_out_of_memory`]).
+    pub fn out_of_memory(message: impl Into<String>) -> Self {
+        BackendError { message: message.into(), connection_dropped: false, out_of_memory: true }
+    }
+
+    /// Whether the server answered but refused a write for want of memory.
+    pub fn is_out_of_memory(&self) -> bool {
+        self.out_of_memory
     }
 
     /// Whether the command never reached the server (see [`BackendError::connection_dropped`]).

@@ -61,11 +61,18 @@ pub enum RedisBackendError {
 
 impl From<RedisBackendError> for BackendError {
     fn from(e: RedisBackendError) -> Self {
-        let dropped = match &e {
-            RedisBackendError::Command(r) => r.is_connection_dropped() || r.is_connection_refusal(),
-            _ => false,
+        let (dropped, oom) = match &e {
+            RedisBackendError::Command(r) => (r.is_connection_dropped() || r.is_connection_refusal(), r.code() == Some("OOM")),
+            RedisBackendError::Reply(m) => (false, m.starts_with("OOM")),
+            _ => (false, false),
         };
-        if dropped { BackendError::connection_dropped(e.to_string()) } else { BackendError::new(e.to_string()) }
+        if dropped {
+            BackendError::connection_dropped(e.to_string())
+        } else if oom {
+            BackendError::out_of_memory(e.to_string())
+        } else {
+            BackendError::new(e.to_string())
+        }
     }
 }
 

@@ -235,8 +235,19 @@ impl Shared {
     }
 }
 
+/// A cacheops error as SeaORM's (a string: its causes are appended, each once).
 pub(crate) fn err(e: cacheops::Error) -> DbErr {
-    DbErr::Custom(format!("cacheops: {e}"))
+    let mut msg = format!("cacheops: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        source = cause.source();
+    }
+    DbErr::Custom(msg)
 }
 
 /// How a read statement is run.

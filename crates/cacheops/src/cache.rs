@@ -43,13 +43,13 @@ pub struct Stats {
 }
 
 #[derive(Debug, Default)]
-struct Counters {
+pub(crate) struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
     bypasses: AtomicU64,
     stores: AtomicU64,
     refused_stores: AtomicU64,
-    errors: AtomicU64,
+    pub(crate) errors: AtomicU64,
     replayed: AtomicU64,
     fences: AtomicU64,
 }
@@ -69,14 +69,14 @@ pub(crate) struct Inner {
     pub(crate) unmarked: AtomicUsize,
     pub(crate) mark_failure: MarkFailure,
     /// A background task replays the queue (see [`Cache::replay_soon`]).
-    replayer: AtomicBool,
+    pub(crate) replayer: AtomicBool,
     pub(crate) subscribers: Subscribers,
     pub(crate) locks: Locks,
     pub(crate) lock_wait: Duration,
     pub(crate) max_preimage_rows: usize,
     pub(crate) max_schemes: u32,
     pub(crate) local: LocalCopies,
-    counters: Counters,
+    pub(crate) counters: Counters,
 }
 
 impl Inner {
@@ -504,122 +504,13 @@ impl Cache {
         }
     }
 
-    fn count(&self, f: impl Fn(&Counters) -> &AtomicU64) {
+    pub(crate) fn count(&self, f: impl Fn(&Counters) -> &AtomicU64) {
         f(&self.inner.counters).fetch_add(1, Ordering::Relaxed);
     }
 
     fn bypass(&self, reason: BypassReason) -> Lookup {
         self.count(|c| &c.bypasses);
         Lookup::Bypass(reason)
-    }
-
-    pub(crate) fn backend_failed(&self, err: BackendError) -> Result<(), Error> {
-        self.count(|c| &c.errors);
-        if self.inner.health.failed(&err) {
-            tracing::warn!(
-                error = %err,
-                "cacheops: the cache backend is unavailable; reads go to the database and writes {} until it answers",
-                match self.inner.mark_failure {
-                    MarkFailure::RefuseWrite => "are refused",
-                    MarkFailure::Proceed => "queue their invalidations",
-                }
-            );
-        } else {
-            tracing::debug!(error = %err, "cacheops backend failed");
-        }
-        if self.inner.degrade { Ok(()) } else { Err(err.into()) }
-    }
-
-    /// The one gate for backend calls outside the read / store / lease / invalidation paths
-    /// (which apply the same rules themselves): the simple cache, the dog-pile lock, serve-stale
-    /// copies, dropping a value that does not decode. An open breaker fails at once, without a
-    /// network call (`call` is not polled); an error is counted, logged once per outage and opens
-    /// the breaker; a success closes it.
-    pub(crate) async fn gate<T>(&self, call: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
-        if !self.inner.health.closed() {
-            return Err(BackendError::new("cache backend unavailable (circuit open)"));
-        }
-        match call.await {
-            Ok(v) => {
-                self.inner.health.succeeded();
-                Ok(v)
-            }
-            Err(e) => {
-                let _ = self.backend_failed(e.clone());
-                Err(e)
-            }
-        }
-    }
-
-    /// Replays the queued invalidations in the background, as soon as the backend answers
-    /// (every retry interval), instead of waiting for this process's next lookup. At most one
-    /// such task runs per cache; it ends when the queue is empty or the cache is dropped.
-    pub(crate) fn replay_soon(&self) {
-        if !self.inner.health.needs_sync() || self.inner.replayer.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            self.inner.replayer.store(false, Ordering::Release);
-            return;
-        };
-        let weak = Arc::downgrade(&self.inner);
-        let keys = Arc::clone(&self.keys);
-        let interval = self.inner.health.retry_interval();
-        handle.spawn(async move {
-            loop {
-                tokio::time::sleep(interval).await;
-                let Some(inner) = weak.upgrade() else { return };
-                let cache = Cache { inner, keys: Arc::clone(&keys) };
-                if cache.inner.health.needs_sync() {
-                    let _ = cache.sync().await;
-                }
-                if !cache.inner.health.needs_sync() {
-                    cache.inner.replayer.store(false, Ordering::Release);
-                    // Queued after the check and before the flag dropped: go on.
-                    if !cache.inner.health.needs_sync() || cache.inner.replayer.swap(true, Ordering::AcqRel) {
-                        return;
-                    }
-                }
-            }
-        });
-    }
-
-    /// Checks in the background that the backend answers, so that an unreachable server at
-    /// start-up is logged (once) and counted at once rather than at the first read.
-    pub(crate) fn check_backend_soon(&self) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
-        let cache = self.clone();
-        handle.spawn(async move {
-            match cache.inner.backend.ping().await {
-                Ok(()) => cache.inner.health.succeeded(),
-                Err(e) => {
-                    let _ = cache.backend_failed(e);
-                }
-            }
-        });
-    }
-
-    /// The backend's health as this process sees it: breaker, queued replays, fence, writes
-    /// in flight without a lease.
-    ///
-    /// ```
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let cache = cacheops::Cache::builder().build().await.unwrap();
-    /// let h = cache.health();
-    /// assert!(h.available && h.pending_replays == 0 && !h.fenced);
-    /// # });
-    /// ```
-    pub fn health(&self) -> crate::HealthReport {
-        let h = &self.inner.health;
-        crate::HealthReport {
-            available: h.closed(),
-            degraded: h.degraded(),
-            pending_replays: h.queued(),
-            fenced: h.is_fenced(),
-            unmarked_writes: self.inner.unmarked.load(Ordering::Acquire),
-            last_error: h.last_error(),
-            errors: self.inner.counters.errors.load(Ordering::Relaxed),
-        }
     }
 
     fn unavailable(&self) -> Result<Lookup, Error> {
@@ -774,6 +665,9 @@ impl Cache {
                 self.inner.health.succeeded();
                 Ok(self.bypass(reason))
             }
+            // At `maxmemory` with `noeviction` the read-check cannot register or create what is
+            // missing: this read goes to the database, but the server is up (no breaker).
+            Err(e) if e.is_out_of_memory() => Ok(self.bypass(BypassReason::Unavailable)),
             Err(e) => {
                 self.backend_failed(e)?;
                 Ok(self.bypass(BypassReason::Unavailable))
@@ -807,6 +701,10 @@ impl Cache {
                     metrics::counter!("cacheops_refused_stores_total").increment(1);
                 }
                 Ok(stored)
+            }
+            Err(e) if e.is_out_of_memory() => {
+                self.count(|c| &c.refused_stores);
+                Ok(false)
             }
             Err(e) => {
                 self.backend_failed(e)?;
@@ -856,7 +754,7 @@ impl Cache {
     }
 
     /// Replays queued invalidations (and the fence). Returns whether the cache is in sync.
-    async fn sync(&self) -> Result<bool, Error> {
+    pub(crate) async fn sync(&self) -> Result<bool, Error> {
         let _guard = self.inner.sync_lock.lock().await;
         if !self.inner.health.needs_sync() {
             return Ok(true);

@@ -5,7 +5,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+use std::sync::Arc;
+
 use cacheops_core::protocol::{BackendError, WriteRequest};
+
+use crate::cache::Cache;
+use crate::error::Error;
+use crate::lease::MarkFailure;
 
 /// What [`crate::Cache::health`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,5 +177,117 @@ impl Health {
     /// Number of queued invalidations (for stats and tests).
     pub(crate) fn queued(&self) -> usize {
         self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+}
+
+/// The engine's side of backend health: failures, the gate, background replay, the report.
+impl Cache {
+    pub(crate) fn backend_failed(&self, err: BackendError) -> Result<(), Error> {
+        self.count(|c| &c.errors);
+        if self.inner.health.failed(&err) {
+            tracing::warn!(
+                error = %err,
+                "cacheops: the cache backend is unavailable; reads go to the database and writes {} until it answers",
+                match self.inner.mark_failure {
+                    MarkFailure::RefuseWrite => "are refused",
+                    MarkFailure::Proceed => "queue their invalidations",
+                }
+            );
+        } else {
+            tracing::debug!(error = %err, "cacheops backend failed");
+        }
+        if self.inner.degrade { Ok(()) } else { Err(err.into()) }
+    }
+
+    /// The one gate for backend calls outside the read / store / lease / invalidation paths
+    /// (which apply the same rules themselves): the simple cache, the dog-pile lock, serve-stale
+    /// copies, dropping a value that does not decode. An open breaker fails at once, without a
+    /// network call (`call` is not polled); an error is counted, logged once per outage and opens
+    /// the breaker; a success closes it.
+    pub(crate) async fn gate<T>(&self, call: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
+        if !self.inner.health.closed() {
+            return Err(BackendError::new("cache backend unavailable (circuit open)"));
+        }
+        match call.await {
+            Ok(v) => {
+                self.inner.health.succeeded();
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.backend_failed(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Replays the queued invalidations in the background, as soon as the backend answers
+    /// (every retry interval), instead of waiting for this process's next lookup. At most one
+    /// such task runs per cache; it ends when the queue is empty or the cache is dropped.
+    pub(crate) fn replay_soon(&self) {
+        if !self.inner.health.needs_sync() || self.inner.replayer.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            self.inner.replayer.store(false, Ordering::Release);
+            return;
+        };
+        let weak = Arc::downgrade(&self.inner);
+        let keys = Arc::clone(&self.keys);
+        let interval = self.inner.health.retry_interval();
+        handle.spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let cache = Cache { inner, keys: Arc::clone(&keys) };
+                if cache.inner.health.needs_sync() {
+                    let _ = cache.sync().await;
+                }
+                if !cache.inner.health.needs_sync() {
+                    cache.inner.replayer.store(false, Ordering::Release);
+                    // Queued after the check and before the flag dropped: go on.
+                    if !cache.inner.health.needs_sync() || cache.inner.replayer.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Checks in the background that the backend answers, so that an unreachable server at
+    /// start-up is logged (once) and counted at once rather than at the first read.
+    pub(crate) fn check_backend_soon(&self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else { return };
+        let cache = self.clone();
+        handle.spawn(async move {
+            match cache.inner.backend.ping().await {
+                Ok(()) => cache.inner.health.succeeded(),
+                Err(e) => {
+                    let _ = cache.backend_failed(e);
+                }
+            }
+        });
+    }
+
+    /// The backend's health as this process sees it: breaker, queued replays, fence, writes
+    /// in flight without a lease.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache = cacheops::Cache::builder().build().await.unwrap();
+    /// let h = cache.health();
+    /// assert!(h.available && h.pending_replays == 0 && !h.fenced);
+    /// # });
+    /// ```
+    pub fn health(&self) -> crate::HealthReport {
+        let h = &self.inner.health;
+        crate::HealthReport {
+            available: h.closed(),
+            degraded: h.degraded(),
+            pending_replays: h.queued(),
+            fenced: h.is_fenced(),
+            unmarked_writes: self.inner.unmarked.load(Ordering::Acquire),
+            last_error: h.last_error(),
+            errors: self.inner.counters.errors.load(Ordering::Relaxed),
+        }
     }
 }

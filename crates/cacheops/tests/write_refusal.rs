@@ -102,10 +102,15 @@ async fn reader_stays_fresh(reader: &Cache, db: &Db, q: &Query) {
 #[tokio::test]
 async fn oom_noeviction_still_places_leases() {
     let server = OwnRedis::start(&["--maxmemory", "4mb", "--maxmemory-policy", "noeviction"]);
-    let (writer, reader, db, q) = setup(&server, MarkFailure::Proceed).await;
+    let (writer, reader, db, q) = setup(&server, MarkFailure::default()).await;
     // Fill the server past maxmemory (a script that starts under the limit may exceed it).
     server.cli(&["EVAL", "for i = 1, 600 do redis.call('SET', 'junk' .. i, string.rep('x', 10000)) end", "0"]);
     assert!(server.cli(&["SET", "probe", "x"]).contains("OOM"), "the server must be out of memory (test setup)");
+    // Misses cannot register or store at OOM: they go to the database, but the server is up, so
+    // the breaker stays closed and writes are not refused.
+    let other = writer.query(b"cat9", deps_eq("post", "category_id", 9));
+    assert_eq!(read(&writer, &db, &other, 9).await, (String::new(), false));
+    assert!(writer.health().available && !writer.health().degraded, "{:?}", writer.health());
     // The lease is placed (`allow-oom`), so the write goes on and nobody hits the old value.
     assert!(write(&writer, &db, 1, 4).await, "a lease must be placeable at OOM");
     assert_eq!(writer.health().pending_replays, 0, "the invalidation was delivered, not queued");
