@@ -185,6 +185,9 @@ pub struct Variant {
     /// former `Drop for WriteLease`, which spawned the finish). Only matters with
     /// [`Config::cancellation`].
     pub finish_on_drop: bool,
+    /// The server's identity is not checked (broken): after a restart the backend serves what
+    /// its snapshot brought back. Only matters with [`Config::restarts`].
+    pub no_boot_check: bool,
 }
 
 impl Variant {
@@ -198,6 +201,7 @@ impl Variant {
         seq_rule: SeqRule::Counter,
         markers_evictable: false,
         finish_on_drop: false,
+        no_boot_check: false,
     };
     /// The correct protocol with an unconditional re-mark before COMMIT.
     pub const CORRECT_ALWAYS_REMARK: Variant = Variant { remark: Remark::Always, ..Variant::CORRECT };
@@ -220,6 +224,11 @@ impl Variant {
     pub const MARKERS_EVICTABLE: Variant = Variant { markers_evictable: true, ..Variant::CORRECT };
     /// A dropped writer finishes before its in-flight COMMIT lands.
     pub const FINISH_ON_DROP: Variant = Variant { finish_on_drop: true, ..Variant::CORRECT };
+    /// The protocol on Redis: the re-mark before COMMIT is unconditional (a restart may have lost
+    /// the marks), and every operation verifies the server's identity first.
+    pub const REDIS_RESTARTS: Variant = Variant::CORRECT_ALWAYS_REMARK;
+    /// Restarts without the identity check.
+    pub const NO_BOOT_CHECK: Variant = Variant { no_boot_check: true, ..Variant::CORRECT_ALWAYS_REMARK };
 }
 
 /// A model configuration.
@@ -250,6 +259,12 @@ pub struct Config {
     /// assumption: a COMMIT takes less than the lease's remaining third). A dropped writer never
     /// finishes: its lease only expires (unless [`Variant::finish_on_drop`]).
     pub cancellation: bool,
+    /// Whether the backend may take one snapshot (`SAVE`) and restart once, from it or empty
+    /// (`kill -9`), at any moment — except between a writer's unconditional re-mark and the
+    /// moment its COMMIT is visible (the stated window; `appendfsync always` closes it). The backend then holds the
+    /// snapshot's keys, and the first operation on it verifies the server's identity
+    /// (`verify_boot`): the epoch goes, so every value and every read in flight is dead.
+    pub restarts: bool,
     /// The distinct queries (one value key each); derived by [`Config::new`].
     queries: Vec<Query>,
 }
@@ -281,6 +296,7 @@ impl Config {
             lease_expiry: true,
             eviction: false,
             cancellation: false,
+            restarts: false,
             queries,
         }
     }
@@ -445,6 +461,22 @@ struct Writer {
     old: (u8, u8),
 }
 
+/// The backend's keys, as a snapshot holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Saved {
+    table: Slot,
+    conj: [Slot; NCONJ],
+    schemes: [u8; NSCHEMES],
+    seq: u8,
+    writer_rec: [u8; MAX_WRITERS],
+    values: [[u8; 3]; MAX_QUERIES],
+}
+
+/// Restart progress ([`Config::restarts`]).
+const RS_NONE: u8 = 0;
+const RS_SAVED: u8 = 1;
+const RS_RESTARTED: u8 = 2;
+
 /// One state of the whole system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct State {
@@ -468,6 +500,11 @@ pub struct State {
     // Actors.
     readers: [Reader; MAX_READERS],
     writers: [Writer; MAX_WRITERS],
+    /// [`Config::restarts`]: the snapshot, how far the restart got, and whether the namespace
+    /// was verified on the server running now.
+    saved: Option<Saved>,
+    restart: u8,
+    booted: bool,
 }
 
 /// One atomic step.
@@ -511,6 +548,10 @@ pub enum Action {
     EvictWriterRecord(u8),
     /// The backend's wall clock (`now_us`) jumps to this value (`Redis*` sequence rules).
     Tick(u8),
+    /// The backend saves a snapshot of its keys ([`Config::restarts`]).
+    Save,
+    /// The backend restarts (a new server process): with the snapshot's keys, or empty.
+    Restart,
 }
 
 /// Why a read-check did not hit and may not store.
@@ -563,6 +604,37 @@ impl State {
             values: [[0; 3]; MAX_QUERIES],
             readers: [Reader::default(); MAX_READERS],
             writers: [Writer::default(); MAX_WRITERS],
+            saved: None,
+            restart: RS_NONE,
+            booted: true,
+        }
+    }
+
+    /// `verify_boot`, first in every script: on a server the namespace was not verified on, the
+    /// epoch is deleted — every stored value and every reader's stamp vector (which includes the
+    /// epoch) is dead. (Modelled by dropping the values and the readers' stamps: the model has no
+    /// epoch key.) The broken variant skips it.
+    fn verify_boot(&mut self, cfg: &Config) {
+        if self.booted || cfg.variant.no_boot_check {
+            return;
+        }
+        self.booted = true;
+        for v in self.values.iter_mut() {
+            *v = [0; 3];
+        }
+        for r in self.readers.iter_mut() {
+            r.stamps = [ABSENT; 2];
+        }
+    }
+
+    fn snapshot(&self) -> Saved {
+        Saved {
+            table: self.table,
+            conj: self.conj,
+            schemes: self.schemes,
+            seq: self.seq,
+            writer_rec: self.writer_rec,
+            values: self.values,
         }
     }
 
@@ -589,6 +661,14 @@ impl State {
             see(r.stamps[0]);
             see(r.stamps[1]);
         });
+        if let Some(sv) = &self.saved {
+            see(sv.table);
+            sv.conj.iter().for_each(|s| see(*s));
+            sv.values.iter().for_each(|v| {
+                see(v[0]);
+                see(v[1]);
+            });
+        }
         assert!(max < 0x7f, "too many stamps");
         max + 1
     }
@@ -618,6 +698,15 @@ impl State {
             let [t, c] = &mut r.stamps;
             f(t);
             f(c);
+        }
+        if let Some(sv) = self.saved.as_mut() {
+            f(&mut sv.table);
+            sv.conj.iter_mut().for_each(&mut f);
+            for v in sv.values.iter_mut() {
+                let [t, c, _] = v;
+                f(t);
+                f(c);
+            }
         }
     }
 
@@ -653,6 +742,7 @@ impl State {
 
     /// `Backend::read` (see `MemoryBackend::read`), for query `q`, with the variant's rules.
     pub fn read_check(&mut self, cfg: &Config, q: Query) -> ReadReply {
+        self.verify_boot(cfg);
         let new_stamp = self.fresh_stamp();
         let mut pending = false;
         // 2. The table key: reset when the table has no registered scheme, unless a marker.
@@ -702,6 +792,13 @@ impl State {
     /// `Backend::store`: stores when the current stamps equal the reader's (a marker, live or
     /// expired, never equals a stamp).
     pub fn store(&mut self, cfg: &Config, q: Query, stamps: [Slot; 2], data: Data) -> bool {
+        // The stamp vector a store compares includes the epoch: when this store is the first
+        // operation on a new server, `verify_boot` deletes the epoch its stamps were taken under.
+        let first_on_new_server = !self.booted && !cfg.variant.no_boot_check;
+        self.verify_boot(cfg);
+        if first_on_new_server {
+            return false;
+        }
         let current = [self.table, self.conj[q.conj()]];
         if !is_stamp(current[0]) || !is_stamp(current[1]) || current != stamps {
             return false;
@@ -714,6 +811,7 @@ impl State {
     /// expired marker is replaced by a new marker; a live marker drops its expired entries), and
     /// its writer record gets the current sequence number (expired records are dropped).
     pub fn mark(&mut self, cfg: &Config, w: usize) {
+        self.verify_boot(cfg);
         let bit = 1u8 << w;
         let keys = self.affected_keys(cfg, w);
         for (i, k) in keys.iter().enumerate() {
@@ -745,6 +843,7 @@ impl State {
     /// expired ones and is deleted when none is left; then the writer record is removed (and the
     /// expired ones dropped).
     pub fn finish(&mut self, cfg: &Config, w: usize) {
+        self.verify_boot(cfg);
         let bit = 1u8 << w;
         let keys = self.affected_keys(cfg, w);
         for (i, k) in keys.iter().enumerate() {
@@ -816,6 +915,10 @@ impl State {
     /// the committed result: returns that query. (A read-check's hit decision depends only on
     /// the state, so this is the "no stale hit" property for every possible reader at once.)
     pub fn servable_stale(&self, cfg: &Config) -> Option<Query> {
+        // Not verified on this server yet: any read-check verifies first, and drops them.
+        if !self.booted && !cfg.variant.no_boot_check {
+            return None;
+        }
         // The hit check of the backends: every stamp present and current (no registry check:
         // a write to a table without registered schemes is table-level).
         for (i, q) in cfg.queries.iter().enumerate() {
@@ -959,6 +1062,21 @@ impl State {
                 }
             }
         }
+        if cfg.restarts {
+            if self.restart == RS_NONE {
+                out.push(Action::Save);
+            }
+            // Not between an unconditional re-mark and the moment its COMMIT is visible (the
+            // stated window), which for a dropped writer lasts until its COMMIT lands.
+            let remarked_uncommitted = self
+                .writers
+                .iter()
+                .take(cfg.writers.len())
+                .any(|w| (w.phase == W_MARKED && w.remarked) || w.phase == W_IN_FLIGHT || w.phase == W_IN_FLIGHT_FINISHED);
+            if self.restart != RS_RESTARTED && !remarked_uncommitted {
+                out.push(Action::Restart);
+            }
+        }
         if v.seq_rule != SeqRule::Counter {
             for t in 0..=MAX_CLOCK {
                 if t != self.clock {
@@ -1072,6 +1190,28 @@ impl State {
             Action::EvictTable => s.evict_table(),
             Action::EvictWriterRecord(w) => s.evict_writer_record(w as usize),
             Action::Tick(t) => s.clock = t,
+            Action::Save => {
+                s.saved = Some(s.snapshot());
+                s.restart = RS_SAVED;
+            }
+            Action::Restart => {
+                let sv = s.saved.take().unwrap_or(Saved {
+                    table: ABSENT,
+                    conj: [ABSENT; NCONJ],
+                    schemes: [0; NSCHEMES],
+                    seq: 0,
+                    writer_rec: [0; MAX_WRITERS],
+                    values: [[0; 3]; MAX_QUERIES],
+                });
+                s.table = sv.table;
+                s.conj = sv.conj;
+                s.schemes = sv.schemes;
+                s.seq = sv.seq;
+                s.writer_rec = sv.writer_rec;
+                s.values = sv.values;
+                s.restart = RS_RESTARTED;
+                s.booted = false;
+            }
         }
         s.canonicalize();
         (s, ev)
@@ -1201,6 +1341,10 @@ impl State {
             Action::EvictTable => "eviction: table key deleted".to_owned(),
             Action::EvictWriterRecord(w) => format!("eviction: W{}'s writer record deleted", w + 1),
             Action::Tick(t) => format!("clock: now_us = {t}"),
+            Action::Save => "redis: SAVE (a snapshot of every key)".to_owned(),
+            Action::Restart => {
+                if self.saved.is_some() { "redis: kill -9, restart from the snapshot" } else { "redis: kill -9, restart empty" }.to_owned()
+            }
         }
     }
 }

@@ -232,3 +232,35 @@ fn broken_finish_on_drop() {
     cfg.cancellation = true;
     assert_stale_hit("small/finish_on_drop", &cfg);
 }
+
+// --- restarts: a server that comes back empty or from an older snapshot --------------------
+
+/// The protocol on Redis (unconditional re-mark before COMMIT, the identity check in every
+/// script): no stale hit, whenever the snapshot is taken and the restart happens (outside the
+/// stated window between a re-mark and its COMMIT).
+#[test]
+fn correct_with_restarts() {
+    let mut cfg = Config::small(Variant::REDIS_RESTARTS);
+    cfg.restarts = true;
+    assert_safe("small/redis+restarts", &cfg);
+    cfg.rollbacks = true;
+    cfg.cancellation = true;
+    assert_safe("small/redis+restarts+rollbacks+cancellation", &cfg);
+}
+
+/// Without the identity check, the snapshot's old value is served after the restart.
+#[test]
+fn broken_no_boot_check() {
+    let mut cfg = Config::small(Variant::NO_BOOT_CHECK);
+    cfg.restarts = true;
+    assert_stale_hit("small/no_boot_check", &cfg);
+}
+
+/// With the identity check but the re-mark only when the lease ran out: a restart loses the
+/// write's markers, a reader stores the old row, the COMMIT lands unmarked.
+#[test]
+fn broken_restarts_without_unconditional_remark() {
+    let mut cfg = Config::small(Variant::CORRECT);
+    cfg.restarts = true;
+    assert_stale_hit("small/restarts+remark_if_expired", &cfg);
+}

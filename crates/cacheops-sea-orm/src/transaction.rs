@@ -4,7 +4,7 @@
 //! * At REPEATABLE READ / SERIALIZABLE (and always on SQLite), reads bypass the cache: a hit
 //!   could be newer than the transaction's snapshot, and a miss would store its old snapshot.
 //!   The level is the server's: one given to `begin_with_config` is known; otherwise
-//!   PostgreSQL is asked (`current_setting('transaction_isolation')`) before the first read
+//!   PostgreSQL is asked (`SHOW transaction_isolation`) before the first read
 //!   that would use the cache, and again after any statement that may have changed it (`SET
 //!   TRANSACTION …`, any `SET`); MySQL/MariaDB transactions without an explicit level are taken
 //!   as REPEATABLE READ (their `@@transaction_isolation` does not tell the running
@@ -101,9 +101,12 @@ async fn server_isolation(txn: &DatabaseTransaction, backend: DbBackend) -> Isol
     if backend != DbBackend::Postgres {
         return Isolation::Snapshot;
     }
-    let stmt = Statement::from_string(backend, "SELECT current_setting('transaction_isolation') AS iso");
+    // SHOW, not SELECT: it takes no snapshot, and it is not a data read to anyone counting them.
+    let stmt = Statement::from_string(backend, "SHOW transaction_isolation");
     match txn.query_one_raw(stmt).await {
-        Ok(Some(row)) => row.try_get::<String>("", "iso").map_or(Isolation::Snapshot, |n| Isolation::from_server_name(&n)),
+        Ok(Some(row)) => row
+            .try_get::<String>("", "transaction_isolation")
+            .map_or(Isolation::Snapshot, |n| Isolation::from_server_name(&n)),
         _ => Isolation::Snapshot,
     }
 }

@@ -4,48 +4,14 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cacheops::{Cache, Lookup, Query, TableChange};
+use cacheops::{Cache, Query, TableChange};
 use support::*;
 
-#[derive(Clone, Default)]
-struct Db(Arc<Mutex<HashMap<i64, i64>>>);
-
-impl Db {
-    fn category(&self, c: i64) -> String {
-        let rows = self.0.lock().unwrap();
-        let mut v: Vec<String> = rows.iter().filter(|(_, cat)| **cat == c).map(|(id, _)| id.to_string()).collect();
-        v.sort();
-        v.join(",")
-    }
-}
-
-async fn read(cache: &Cache, db: &Db, q: &Query, cat: i64) -> (String, bool) {
-    match cache.lookup(q).await.expect("degrade") {
-        Lookup::Hit(d) => (String::from_utf8(d).unwrap(), true),
-        Lookup::Miss(t) => {
-            let v = db.category(cat);
-            let _ = cache.store(t, v.as_bytes()).await;
-            (v, false)
-        }
-        Lookup::Bypass(_) => (db.category(cat), false),
-    }
-}
-
-fn rows(db: &Db, id: i64, cat: i64) -> Vec<cacheops::Row> {
-    let mut rows = vec![row(&[("id", id), ("category_id", cat)])];
-    if let Some(old) = db.0.lock().unwrap().get(&id) {
-        rows.push(row(&[("id", id), ("category_id", *old)]));
-    }
-    rows
-}
-
-async fn write(cache: &Cache, db: &Db, id: i64, cat: i64) {
+async fn write(cache: &Cache, db: &CategoryDb, id: i64, cat: i64) {
     let mut lease = cache.write_lease();
-    lease.mark(TableChange::rows("post", rows(db, id, cat))).await.expect("mark");
+    lease.mark(TableChange::rows("post", db.rows_of_move(id, cat))).await.expect("mark");
     db.0.lock().unwrap().insert(id, cat);
     lease.before_commit().await.expect("before_commit");
     lease.finish().await.expect("finish");
@@ -59,10 +25,10 @@ async fn two_processes(server: &OwnRedis) -> (Cache, Cache) {
 
 /// Reads until the reader answers again (after a restart the first calls may fail), checking
 /// every answer against the database.
-async fn settle(reader: &Cache, db: &Db, q: &Query, cat: i64) -> bool {
+async fn settle(reader: &Cache, db: &CategoryDb, q: &Query, cat: i64) -> bool {
     let mut hit = false;
     for _ in 0..40 {
-        let (v, h) = read(reader, db, q, cat).await;
+        let (v, h) = read_category(reader, db, q, cat).await;
         assert_eq!(v, db.category(cat), "stale read after the restart");
         hit |= h;
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -74,16 +40,16 @@ async fn settle(reader: &Cache, db: &Db, q: &Query, cat: i64) -> bool {
 async fn restart_from_an_older_snapshot_serves_no_old_value() {
     let mut server = OwnRedis::start(&[]);
     let (writer, reader) = two_processes(&server).await;
-    let db = Db::default();
+    let db = CategoryDb::default();
     write(&writer, &db, 1, 3).await;
     let q = reader.query(b"cat3", deps_eq("post", "category_id", 3));
-    read(&reader, &db, &q, 3).await;
-    assert_eq!(read(&reader, &db, &q, 3).await, ("1".into(), true), "a hit before the snapshot");
+    read_category(&reader, &db, &q, 3).await;
+    assert_eq!(read_category(&reader, &db, &q, 3).await, ("1".into(), true), "a hit before the snapshot");
     assert!(server.cli(&["SAVE"]).contains("OK"));
     // After the snapshot: row 1 leaves category 3, the reader caches the new answer.
     write(&writer, &db, 1, 4).await;
-    read(&reader, &db, &q, 3).await;
-    assert_eq!(read(&reader, &db, &q, 3).await, (String::new(), true));
+    read_category(&reader, &db, &q, 3).await;
+    assert_eq!(read_category(&reader, &db, &q, 3).await, (String::new(), true));
     // The server dies and comes back with the snapshot: the old value and its old stamps.
     server.crash_and_restart();
     assert!(server.cli(&["DBSIZE"]).trim() != "0", "the snapshot was loaded (test setup)");
@@ -94,11 +60,11 @@ async fn restart_from_an_older_snapshot_serves_no_old_value() {
 async fn restart_empty_serves_no_old_value() {
     let mut server = OwnRedis::start(&[]);
     let (writer, reader) = two_processes(&server).await;
-    let db = Db::default();
+    let db = CategoryDb::default();
     write(&writer, &db, 1, 3).await;
     let q = reader.query(b"cat3", deps_eq("post", "category_id", 3));
-    read(&reader, &db, &q, 3).await;
-    assert!(read(&reader, &db, &q, 3).await.1);
+    read_category(&reader, &db, &q, 3).await;
+    assert!(read_category(&reader, &db, &q, 3).await.1);
     server.crash_and_restart(); // no snapshot: empty
     write(&writer, &db, 1, 4).await;
     assert!(settle(&reader, &db, &q, 3).await);
@@ -110,19 +76,19 @@ async fn restart_empty_serves_no_old_value() {
 async fn marks_lost_in_a_restart_are_renewed_before_commit() {
     let mut server = OwnRedis::start(&[]);
     let (writer, reader) = two_processes(&server).await;
-    let db = Db::default();
+    let db = CategoryDb::default();
     db.0.lock().unwrap().insert(1, 3);
     let q = reader.query(b"cat3", deps_eq("post", "category_id", 3));
-    read(&reader, &db, &q, 3).await;
-    assert!(read(&reader, &db, &q, 3).await.1);
+    read_category(&reader, &db, &q, 3).await;
+    assert!(read_category(&reader, &db, &q, 3).await.1);
     assert!(server.cli(&["SAVE"]).contains("OK"));
     let mut lease = writer.write_lease();
-    lease.mark(TableChange::rows("post", rows(&db, 1, 4))).await.expect("mark");
-    assert!(!read(&reader, &db, &q, 3).await.1, "the lease keeps readers off");
+    lease.mark(TableChange::rows("post", db.rows_of_move(1, 4))).await.expect("mark");
+    assert!(!read_category(&reader, &db, &q, 3).await.1, "the lease keeps readers off");
     server.crash_and_restart(); // the snapshot predates the mark
     // Readers store the old row meanwhile (the write has not committed).
     for _ in 0..20 {
-        let (v, _) = read(&reader, &db, &q, 3).await;
+        let (v, _) = read_category(&reader, &db, &q, 3).await;
         assert_eq!(v, "1");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -138,7 +104,7 @@ async fn marks_lost_in_a_restart_are_renewed_before_commit() {
     db.0.lock().unwrap().insert(1, 4); // COMMIT
     // Between COMMIT and finish no reader may be served the old row.
     for _ in 0..10 {
-        assert_eq!(read(&reader, &db, &q, 3).await.0, "", "stale between COMMIT and finish");
+        assert_eq!(read_category(&reader, &db, &q, 3).await.0, "", "stale between COMMIT and finish");
     }
     lease.finish().await.expect("finish");
     assert!(settle(&reader, &db, &q, 3).await);

@@ -5,47 +5,16 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cacheops::{Cache, Lookup, MarkFailure, Query, TableChange};
+use cacheops::{Cache, MarkFailure, Query, TableChange};
 use support::*;
-
-/// A tiny "database": row id → category_id.
-#[derive(Clone, Default)]
-struct Db(Arc<Mutex<HashMap<i64, i64>>>);
-
-impl Db {
-    fn category(&self, c: i64) -> String {
-        let rows = self.0.lock().unwrap();
-        let mut v: Vec<String> = rows.iter().filter(|(_, cat)| **cat == c).map(|(id, _)| id.to_string()).collect();
-        v.sort();
-        v.join(",")
-    }
-}
-
-/// Reads category `cat` through `cache`; returns the value and whether it was a hit.
-async fn read(cache: &Cache, db: &Db, q: &Query, cat: i64) -> (String, bool) {
-    match cache.lookup(q).await.expect("degrade mode never surfaces read errors") {
-        Lookup::Hit(d) => (String::from_utf8(d).unwrap(), true),
-        Lookup::Miss(t) => {
-            let v = db.category(cat);
-            let _ = cache.store(t, v.as_bytes()).await;
-            (v, false)
-        }
-        Lookup::Bypass(_) => (db.category(cat), false),
-    }
-}
 
 /// Moves row `id` to category `cat` through the protocol. The "database" changes only if the
 /// lease was placed (as the SeaORM integration rolls back otherwise). Returns whether it did.
-async fn write(cache: &Cache, db: &Db, id: i64, cat: i64) -> bool {
+async fn write(cache: &Cache, db: &CategoryDb, id: i64, cat: i64) -> bool {
     let old = db.0.lock().unwrap().get(&id).copied();
-    let mut rows = vec![row(&[("id", id), ("category_id", cat)])];
-    if let Some(old) = old {
-        rows.push(row(&[("id", id), ("category_id", old)]));
-    }
+    let rows = db.rows_of_move(id, cat);
     let mut lease = cache.write_lease();
     if let Err(e) = lease.mark(TableChange::rows("post", rows)).await {
         assert!(e.is_unavailable(), "{e}");
@@ -82,19 +51,19 @@ async fn setup(server: &OwnRedis, policy: MarkFailure) -> (Cache, Cache, Db, Que
     let prefix = unique_prefix("refusal");
     let writer = cache_on(server, &prefix, policy).await;
     let reader = cache_on(server, &prefix, MarkFailure::default()).await;
-    let db = Db::default();
+    let db = CategoryDb::default();
     assert!(write(&writer, &db, 1, 3).await);
     let q = reader.query(b"cat3", deps_eq("post", "category_id", 3));
-    read(&reader, &db, &q, 3).await;
-    assert_eq!(read(&reader, &db, &q, 3).await, ("1".into(), true), "the reader's value must be a hit first");
+    read_category(&reader, &db, &q, 3).await;
+    assert_eq!(read_category(&reader, &db, &q, 3).await, ("1".into(), true), "the reader's value must be a hit first");
     (writer, reader, db, q)
 }
 
 /// After the fault, whatever the writer managed, the reader never sees anything but the database.
-async fn reader_stays_fresh(reader: &Cache, db: &Db, q: &Query) {
+async fn reader_stays_fresh(reader: &Cache, db: &CategoryDb, q: &Query) {
     for _ in 0..10 {
         let expected = db.category(3);
-        assert_eq!(read(reader, db, q, 3).await.0, expected, "stale read in another process");
+        assert_eq!(read_category(reader, db, q, 3).await.0, expected, "stale read in another process");
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
 }
@@ -109,13 +78,13 @@ async fn oom_noeviction_still_places_leases() {
     // Misses cannot register or store at OOM: they go to the database, but the server is up, so
     // the breaker stays closed and writes are not refused.
     let other = writer.query(b"cat9", deps_eq("post", "category_id", 9));
-    assert_eq!(read(&writer, &db, &other, 9).await, (String::new(), false));
+    assert_eq!(read_category(&writer, &db, &other, 9).await, (String::new(), false));
     assert!(writer.health().available && !writer.health().degraded, "{:?}", writer.health());
     // The lease is placed (`allow-oom`), so the write goes on and nobody hits the old value.
     assert!(write(&writer, &db, 1, 4).await, "a lease must be placeable at OOM");
     assert_eq!(writer.health().pending_replays, 0, "the invalidation was delivered, not queued");
     reader_stays_fresh(&reader, &db, &q).await;
-    assert_eq!(read(&reader, &db, &q, 3).await.0, "");
+    assert_eq!(read_category(&reader, &db, &q, 3).await.0, "");
 }
 
 #[tokio::test]
@@ -127,7 +96,7 @@ async fn client_pause_write_refuses_the_write() {
     // is still the database's.
     assert!(!write(&writer, &db, 1, 4).await, "the write must be refused while Redis takes no writes");
     assert!(writer.health().degraded);
-    let (v, hit) = read(&reader, &db, &q, 3).await;
+    let (v, hit) = read_category(&reader, &db, &q, 3).await;
     assert_eq!((v.as_str(), hit), ("1", true), "hits of unchanged data go on during the pause");
     tokio::time::sleep(Duration::from_millis(1600)).await;
     // Once writes are taken again, so are leases.

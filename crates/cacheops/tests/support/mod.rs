@@ -178,3 +178,40 @@ pub fn deps_table(table: &str) -> Dependencies {
 pub fn row(pairs: &[(&str, i64)]) -> Row {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), Value::Int(*v))).collect()
 }
+
+/// A tiny "database" for the fault tests: row id → category_id.
+#[derive(Clone, Default)]
+pub struct CategoryDb(pub std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, i64>>>);
+
+impl CategoryDb {
+    /// The ids in category `c`, sorted, joined by commas (the "query result").
+    pub fn category(&self, c: i64) -> String {
+        let rows = self.0.lock().unwrap();
+        let mut v: Vec<String> = rows.iter().filter(|(_, cat)| **cat == c).map(|(id, _)| id.to_string()).collect();
+        v.sort();
+        v.join(",")
+    }
+
+    /// The rows a move of `id` to `cat` changes: the new state and the old one, if any.
+    pub fn rows_of_move(&self, id: i64, cat: i64) -> Vec<Row> {
+        let mut rows = vec![row(&[("id", id), ("category_id", cat)])];
+        if let Some(old) = self.0.lock().unwrap().get(&id) {
+            rows.push(row(&[("id", id), ("category_id", *old)]));
+        }
+        rows
+    }
+}
+
+/// Reads category `cat` of `db` through `cache` (degrade mode: errors never surface); returns
+/// the value and whether it was a hit.
+pub async fn read_category(cache: &Cache, db: &CategoryDb, q: &cacheops::Query, cat: i64) -> (String, bool) {
+    match cache.lookup(q).await.expect("degrade mode never surfaces read errors") {
+        cacheops::Lookup::Hit(d) => (String::from_utf8(d).unwrap(), true),
+        cacheops::Lookup::Miss(t) => {
+            let v = db.category(cat);
+            let _ = cache.store(t, v.as_bytes()).await;
+            (v, false)
+        }
+        cacheops::Lookup::Bypass(_) => (db.category(cat), false),
+    }
+}
