@@ -47,7 +47,7 @@ async fn cache_on(server: &OwnRedis, prefix: &str, policy: MarkFailure) -> Cache
 }
 
 /// A writer and a reader process on `server`, with row 1 in category 3 cached by the reader.
-async fn setup(server: &OwnRedis, policy: MarkFailure) -> (Cache, Cache, Db, Query) {
+async fn setup(server: &OwnRedis, policy: MarkFailure) -> (Cache, Cache, CategoryDb, Query) {
     let prefix = unique_prefix("refusal");
     let writer = cache_on(server, &prefix, policy).await;
     let reader = cache_on(server, &prefix, MarkFailure::default()).await;
