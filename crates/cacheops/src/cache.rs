@@ -44,8 +44,8 @@ pub struct Stats {
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
+    pub(crate) hits: AtomicU64,
+    pub(crate) misses: AtomicU64,
     bypasses: AtomicU64,
     stores: AtomicU64,
     refused_stores: AtomicU64,
@@ -75,7 +75,7 @@ pub(crate) struct Inner {
     pub(crate) lock_wait: Duration,
     pub(crate) max_preimage_rows: usize,
     pub(crate) max_schemes: u32,
-    pub(crate) local: LocalCopies,
+    pub(crate) local: crate::local::LocalCopies,
     pub(crate) counters: Counters,
 }
 
@@ -117,7 +117,7 @@ impl Inner {
             lock_wait,
             max_preimage_rows,
             max_schemes,
-            local: LocalCopies::new(LOCAL_ENTRIES),
+            local: crate::local::LocalCopies::new(crate::local::LOCAL_ENTRIES),
             counters: Counters::default(),
         }
     }
@@ -280,10 +280,10 @@ pub enum Lookup {
 /// Permission to store a result, carrying the stamps taken before the database was queried.
 #[derive(Debug)]
 pub struct MissTicket {
-    req: ReadRequest,
-    stamps: Stamps,
-    ttl: Duration,
-    local: bool,
+    pub(crate) req: ReadRequest,
+    pub(crate) stamps: Stamps,
+    pub(crate) ttl: Duration,
+    pub(crate) local: bool,
 }
 
 /// What a write changes in one table.
@@ -508,7 +508,7 @@ impl Cache {
         f(&self.inner.counters).fetch_add(1, Ordering::Relaxed);
     }
 
-    fn bypass(&self, reason: BypassReason) -> Lookup {
+    pub(crate) fn bypass(&self, reason: BypassReason) -> Lookup {
         self.count(|c| &c.bypasses);
         Lookup::Bypass(reason)
     }
@@ -623,31 +623,9 @@ impl Cache {
             return self.unavailable();
         }
         if local && let Some(entry) = self.inner.local.get(&req.value_key) {
-            // Check the local copy's stamps: a read-check of a key that is never stored returns
-            // the current stamps (a miss) without transferring any value.
-            let value_key = std::mem::replace(&mut req.value_key, self.keys.value(LOCAL_PROBE));
-            match self.inner.backend.read(&req).await {
-                Ok(ReadReply::Miss(stamps)) => {
-                    self.inner.health.succeeded();
-                    if stamps.0 == entry.stamps {
-                        self.count(|c| &c.hits);
-                        return Ok(Lookup::Hit(entry.data.to_vec()));
-                    }
-                    self.inner.local.remove(&value_key);
-                    self.count(|c| &c.misses);
-                    req.value_key = value_key;
-                    return Ok(Lookup::Miss(MissTicket { req, stamps, ttl: timeout, local: true }));
-                }
-                Ok(ReadReply::Bypass(reason)) => {
-                    self.inner.health.succeeded();
-                    return Ok(self.bypass(reason));
-                }
-                // Never stored, so never a hit; read the shared value.
-                Ok(ReadReply::Hit(_)) => req.value_key = value_key,
-                Err(e) => {
-                    self.backend_failed(e)?;
-                    return Ok(self.bypass(BypassReason::Unavailable));
-                }
+            match self.lookup_local(req, entry, timeout).await? {
+                Ok(lookup) => return Ok(lookup),
+                Err(shared) => req = shared,
             }
         }
         match self.inner.backend.read(&req).await {
@@ -943,52 +921,4 @@ impl Cache {
         res
     }
 
-}
-
-/// The value key of the `local_get` probe: never stored, so reading it returns current stamps.
-const LOCAL_PROBE: &str = "local-get-probe";
-
-/// How many `local_get` copies a process keeps.
-const LOCAL_ENTRIES: usize = 10_000;
-
-/// One `local_get` copy: the stamps it was stored with and its bytes.
-#[derive(Debug, Clone)]
-pub(crate) struct LocalEntry {
-    stamps: String,
-    data: Arc<[u8]>,
-}
-
-/// The bounded in-process copies of `local_get` values.
-pub(crate) struct LocalCopies {
-    map: std::sync::Mutex<lru::LruCache<String, LocalEntry>>,
-}
-
-impl LocalCopies {
-    fn new(cap: usize) -> Self {
-        let cap = std::num::NonZeroUsize::new(cap.max(1)).unwrap_or(std::num::NonZeroUsize::MIN);
-        LocalCopies { map: std::sync::Mutex::new(lru::LruCache::new(cap)) }
-    }
-    fn lock(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, LocalEntry>> {
-        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-    fn get(&self, key: &str) -> Option<LocalEntry> {
-        self.lock().get(key).cloned()
-    }
-    fn put(&self, key: String, stamps: String, data: &[u8]) {
-        self.lock().put(key, LocalEntry { stamps, data: Arc::from(data) });
-    }
-    fn remove(&self, key: &str) {
-        self.lock().pop(key);
-    }
-    /// Number of copies held.
-    pub(crate) fn len(&self) -> usize {
-        self.lock().len()
-    }
-}
-
-impl Cache {
-    /// Number of `local_get` copies held in this process.
-    pub fn local_copies(&self) -> usize {
-        self.inner.local.len()
-    }
 }

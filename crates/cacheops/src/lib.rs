@@ -34,6 +34,7 @@ mod file;
 mod function;
 mod health;
 mod lease;
+mod local;
 pub mod lock;
 mod redis;
 mod scope;
