@@ -4,6 +4,11 @@
 //! Runs on embedded defaults — SQLite in memory and the in-process cache. Set `DATABASE_URL`
 //! (e.g. `postgres://postgres@127.0.0.1/test`) and/or `CACHEOPS_REDIS`
 //! (e.g. `redis://127.0.0.1:6379/0`) to use PostgreSQL and Redis instead.
+//!
+//! The demo recreates its two tables on every run. On PostgreSQL they live in a schema of their
+//! own (`cacheops_demo`), so nothing else in the database is touched; on any other server it
+//! refuses to run unless `CACHEOPS_DEMO_RESET=1` says that dropping `post` and `author` there is
+//! fine.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,6 +50,34 @@ mod author {
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// The schema the demo's tables live in on PostgreSQL.
+const DEMO_SCHEMA: &str = "cacheops_demo";
+
+/// Where the demo may drop and create its tables: SQLite in memory as given; on PostgreSQL a
+/// schema of its own (created if missing, first on the connection's search path); elsewhere
+/// only with `CACHEOPS_DEMO_RESET=1`.
+async fn demo_database(url: &str) -> Res<String> {
+    if url.starts_with("sqlite") {
+        return Ok(url.to_owned());
+    }
+    if url.starts_with("postgres") {
+        let admin = Database::connect(url).await?;
+        admin.execute_unprepared(&format!("CREATE SCHEMA IF NOT EXISTS {DEMO_SCHEMA}")).await?;
+        admin.close().await?;
+        let sep = if url.contains('?') { '&' } else { '?' };
+        return Ok(format!("{url}{sep}options=-c%20search_path%3D{DEMO_SCHEMA}"));
+    }
+    if env("CACHEOPS_DEMO_RESET").as_deref() == Some("1") {
+        return Ok(url.to_owned());
+    }
+    Err(format!(
+        "the demo drops and recreates the tables `post` and `author`; refusing to do that in {}: \
+         use a database of its own and set CACHEOPS_DEMO_RESET=1",
+        url.split('@').next_back().unwrap_or(url)
+    )
+    .into())
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -66,6 +99,7 @@ async fn main() -> Res<()> {
     let cache = Cache::builder().prefix("demo").from_env().profiles(profiles).build().await?;
     cache.invalidate_all().await?; // the demo recreates its tables on every run
 
+    let db_url = demo_database(&db_url).await?;
     let mut opts = ConnectOptions::new(db_url.clone());
     if db_url.starts_with("sqlite") {
         opts.max_connections(1); // one in-memory database, shared

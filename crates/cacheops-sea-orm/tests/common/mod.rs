@@ -125,6 +125,26 @@ pub struct Env {
     pub schema: String,
 }
 
+/// The test's schema goes with it (on a thread of its own: `Drop` cannot await).
+impl Drop for Env {
+    fn drop(&mut self) {
+        let schema = std::mem::take(&mut self.schema);
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(PG).await {
+                    // A connection of the test may still hold a lock (a dropped transaction is rolled
+                    // back only when its connection is used again): give up rather than wait.
+                    let sql = format!("SET lock_timeout = '2s'; DROP SCHEMA IF EXISTS {schema} CASCADE");
+                    let _ = admin.execute_unprepared(&sql).await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 impl Env {
     /// Data queries run since the last call.
     pub fn take(&self) -> usize {
