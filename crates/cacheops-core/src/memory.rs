@@ -457,14 +457,16 @@ impl Backend for MemoryBackend {
         stored.extend_from_slice(stamps.0.as_bytes());
         stored.push(b'\n');
         stored.extend_from_slice(data);
-        st.values.put(req.value_key.clone(), Entry { data: stored, expires: Some(deadline(now, ttl)) });
+        let value_until = deadline(now, ttl);
+        let conj_until = deadline(now, req.conj_ttl);
+        st.values.put(req.value_key.clone(), Entry { data: stored, expires: Some(value_until) });
         for t in req.tables.iter() {
             for c in &t.conjs {
                 if let Some(s) = st.stamps.get_mut(&c.key)
                     && !s.content.is_marker()
-                    && s.expires.is_some_and(|e| e < deadline(now, ttl))
+                    && s.expires.is_some_and(|e| e < value_until)
                 {
-                    s.expires = Some(deadline(now, req.conj_ttl));
+                    s.expires = Some(conj_until);
                 }
             }
         }

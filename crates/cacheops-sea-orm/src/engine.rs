@@ -103,9 +103,7 @@ impl PlanMemo {
             map.clear();
             self.bytes.store(0, Relaxed);
         }
-        if let Some(old) = map.insert(key, plan) {
-            drop(old);
-        } else {
+        if map.insert(key, plan).is_none() {
             self.bytes.fetch_add(cost, Relaxed);
         }
     }

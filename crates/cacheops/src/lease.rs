@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use cacheops_core::protocol::{BackendError, WriteRequest};
+use cacheops_core::protocol::WriteRequest;
 
 use crate::cache::{Cache, TableChange};
 use crate::error::Error;
@@ -104,30 +104,24 @@ impl WriteLease {
         // The server starts the lease when it receives the mark: take the time before sending,
         // so that the lease is never believed to last longer than it does.
         let sent_at = Instant::now();
-        let res = if inner.health.closed() {
+        // The gate applies the breaker and counts and logs a failure; its degrade answer does
+        // not apply to marks (the policy below does).
+        let mark = async {
             match inner.backend.mark(&req).await {
                 // The connection had been dropped (a server restart): the client reconnects on
                 // the next command, and a mark may be sent twice.
                 Err(e) if e.is_connection_dropped() => inner.backend.mark(&req).await,
                 res => res,
             }
-        } else {
-            Err(BackendError::new("cache backend unavailable (circuit open)"))
         };
-        match res {
+        match self.cache.gate(mark).await {
             Ok(()) => {
-                inner.health.succeeded();
                 if self.marked_at.is_none() {
                     self.marked_at = Some(sent_at);
                 }
                 Ok(())
             }
             Err(e) => {
-                let was_closed = inner.health.closed();
-                if was_closed {
-                    // Counts, logs and opens the breaker; its degrade answer does not apply to marks.
-                    let _ = self.cache.backend_failed(e.clone());
-                }
                 match inner.mark_failure {
                     MarkFailure::RefuseWrite => Err(Error::LeaseUnavailable(e)),
                     MarkFailure::Proceed => {

@@ -336,9 +336,6 @@ pub(crate) async fn acquire(cache: &Cache, hash: &str, deadline: Instant, stale:
     };
     let mut guard = Guard { cache: cache.clone(), hash: hash.to_owned(), slot, remote_token: None, released: false };
     let Some(remote) = &locks.remote else { return Acquired::Held(guard) };
-    if !cache.inner.health.closed() {
-        return Acquired::Held(guard);
-    }
     let lock_key = cache.keys().lock(hash);
     let signal_key = format!("{lock_key}:signal");
     match cache.gate(remote.try_acquire(&lock_key, &signal_key, locks.ttl)).await {
@@ -362,7 +359,8 @@ pub(crate) async fn acquire(cache: &Cache, hash: &str, deadline: Instant, stale:
                 Acquired::Held(guard)
             }
         }
-        // Counted and logged by the gate; the breaker keeps the next ones off the network.
+        // The breaker was open (no network call), or the call failed (counted and logged by the
+        // gate, which opened the breaker): lock in process only.
         Err(_) => Acquired::Held(guard),
     }
 }

@@ -83,57 +83,33 @@ impl Cache {
         self.simple().cached(name)
     }
 
-    fn simple_ready(&self) -> Result<bool, Error> {
+    /// A simple-cache call through the gate: disabled, or failing with degrade on, it answers
+    /// `fallback` (a miss, nothing done); with degrade off a failure is an error.
+    async fn simple_call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, cacheops_core::protocol::BackendError>>,
+        fallback: T,
+    ) -> Result<T, Error> {
         if !self.inner.enabled {
-            return Ok(false);
+            return Ok(fallback);
         }
-        if !self.inner.health.closed() {
-            return if self.inner.degrade {
-                Ok(false)
-            } else {
-                Err(cacheops_core::protocol::BackendError::new("cache backend unavailable (circuit open)").into())
-            };
+        match self.gate(call).await {
+            Ok(v) => Ok(v),
+            Err(_) if self.inner.degrade => Ok(fallback),
+            Err(e) => Err(e.into()),
         }
-        Ok(true)
     }
 
     pub(crate) async fn simple_get_raw(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        if !self.simple_ready()? {
-            return Ok(None);
-        }
-        match self.inner.backend.get(key).await {
-            Ok(v) => {
-                self.inner.health.succeeded();
-                Ok(v)
-            }
-            Err(e) => self.backend_failed(e).map(|()| None),
-        }
+        self.simple_call(self.inner.backend.get(key), None).await
     }
 
     pub(crate) async fn simple_set_raw(&self, key: &str, data: &[u8], ttl: Option<Duration>) -> Result<(), Error> {
-        if !self.simple_ready()? {
-            return Ok(());
-        }
-        match self.inner.backend.set(key, data, ttl).await {
-            Ok(()) => {
-                self.inner.health.succeeded();
-                Ok(())
-            }
-            Err(e) => self.backend_failed(e),
-        }
+        self.simple_call(self.inner.backend.set(key, data, ttl), ()).await
     }
 
     pub(crate) async fn simple_delete_raw(&self, key: &str) -> Result<bool, Error> {
-        if !self.simple_ready()? {
-            return Ok(false);
-        }
-        match self.inner.backend.delete(key).await {
-            Ok(v) => {
-                self.inner.health.succeeded();
-                Ok(v)
-            }
-            Err(e) => self.backend_failed(e).map(|()| false),
-        }
+        self.simple_call(self.inner.backend.delete(key), false).await
     }
 }
 

@@ -17,6 +17,15 @@ async fn write(cache: &Cache, db: &CategoryDb, id: i64, cat: i64) {
     lease.finish().await.expect("finish");
 }
 
+/// Row 1 written into category 3, and the reader's `category_id = 3` query a hit.
+async fn cached_category_3(writer: &Cache, reader: &Cache, db: &CategoryDb) -> Query {
+    write(writer, db, 1, 3).await;
+    let q = reader.query(b"cat3", deps_eq("post", "category_id", 3));
+    read_category(reader, db, &q, 3).await;
+    assert_eq!(read_category(reader, db, &q, 3).await, ("1".into(), true), "the reader's value must be a hit first");
+    q
+}
+
 async fn two_processes(server: &OwnRedis) -> (Cache, Cache) {
     let prefix = unique_prefix("restart");
     let mk = || support::builder().redis_url(server.url()).prefix(&prefix).retry_interval(Duration::from_millis(50)).build();
@@ -41,10 +50,7 @@ async fn restart_from_an_older_snapshot_serves_no_old_value() {
     let mut server = OwnRedis::start(&[]);
     let (writer, reader) = two_processes(&server).await;
     let db = CategoryDb::default();
-    write(&writer, &db, 1, 3).await;
-    let q = reader.query(b"cat3", deps_eq("post", "category_id", 3));
-    read_category(&reader, &db, &q, 3).await;
-    assert_eq!(read_category(&reader, &db, &q, 3).await, ("1".into(), true), "a hit before the snapshot");
+    let q = cached_category_3(&writer, &reader, &db).await;
     assert!(server.cli(&["SAVE"]).contains("OK"));
     // After the snapshot: row 1 leaves category 3, the reader caches the new answer.
     write(&writer, &db, 1, 4).await;
@@ -61,10 +67,7 @@ async fn restart_empty_serves_no_old_value() {
     let mut server = OwnRedis::start(&[]);
     let (writer, reader) = two_processes(&server).await;
     let db = CategoryDb::default();
-    write(&writer, &db, 1, 3).await;
-    let q = reader.query(b"cat3", deps_eq("post", "category_id", 3));
-    read_category(&reader, &db, &q, 3).await;
-    assert!(read_category(&reader, &db, &q, 3).await.1);
+    let q = cached_category_3(&writer, &reader, &db).await;
     server.crash_and_restart(); // no snapshot: empty
     write(&writer, &db, 1, 4).await;
     assert!(settle(&reader, &db, &q, 3).await);
