@@ -1,11 +1,9 @@
 //! Conversions: SeaORM values and rows to cacheops values and rows, and cached rows to and from
 //! bytes (the format is described in [`crate::row_codec`]).
 
-use std::sync::Arc;
-
 use cacheops::{Row, Value};
 use sea_orm::sea_query::Value as SeaValue;
-use sea_orm::{DbErr, ProxyColumns, ProxyRow, QueryResult, Statement};
+use sea_orm::{DbErr, QueryResult, Statement};
 use serde::{Deserialize, Serialize};
 
 use crate::row_codec;
@@ -97,16 +95,17 @@ impl CachedRow {
     /// Converts a live row. Fails (and the caller bypasses the cache) when a column type cannot
     /// be represented faithfully or column names repeat.
     pub fn from_query_result(row: &QueryResult) -> Result<CachedRow, DbErr> {
-        let proxy = sea_orm::try_from_query_result_to_proxy_row(row)?;
-        let (columns, values) = proxy.to_ordered_pairs().into_iter().unzip();
+        let (columns, values) = crate::live::decode(row)?;
         Ok(CachedRow { columns, values })
     }
 
     /// Rebuilds a `QueryResult` that reads back like the live row, by name and by position.
     /// Fails on repeated column names and when values and columns differ in number.
+    /// (Feature `transparent`: needs SeaORM with cacheops' patches.)
+    #[cfg(feature = "transparent")]
     pub fn into_query_result(self) -> Result<QueryResult, DbErr> {
-        let columns = Arc::new(ProxyColumns::new(self.columns)?);
-        Ok(QueryResult::from(ProxyRow::with_shared_columns(columns, self.values)?))
+        let columns = std::sync::Arc::new(sea_orm::ProxyColumns::new(self.columns)?);
+        Ok(QueryResult::from(sea_orm::ProxyRow::with_shared_columns(columns, self.values)?))
     }
 
     /// The row as column → cacheops value (for invalidation).
@@ -131,6 +130,7 @@ impl CachedRow {
 
     /// [`decode_query_results`].
     #[doc(hidden)]
+    #[cfg(feature = "transparent")]
     pub fn decode_query_results(bytes: &[u8]) -> Option<Vec<QueryResult>> {
         decode_query_results(bytes)
     }
@@ -150,6 +150,7 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<CachedRow>> {
 
 /// Deserialises cached rows straight into `QueryResult`s that share one copy of the column
 /// names (what a hit hands to SeaORM); `None` as for [`decode`].
+#[cfg(feature = "transparent")]
 pub(crate) fn decode_query_results(bytes: &[u8]) -> Option<Vec<QueryResult>> {
     row_codec::decode_query_results(bytes)
 }
@@ -414,6 +415,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "transparent")]
     fn query_results_read_back_like_the_rows() {
         let row = all_values_row();
         let bytes = encoded(&[row.clone(), row.clone()]);
@@ -421,13 +423,14 @@ mod tests {
         assert_eq!(results.len(), 2);
         for result in results {
             assert_eq!(result.column_names(), row.columns);
-            let proxy = sea_orm::try_from_query_result_to_proxy_row(&result).expect("proxy row");
+            let proxy = sea_orm::from_query_result_to_proxy_row(&result);
             assert_eq!(proxy.to_ordered_pairs(), row.columns.iter().cloned().zip(row.values.clone()).collect::<Vec<_>>());
             assert_eq!(proxy.values.len(), row.columns.len(), "the map is filled for callers");
         }
     }
 
     #[test]
+    #[cfg(feature = "transparent")]
     fn shared_rows_are_read_by_name_and_position_with_equivalents() {
         let columns = ["id", "title", "visible", "missing_value"].map(String::from).to_vec();
         let values = vec![
@@ -450,6 +453,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "transparent")]
     fn wide_rows_are_looked_up_by_name() {
         let columns: Vec<String> = (0..40).rev().map(|i| format!("c{i}")).collect();
         let values = (0..40).map(|i| SeaValue::Int(Some(i))).collect();
@@ -474,6 +478,7 @@ mod tests {
         let wide: Vec<String> = (0..30).map(|i| format!("c{}", i % 29)).collect();
         let wide_row = CachedRow { columns: wide, values: vec![int(); 30] };
         assert!(encode(std::slice::from_ref(&wide_row)).is_err(), "repeated names among many columns");
+        #[cfg(feature = "transparent")]
         assert!(wide_row.into_query_result().is_err());
         let deep = SeaValue::Json(Some(Box::new(nested_json(MAX_JSON_DEPTH + 1))));
         assert!(encode(&[row(&["a"], vec![deep])]).is_err(), "JSON too deep to read back");
@@ -486,6 +491,7 @@ mod tests {
         }
         let empty = vec![row(&[], Vec::new()); (1 << 16) + 1];
         assert!(encode(&empty).is_err(), "too many rows without columns");
+        #[cfg(feature = "transparent")]
         assert!(row(&["a"], Vec::new()).into_query_result().is_err());
     }
 
@@ -495,6 +501,7 @@ mod tests {
         let old = serde_json::to_vec(&vec![CachedRow { columns: vec!["id".into()], values: vec![SeaValue::Int(Some(1))] }])
             .expect("serde_json");
         assert_eq!(decode(&old), None);
+        #[cfg(feature = "transparent")]
         assert!(decode_query_results(&old).is_none());
         let mut bytes = encoded(&rows);
         bytes[0] = VERSION + 1;
@@ -502,6 +509,7 @@ mod tests {
         assert_eq!(decode(&[]), None);
         let duplicate_names = [VERSION, 2, 1, b'a', 1, b'a', 1, kind_int(), 1, 0, 0, 0, kind_int(), 2, 0, 0, 0];
         assert!(decode(&duplicate_names).is_some(), "well-formed otherwise");
+        #[cfg(feature = "transparent")]
         assert!(decode_query_results(&duplicate_names).is_none(), "a corrupt header with a name twice");
     }
 
@@ -511,6 +519,7 @@ mod tests {
         let bytes = encoded(&[row.clone(), row]);
         for len in 0..bytes.len() {
             assert_eq!(decode(&bytes[..len]), None, "prefix of {len} bytes");
+            #[cfg(feature = "transparent")]
             assert!(decode_query_results(&bytes[..len]).is_none(), "prefix of {len} bytes");
         }
         let mut longer = bytes.clone();
@@ -530,6 +539,7 @@ mod tests {
             }
             let cut = bad.len() - rng.below(4);
             let _ = decode(&bad[..cut]);
+            #[cfg(feature = "transparent")]
             let _ = decode_query_results(&bad[..cut]);
         }
     }
@@ -544,6 +554,7 @@ mod tests {
                 bytes[0] = VERSION;
             }
             let _ = decode(&bytes);
+            #[cfg(feature = "transparent")]
             let _ = decode_query_results(&bytes);
         }
         // Huge counts with nothing behind them.
@@ -568,8 +579,8 @@ mod tests {
             assert_eq!(a.columns, b.columns);
             a.values.iter().zip(&b.values).for_each(|(x, y)| assert_exact(x, y));
         }
-        let results = decode_query_results(&encoded(&rows)).expect("decodes");
-        for (result, row) in results.iter().zip(&rows) {
+        #[cfg(feature = "transparent")]
+        for (result, row) in decode_query_results(&encoded(&rows)).expect("decodes").iter().zip(&rows) {
             assert_eq!(&CachedRow::from_query_result(result).expect("proxy row"), row);
         }
     }

@@ -1,6 +1,5 @@
 //! The read and write paths shared by `CachedConnection` and `CachedTransaction`.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use cacheops::{
@@ -35,6 +34,7 @@ pub(crate) struct ReadPlan {
     pub(crate) analysis: Analysis,
     /// The query of [`ReadMode::One`] and [`ReadMode::All`] reads, for the connection's own cache
     /// (not memoised with a prefix callback, whose answer may change between calls).
+    #[cfg_attr(not(feature = "transparent"), allow(dead_code))]
     queries: [std::sync::OnceLock<cacheops::Query>; 2],
     /// What the connection's profiles say about it.
     profile: std::sync::OnceLock<ProfilePlan>,
@@ -400,6 +400,7 @@ fn op_for(shape: ReadShape, mode: ReadMode) -> CacheOp {
 }
 
 /// How a cacheable read is cached: its lifetime override and whether the dog-pile lock applies.
+#[cfg_attr(not(feature = "transparent"), allow(dead_code))]
 struct Plan {
     timeout: Option<std::time::Duration>,
     lock: bool,
@@ -453,6 +454,7 @@ async fn run_read<C: ConnectionTrait>(conn: &C, stmt: Statement, mode: ReadMode)
 }
 
 /// Why a cached read did not produce cacheable bytes.
+#[cfg(feature = "transparent")]
 enum ReadErr {
     Db(DbErr),
     Cache(cacheops::Error),
@@ -460,6 +462,7 @@ enum ReadErr {
     Uncacheable(Vec<QueryResult>),
 }
 
+#[cfg(feature = "transparent")]
 impl From<cacheops::Error> for ReadErr {
     fn from(e: cacheops::Error) -> Self {
         ReadErr::Cache(e)
@@ -495,6 +498,7 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
 ) -> Result<Vec<QueryResult>, DbErr> {
     let analysis = &read.analysis;
     let plan = if allowed { cache_plan(shared, read, mode) } else { None };
+    let plan = plan.filter(|_| rows_cacheable());
     let (Some(plan), true) = (plan, shared.catalog.namespace_known()) else {
         // Not cached, but a cached function around it (`cached_as` with `auto`) still depends
         // on it: record its dependencies, or mark the function's result unstorable when they
@@ -509,6 +513,51 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
         }
         return run_read(conn, stmt, mode).await;
     };
+    read_cached(shared, conn, stmt, params, read, mode, plan).await
+}
+
+/// Whether rows can be cached: only with the `transparent` feature (SeaORM with cacheops'
+/// patches rebuilds cached rows). Without it, a read the profiles or [`crate::cached`] would cache
+/// runs live (typed reads, `.cache()`, still cache); said once in the log.
+fn rows_cacheable() -> bool {
+    if !cfg!(feature = "transparent") {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            tracing::info!(
+                "cacheops-sea-orm: built without the `transparent` feature, so plain reads through a CachedConnection \
+                 are not cached row by row; use `.cache()` on selects, `cached_as`, or enable `transparent`"
+            );
+        });
+    }
+    cfg!(feature = "transparent")
+}
+
+#[cfg(not(feature = "transparent"))]
+async fn read_cached<C: ConnectionTrait>(
+    _shared: &Shared,
+    conn: &C,
+    stmt: Statement,
+    _params: &[cacheops::Value],
+    _read: &ReadPlan,
+    mode: ReadMode,
+    _plan: Plan,
+) -> Result<Vec<QueryResult>, DbErr> {
+    run_read(conn, stmt, mode).await
+}
+
+/// The cached read of [`read_analyzed`]: rows from the cache, or from the database and stored.
+#[cfg(feature = "transparent")]
+async fn read_cached<C: ConnectionTrait>(
+    shared: &Shared,
+    conn: &C,
+    stmt: Statement,
+    params: &[cacheops::Value],
+    read: &ReadPlan,
+    mode: ReadMode,
+    plan: Plan,
+) -> Result<Vec<QueryResult>, DbErr> {
+    use std::borrow::Cow;
+    let analysis = &read.analysis;
     let build = |cache: &Cache| {
         // The namespace (search_path, current database) tells apart the tables that one
         // unqualified name means on differently configured connections.
@@ -855,6 +904,9 @@ pub(crate) struct Saved {
 /// the cache right away (a normal miss: stamps first, then the database, so it is as safe as
 /// any read). The statement is built the way SeaORM builds it, so the next get hits.
 pub(crate) async fn cache_saved<C: ConnectionTrait>(shared: &Shared, conn: &C, saved: Vec<Saved>) -> Result<(), DbErr> {
+    if !rows_cacheable() {
+        return Ok(());
+    }
     use sea_orm::sea_query::{Alias, Expr, ExprTrait, MysqlQueryBuilder, PostgresQueryBuilder, Query, SqliteQueryBuilder};
     for s in saved {
         let column = if s.column.is_empty() {

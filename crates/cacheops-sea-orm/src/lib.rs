@@ -21,6 +21,7 @@ mod catalog;
 mod connection;
 mod convert;
 mod engine;
+mod live;
 mod row_codec;
 mod scope;
 mod transaction;
@@ -31,7 +32,7 @@ pub use convert::CachedRow;
 pub use engine::PrefixQuery;
 pub use scope::{CacheOptions, cached, nocache};
 pub use transaction::CachedTransaction;
-pub use typed::{SelectCacheExt, WithCache, WithoutCache};
+pub use typed::{CacheTarget, SelectCacheExt, WithCache, WithoutCache};
 
 /// The README's examples, compiled as doctests so that they stay true.
 #[doc = include_str!("../../../README.md")]

@@ -24,12 +24,10 @@
 //! Decoding never panics: anything malformed, truncated, followed by extra bytes or of another
 //! version is `None`, which the caller treats as a miss.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use sea_orm::prelude::{Decimal, Uuid};
 use sea_orm::sea_query::{EnumTypeName, OptionEnum, Value as SeaValue};
-use sea_orm::{DbErr, ProxyColumns, ProxyRow, QueryResult};
+use sea_orm::DbErr;
 
 use crate::convert::CachedRow;
 
@@ -125,7 +123,9 @@ fn shared_columns(rows: &[CachedRow]) -> Result<&[String], DbErr> {
     if columns.is_empty() && rows.len() > MAX_EMPTY_ROWS {
         return Err(unsupported(format!("more than {MAX_EMPTY_ROWS} rows without columns")));
     }
-    ProxyColumns::new(columns.to_vec())?;
+    if let Some(name) = crate::live::repeated(columns) {
+        return Err(unsupported(format!("two columns named `{name}`")));
+    }
     Ok(columns)
 }
 
@@ -345,7 +345,10 @@ pub(crate) fn decode_rows(bytes: &[u8]) -> Option<Vec<CachedRow>> {
 
 /// Decodes rows straight into SeaORM `QueryResult`s whose rows share one copy of the column
 /// names; `None` also if names repeat.
-pub(crate) fn decode_query_results(bytes: &[u8]) -> Option<Vec<QueryResult>> {
+#[cfg(feature = "transparent")]
+pub(crate) fn decode_query_results(bytes: &[u8]) -> Option<Vec<sea_orm::QueryResult>> {
+    use sea_orm::{ProxyColumns, ProxyRow, QueryResult};
+    use std::sync::Arc;
     decode_with(
         bytes,
         |names| ProxyColumns::new(names).ok().map(Arc::new),

@@ -111,6 +111,17 @@ async fn server_isolation(txn: &DatabaseTransaction, backend: DbBackend) -> Isol
     }
 }
 
+impl crate::typed::CacheTarget for CachedTransaction {
+    fn typed_target(&self) -> Pin<Box<dyn Future<Output = crate::typed::TypedTarget<'_>> + Send + '_>> {
+        Box::pin(async move {
+            if let Ok(txn) = self.txn() {
+                self.shared.ensure_catalog(txn).await;
+            }
+            crate::typed::TypedTarget { shared: &self.shared, allowed: self.reads_allowed().await }
+        })
+    }
+}
+
 /// A transaction (or savepoint) on a [`crate::CachedConnection`].
 #[derive(Debug)]
 pub struct CachedTransaction {

@@ -1,14 +1,20 @@
-//! Per-query caching controls on SeaORM selects, and typed caching that needs no row conversion.
+//! Per-query caching controls on SeaORM selects, and typed caching: models cached as their
+//! columns' values, which needs no row conversion (and so no SeaORM patch).
 
 use std::future::Future;
 
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryTrait, Select, Statement};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use std::pin::Pin;
+
+use sea_orm::sea_query::Value as SeaValue;
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Iterable, ModelTrait, PaginatorTrait, QuerySelect, QueryTrait,
+    Select, Statement, TryIntoModel,
+};
 
 use crate::connection::CachedConnection;
-use crate::engine::{self, Class, err};
-use crate::scope::{self, CacheOptions, Override, cached, nocache};
+use crate::convert::CachedRow;
+use crate::engine::{self, Class, Shared, err};
+use crate::scope::{self, CacheOptions, Override, nocache};
 
 /// `.cache()` / `.nocache()` on SeaORM selects, like the original's queryset methods.
 ///
@@ -61,21 +67,35 @@ pub struct WithoutCache<S> {
     select: S,
 }
 
-impl<E: EntityTrait> WithCache<Select<E>>
+impl<E> WithCache<Select<E>>
 where
+    E: EntityTrait,
     E::Model: Send + Sync,
+    E::ActiveModel: TryIntoModel<E::Model>,
 {
-    /// All rows.
-    pub async fn all<C: ConnectionTrait>(self, db: &C) -> Result<Vec<E::Model>, DbErr> {
-        cached(self.options, self.select.all(db)).await
+    /// All rows, as models (cached as the models' column values: works with stock SeaORM).
+    pub async fn all<C: CacheTarget>(self, db: &C) -> Result<Vec<E::Model>, DbErr> {
+        let stmt = self.select.clone().build(db.get_database_backend());
+        let compute = || async { nocache(self.select.clone().all(db)).await.map(|models| models.iter().map(model_values::<E>).collect()) };
+        let rows = typed(db, stmt, "all", &type_key::<E::Model>(), self.options, compute).await?;
+        rows.into_iter().map(model_from_values::<E>).collect()
     }
-    /// The first row.
-    pub async fn one<C: ConnectionTrait>(self, db: &C) -> Result<Option<E::Model>, DbErr> {
-        cached(self.options, self.select.one(db)).await
+    /// The first row (see [`WithCache::all`]).
+    pub async fn one<C: CacheTarget>(self, db: &C) -> Result<Option<E::Model>, DbErr> {
+        let stmt = self.select.clone().limit(1).build(db.get_database_backend());
+        let compute = || async { nocache(self.select.clone().one(db)).await.map(|model| model.iter().map(model_values::<E>).collect()) };
+        let rows = typed(db, stmt, "one", &type_key::<E::Model>(), self.options, compute).await?;
+        rows.into_iter().next().map(model_from_values::<E>).transpose()
     }
-    /// The number of rows.
-    pub async fn count<C: ConnectionTrait>(self, db: &C) -> Result<u64, DbErr> {
-        cached(self.options, self.select.count(db)).await
+    /// The number of rows (see [`WithCache::all`]).
+    pub async fn count<C: CacheTarget>(self, db: &C) -> Result<u64, DbErr> {
+        let stmt = self.select.clone().build(db.get_database_backend());
+        let compute = || async { nocache(self.select.clone().count(db)).await.map(|n| vec![vec![SeaValue::BigUnsigned(Some(n))]]) };
+        let rows = typed(db, stmt, "count", "u64", self.options, compute).await?;
+        match rows.first().and_then(|r| r.first()) {
+            Some(SeaValue::BigUnsigned(Some(n))) => Ok(*n),
+            _ => Err(DbErr::Custom("cacheops: a cached count that is not a count".into())),
+        }
     }
 }
 
@@ -85,21 +105,77 @@ where
 {
     /// All rows.
     pub async fn all<C: ConnectionTrait>(self, db: &C) -> Result<Vec<E::Model>, DbErr> {
-        nocache(self.select.all(db)).await
+        nocache(self.select.clone().all(db)).await
     }
     /// The first row.
     pub async fn one<C: ConnectionTrait>(self, db: &C) -> Result<Option<E::Model>, DbErr> {
-        nocache(self.select.one(db)).await
+        nocache(self.select.clone().one(db)).await
     }
     /// The number of rows.
     pub async fn count<C: ConnectionTrait>(self, db: &C) -> Result<u64, DbErr> {
-        nocache(self.select.count(db)).await
+        nocache(self.select.clone().count(db)).await
     }
+}
+
+/// A connection that typed reads ([`SelectCacheExt::cache`], `typed_*`) are cached through:
+/// [`CachedConnection`] and [`crate::CachedTransaction`]. Sealed.
+pub trait CacheTarget: ConnectionTrait + Sync + private::Sealed {
+    /// The engine (its catalog loaded), and whether reads may use the cache now (inside a
+    /// transaction: not after it wrote, not at a snapshot isolation level).
+    #[doc(hidden)]
+    fn typed_target(&self) -> Pin<Box<dyn Future<Output = TypedTarget<'_>> + Send + '_>>;
+}
+
+/// What [`CacheTarget::typed_target`] hands out (not a public API).
+#[doc(hidden)]
+pub struct TypedTarget<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) allowed: bool,
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for crate::CachedConnection {}
+    impl Sealed for crate::CachedTransaction {}
+}
+
+impl CacheTarget for CachedConnection {
+    fn typed_target(&self) -> Pin<Box<dyn Future<Output = TypedTarget<'_>> + Send + '_>> {
+        Box::pin(async move {
+            self.shared().ensure_catalog(self.inner()).await;
+            TypedTarget { shared: self.shared(), allowed: true }
+        })
+    }
+}
+
+/// A model as its column values, in `Column::iter()` order.
+fn model_values<E: EntityTrait>(model: &E::Model) -> Vec<SeaValue> {
+    E::Column::iter().map(|c| model.get(c)).collect()
+}
+
+/// The model back from [`model_values`], through the active model (which checks each value's type).
+fn model_from_values<E>(values: Vec<SeaValue>) -> Result<E::Model, DbErr>
+where
+    E: EntityTrait,
+    E::ActiveModel: TryIntoModel<E::Model>,
+{
+    let mut active = <E::ActiveModel as ActiveModelTrait>::default();
+    let mut columns = E::Column::iter();
+    for value in values {
+        let column = columns.next().ok_or_else(|| DbErr::Custom("cacheops: a cached model with too many values".into()))?;
+        active.try_set(column, value)?;
+    }
+    if columns.next().is_some() {
+        return Err(DbErr::Custom("cacheops: a cached model with too few values".into()));
+    }
+    active.try_into_model()
 }
 
 enum TypedErr {
     Db(DbErr),
     Cache(cacheops::Error),
+    /// The values are fine but have no faithful encoding: hand them over, store nothing.
+    Uncacheable(Vec<Vec<SeaValue>>),
 }
 
 impl From<cacheops::Error> for TypedErr {
@@ -109,14 +185,11 @@ impl From<cacheops::Error> for TypedErr {
 }
 
 impl CachedConnection {
-    /// Typed caching: caches the *models* (serialised with serde) instead of rows, so it works on
-    /// every backend and with column types the row conversion does not know. The query is cached
-    /// whatever the profiles' ops say (a disabled profile and [`crate::nocache`] still win) and
-    /// invalidated like any other.
+    /// Typed caching: `select.cache().all(db)` spelled on the connection (see [`WithCache::all`]).
     ///
     /// ```no_run
     /// # mod post { use sea_orm::entity::prelude::*;
-    /// #   #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
+    /// #   #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     /// #   #[sea_orm(table_name = "post")]
     /// #   pub struct Model { #[sea_orm(primary_key)] pub id: i32, pub category_id: i32 }
     /// #   #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)] pub enum Relation {}
@@ -130,22 +203,20 @@ impl CachedConnection {
     pub async fn typed_all<E>(&self, select: Select<E>) -> Result<Vec<E::Model>, DbErr>
     where
         E: EntityTrait,
-        E::Model: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E::Model: Send + Sync,
+        E::ActiveModel: TryIntoModel<E::Model>,
     {
-        let stmt = select.build(self.get_database_backend());
-        let inner = self.inner().clone();
-        self.typed(stmt, "all", &type_key::<E::Model>(), || async move { select.all(&inner).await }).await
+        select.cache().all(self).await
     }
 
     /// Typed caching of the first row (see [`CachedConnection::typed_all`]).
     pub async fn typed_one<E>(&self, select: Select<E>) -> Result<Option<E::Model>, DbErr>
     where
         E: EntityTrait,
-        E::Model: Serialize + DeserializeOwned + Send + Sync + 'static,
+        E::Model: Send + Sync,
+        E::ActiveModel: TryIntoModel<E::Model>,
     {
-        let stmt = select.build(self.get_database_backend());
-        let inner = self.inner().clone();
-        self.typed(stmt, "one", &type_key::<E::Model>(), || async move { select.one(&inner).await }).await
+        select.cache().one(self).await
     }
 
     /// Typed caching of a count (see [`CachedConnection::typed_all`]).
@@ -153,47 +224,79 @@ impl CachedConnection {
     where
         E: EntityTrait,
         E::Model: Send + Sync,
+        E::ActiveModel: TryIntoModel<E::Model>,
     {
-        let stmt = select.build(self.get_database_backend());
-        let inner = self.inner().clone();
-        self.typed(stmt, "count", "u64", || async move { select.count(&inner).await }).await
+        select.cache().count(self).await
     }
+}
 
-    async fn typed<T, F, Fut>(&self, stmt: Statement, shape: &str, type_name: &str, compute: F) -> Result<T, DbErr>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, DbErr>>,
-    {
-        let shared = self.shared();
-        let params = crate::convert::params(&stmt);
-        shared.ensure_catalog(self.inner()).await;
-        let Class::Read(plan) = engine::classify(shared, &stmt.sql, &params) else {
-            return compute().await;
-        };
-        let analysis = &plan.analysis;
-        let profiles = shared.cache.profiles();
-        let disabled = analysis.reads.tables().any(|t| profiles.is_configured(t) && !profiles.for_table(t).enabled);
-        if disabled || analysis.locking || analysis.volatile || matches!(scope::current(), Some(Override::Off)) {
-            return compute().await;
-        }
-        let tables: Vec<&str> = analysis.reads.tables().collect();
-        let Some(cache) = shared.cache_for(&tables)? else { return compute().await };
-        let query = cache.sql_query(&stmt.sql, &params, analysis, &shared.db, &format!("typed:{shape}:{type_name}"));
-        let lock = analysis.reads.tables().any(|t| profiles.for_table(t).lock);
-        let opts = cacheops::LockOpts::new(lock, std::time::Duration::from_secs(5));
-        let bytes = cache
-            .get_or_compute_with(&query, opts, || async {
-                let v = compute().await.map_err(TypedErr::Db)?;
-                serde_json::to_vec(&v).map_err(|e| TypedErr::Db(DbErr::Custom(format!("cacheops: cannot serialise: {e}"))))
-            })
-            .await;
-        match bytes {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| DbErr::Custom(format!("cacheops: cannot deserialise cached value: {e}"))),
-            Err(TypedErr::Db(e)) => Err(e),
-            Err(TypedErr::Cache(e)) => Err(err(e)),
-        }
+/// Typed caching: caches the *values* a read produced (models as their columns' values, a count)
+/// instead of rows, so it needs no row conversion and works with stock SeaORM. The query is cached
+/// whatever the profiles' ops say (a disabled profile and [`crate::nocache`] still win) and
+/// invalidated like any other.
+async fn typed<C, F, Fut>(
+    db: &C,
+    stmt: Statement,
+    shape: &str,
+    type_name: &str,
+    options: CacheOptions,
+    compute: F,
+) -> Result<Vec<Vec<SeaValue>>, DbErr>
+where
+    C: CacheTarget,
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Vec<Vec<SeaValue>>, DbErr>>,
+{
+    let target = db.typed_target().await;
+    let shared = target.shared;
+    let params = crate::convert::params(&stmt);
+    let Class::Read(plan) = engine::classify(shared, &stmt.sql, &params) else {
+        return compute().await;
+    };
+    let analysis = &plan.analysis;
+    let profiles = shared.cache.profiles();
+    let disabled = analysis.reads.tables().any(|t| profiles.is_configured(t) && !profiles.for_table(t).enabled);
+    let off = matches!(scope::current(), Some(Override::Off));
+    if !target.allowed || disabled || off || analysis.locking || analysis.volatile || !shared.catalog.namespace_known() {
+        return compute().await;
     }
+    let tables: Vec<&str> = analysis.reads.tables().collect();
+    let Some(cache) = shared.cache_for(&tables)? else { return compute().await };
+    let namespace = shared.catalog.namespace().unwrap_or_default();
+    let mut query = cache.sql_query(&stmt.sql, &params, analysis, &shared.db, &format!("model:{shape}:{type_name}\u{0}{namespace}"));
+    if let Some(t) = options.timeout {
+        query = query.with_timeout(t);
+    }
+    let lock = options.lock.unwrap_or_else(|| analysis.reads.tables().any(|t| profiles.for_table(t).lock));
+    let opts = cacheops::LockOpts::new(lock, cache.lock_wait());
+    let bytes = cache
+        .get_or_compute_with(&query, opts, || async {
+            let rows = compute().await.map_err(TypedErr::Db)?;
+            encode_values(&rows).map_err(|_| TypedErr::Uncacheable(rows))
+        })
+        .await;
+    match bytes {
+        Ok(b) => match decode_values(&b) {
+            Some(rows) => Ok(rows),
+            // Written by another version: read it live (the next write or expiry replaces it).
+            None => compute().await,
+        },
+        Err(TypedErr::Uncacheable(rows)) => Ok(rows),
+        Err(TypedErr::Db(e)) => Err(e),
+        Err(TypedErr::Cache(e)) => Err(err(e)),
+    }
+}
+
+/// Values in the row format (one anonymous column per value, so every row has as many).
+fn encode_values(rows: &[Vec<SeaValue>]) -> Result<Vec<u8>, DbErr> {
+    let width = rows.first().map_or(0, Vec::len);
+    let columns: Vec<String> = (0..width).map(|i| i.to_string()).collect();
+    let rows: Vec<CachedRow> = rows.iter().map(|values| CachedRow { columns: columns.clone(), values: values.clone() }).collect();
+    crate::convert::encode(&rows)
+}
+
+fn decode_values(bytes: &[u8]) -> Option<Vec<Vec<SeaValue>>> {
+    crate::convert::decode(bytes).map(|rows| rows.into_iter().map(|r| r.values).collect())
 }
 
 /// The identity of a model type in cache keys: its `TypeId` (unique per type, stable for one

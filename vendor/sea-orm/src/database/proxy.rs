@@ -94,12 +94,12 @@ impl From<ExecResult> for ProxyExecResult {
 /// Defines the structure of a Row for the [ProxyDatabase]
 /// which is just a [BTreeMap]<[String], [Value]>
 ///
-/// PATCHED (vendored copy): a row additionally remembers the original column
+/// A row additionally remembers the original column
 /// (select) order, so positional access (`try_get_by_index`, `into_tuple()`)
 /// returns the right column. Rows built with [ProxyRow::new] / `From<BTreeMap>`
 /// have no recorded order and fall back to the (alphabetical) map order.
 ///
-/// PATCHED: rows built with [ProxyRow::with_shared_columns] keep their values
+/// rows built with [ProxyRow::with_shared_columns] keep their values
 /// by position against column names shared by all rows of a result (no map,
 /// no per-row copy of the names); their `values` map is empty. Every method of
 /// this type, `QueryResult`'s getters and the conversions into a map / pairs /
@@ -123,7 +123,7 @@ struct SharedValues {
 }
 
 /// Column names in select order, shared by the rows of one result
-/// (PATCHED, see [ProxyRow::with_shared_columns]). Validated once: no duplicates.
+/// (see [ProxyRow::with_shared_columns]). Validated once: no duplicates.
 #[derive(Clone, Debug)]
 pub struct ProxyColumns {
     names: Vec<String>,
@@ -288,7 +288,7 @@ impl ProxyRow {
     }
 
     /// Build a [ProxyRow] from values in select order against column names
-    /// shared with other rows (PATCHED): no map is built and no name is copied,
+    /// shared with other rows : no map is built and no name is copied,
     /// which makes rebuilding many rows of one result cheap. The row reads back
     /// like [ProxyRow::try_from_ordered] of the same pairs; its `values` map is
     /// empty. Returns an error if `values` and `columns` differ in length.
@@ -408,7 +408,7 @@ impl ProxyRow {
 
     /// `value` as a `T`: the value itself, else the first lossless equivalent
     /// (see `equiv`) that `T` accepts. Equivalents are produced one at a time
-    /// and only until one fits (PATCHED: the first version of this patch built
+    /// and only until one fits (the first version of this patch built
     /// the whole list on every mismatching read).
     fn convert<T: ValueType>(value: &Value) -> Result<T, DbErr> {
         if let Ok(v) = T::try_from(value.clone()) {
@@ -467,7 +467,7 @@ mod equiv {
     /// `BigInt`) read as `i32`, or a `timestamptz` read as `DateTime<FixedOffset>`.
     /// Narrowing integer conversions are range-checked (like sqlx does).
     ///
-    /// PATCHED: the equivalents are handed to `visit` one at a time, in a fixed
+    /// the equivalents are handed to `visit` one at a time, in a fixed
     /// order, until `visit` breaks (the first version of this patch returned them
     /// all in a `Vec`, built on every mismatching read).
     #[allow(unused_variables)]
@@ -659,35 +659,19 @@ impl From<ProxyRow> for serde_json::Value {
     }
 }
 
-/// Convert [QueryResult] to [ProxyRow].
-///
-/// Panics if a column cannot be converted (unknown type, decode failure,
-/// duplicate column name); prefer [try_from_query_result_to_proxy_row].
+/// Convert [QueryResult] to [ProxyRow]
 pub fn from_query_result_to_proxy_row(result: &QueryResult) -> ProxyRow {
-    try_from_query_result_to_proxy_row(result)
-        .unwrap_or_else(|e| panic!("Failed to convert QueryResult to ProxyRow: {e}"))
-}
-
-/// Convert [QueryResult] to [ProxyRow] without panicking.
-///
-/// The row keeps the live row's column order. Returns `Err` for a column
-/// whose type cannot be represented faithfully as a [Value] (e.g. Postgres
-/// enums, domains, `interval`, `timetz`), for decode failures, and for rows
-/// with duplicate column names.
-pub fn try_from_query_result_to_proxy_row(result: &QueryResult) -> Result<ProxyRow, DbErr> {
     match &result.row {
         #[cfg(feature = "sqlx-mysql")]
-        QueryResultRow::SqlxMySql(row) => crate::try_from_sqlx_mysql_row_to_proxy_row(row),
+        QueryResultRow::SqlxMySql(row) => crate::from_sqlx_mysql_row_to_proxy_row(row),
         #[cfg(feature = "sqlx-postgres")]
-        QueryResultRow::SqlxPostgres(row) => crate::try_from_sqlx_postgres_row_to_proxy_row(row),
+        QueryResultRow::SqlxPostgres(row) => crate::from_sqlx_postgres_row_to_proxy_row(row),
         #[cfg(feature = "sqlx-sqlite")]
-        QueryResultRow::SqlxSqlite(row) => crate::try_from_sqlx_sqlite_row_to_proxy_row(row),
+        QueryResultRow::SqlxSqlite(row) => crate::from_sqlx_sqlite_row_to_proxy_row(row),
         #[cfg(feature = "mock")]
-        QueryResultRow::Mock(row) => Ok(ProxyRow::new(row.values.clone())),
-        // PATCHED: a row with shared columns is handed out with its `values` map filled
-        QueryResultRow::Proxy(row) => Ok(row.to_map_row()),
-        #[allow(unreachable_patterns)]
-        _ => Err(type_err("this QueryResult backend cannot be converted to a ProxyRow")),
+        QueryResultRow::Mock(row) => ProxyRow::new(row.values.clone()),
+        // a row with shared columns is handed out with its `values` map filled
+        QueryResultRow::Proxy(row) => row.to_map_row(),
     }
 }
 

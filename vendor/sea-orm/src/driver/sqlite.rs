@@ -1,4 +1,4 @@
-#[allow(unused_imports)] // cacheops patch: unused with some driver features
+#[allow(unused_imports)] // unused with some driver feature sets
 use crate::error::{DbErr, RuntimeErr};
 
 #[cfg(feature = "sqlite-use-returning-for-3_35")]

@@ -379,112 +379,159 @@ impl crate::DatabaseTransaction {
     }
 }
 
-/// Convert a MySQL row to a [crate::ProxyRow]; panics on failure.
-/// Prefer [try_from_sqlx_mysql_row_to_proxy_row].
 #[cfg(feature = "proxy")]
-#[allow(dead_code)]
 pub(crate) fn from_sqlx_mysql_row_to_proxy_row(row: &sqlx::mysql::MySqlRow) -> crate::ProxyRow {
-    try_from_sqlx_mysql_row_to_proxy_row(row)
-        .unwrap_or_else(|e| panic!("Failed to convert MySqlRow to ProxyRow: {e}"))
-}
-
-/// Convert a MySQL row to a [crate::ProxyRow] without panicking (PATCHED).
-///
-/// Keeps the column order. Returns `Err` on duplicate column names, on types
-/// without a faithful mapping (`BIT`, `YEAR`, `GEOMETRY`, ...) and on decode
-/// failures.
-#[cfg(feature = "proxy")]
-pub fn try_from_sqlx_mysql_row_to_proxy_row(
-    row: &sqlx::mysql::MySqlRow,
-) -> Result<crate::ProxyRow, DbErr> {
-    use sqlx::{Column, Row};
-    let mut pairs = Vec::with_capacity(row.columns().len());
-    for c in row.columns() {
-        pairs.push((c.name().to_string(), mysql_column_to_value(row, c)?));
-    }
-    crate::ProxyRow::try_from_ordered(pairs)
-}
-
-#[cfg(feature = "proxy")]
-fn mysql_column_to_value(
-    row: &sqlx::mysql::MySqlRow,
-    c: &sqlx::mysql::MySqlColumn,
-) -> Result<sea_query::Value, DbErr> {
-    // https://docs.rs/sqlx-mysql/latest/sqlx_mysql/types/index.html
+    // https://docs.rs/sqlx-mysql/0.7.2/src/sqlx_mysql/protocol/text/column.rs.html
+    // https://docs.rs/sqlx-mysql/0.7.2/sqlx_mysql/types/index.html
     use sea_query::Value;
     use sqlx::{Column, Row, TypeInfo};
+    crate::ProxyRow::new(
+        row
+            .columns()
+            .iter()
+            .map(|c| {
+                (
+                    c.name().to_string(),
+                    match c.type_info().name() {
+                        "TINYINT(1)" | "BOOLEAN" => {
+                            Value::Bool(row.try_get(c.ordinal()).expect("Failed to get boolean"))
+                        }
+                        "TINYINT UNSIGNED" => Value::TinyUnsigned(
+                            row.try_get(c.ordinal())
+                                .expect("Failed to get unsigned tiny integer"),
+                        ),
+                        "SMALLINT UNSIGNED" => Value::SmallUnsigned(
+                            row.try_get(c.ordinal())
+                                .expect("Failed to get unsigned small integer"),
+                        ),
+                        "INT UNSIGNED" => Value::Unsigned(
+                            row.try_get(c.ordinal())
+                                .expect("Failed to get unsigned integer"),
+                        ),
+                        "MEDIUMINT UNSIGNED" | "BIGINT UNSIGNED" => Value::BigUnsigned(
+                            row.try_get(c.ordinal())
+                                .expect("Failed to get unsigned big integer"),
+                        ),
+                        "TINYINT" => Value::TinyInt(
+                            row.try_get(c.ordinal())
+                                .expect("Failed to get tiny integer"),
+                        ),
+                        "SMALLINT" => Value::SmallInt(
+                            row.try_get(c.ordinal())
+                                .expect("Failed to get small integer"),
+                        ),
+                        "INT" => {
+                            Value::Int(row.try_get(c.ordinal()).expect("Failed to get integer"))
+                        }
+                        "MEDIUMINT" | "BIGINT" => Value::BigInt(
+                            row.try_get(c.ordinal()).expect("Failed to get big integer"),
+                        ),
+                        "FLOAT" => {
+                            Value::Float(row.try_get(c.ordinal()).expect("Failed to get float"))
+                        }
+                        "DOUBLE" => {
+                            Value::Double(row.try_get(c.ordinal()).expect("Failed to get double"))
+                        }
 
-    fn get<'r, T>(
-        row: &'r sqlx::mysql::MySqlRow,
-        c: &sqlx::mysql::MySqlColumn,
-    ) -> Result<Option<T>, DbErr>
-    where
-        T: sqlx::Decode<'r, sqlx::MySql> + sqlx::Type<sqlx::MySql>,
-    {
-        row.try_get::<Option<T>, _>(c.ordinal()).map_err(|e| {
-            crate::error::type_err(format!(
-                "ProxyRow: cannot decode column `{}` of type {}: {e}",
-                c.name(),
-                c.type_info().name()
-            ))
-        })
-    }
+                        "BIT" | "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB"
+                        | "LONGBLOB" => Value::Bytes(
+                            row.try_get::<Option<Vec<u8>>, _>(c.ordinal())
+                                .expect("Failed to get bytes"),
+                        ),
 
-    let type_name = c.type_info().name();
-    Ok(match type_name {
-        "NULL" => Value::String(None),
-        // TINYINT(1) may hold any i8; bool is read back as `!= 0` like sqlx does
-        "BOOLEAN" | "TINYINT" => Value::TinyInt(get(row, c)?),
-        "TINYINT UNSIGNED" => Value::TinyUnsigned(get(row, c)?),
-        "SMALLINT UNSIGNED" => Value::SmallUnsigned(get(row, c)?),
-        "INT UNSIGNED" | "MEDIUMINT UNSIGNED" => Value::Unsigned(get(row, c)?),
-        "BIGINT UNSIGNED" => Value::BigUnsigned(get(row, c)?),
-        "SMALLINT" => Value::SmallInt(get(row, c)?),
-        "INT" | "MEDIUMINT" => Value::Int(get(row, c)?),
-        "BIGINT" => Value::BigInt(get(row, c)?),
-        "FLOAT" => Value::Float(get(row, c)?),
-        "DOUBLE" => Value::Double(get(row, c)?),
-        // PATCHED: sqlx names text columns with a binary collation (`utf8mb4_bin`) VARBINARY /
-        // BLOB; they hold text (their collation is not `binary`), which the live row reads as a
-        // `String` and `into_json` as a JSON string.
-        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB"
-            if <String as sqlx::Type<sqlx::MySql>>::compatible(c.type_info()) =>
-        {
-            Value::String(get(row, c)?)
-        }
-        "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => {
-            Value::Bytes(get(row, c)?)
-        }
-        "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET" => {
-            Value::String(get(row, c)?)
-        }
-        #[cfg(feature = "with-chrono")]
-        "TIMESTAMP" => Value::ChronoDateTimeUtc(get(row, c)?),
-        #[cfg(feature = "with-chrono")]
-        "DATETIME" => Value::ChronoDateTime(get(row, c)?),
-        #[cfg(feature = "with-chrono")]
-        "DATE" => Value::ChronoDate(get(row, c)?),
-        #[cfg(feature = "with-chrono")]
-        "TIME" => Value::ChronoTime(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "TIMESTAMP" => Value::TimeDateTimeWithTimeZone(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "DATETIME" => Value::TimeDateTime(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "DATE" => Value::TimeDate(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "TIME" => Value::TimeTime(get(row, c)?),
-        #[cfg(feature = "with-bigdecimal")]
-        "DECIMAL" => Value::BigDecimal(get::<bigdecimal::BigDecimal>(row, c)?.map(Box::new)),
-        #[cfg(all(feature = "with-rust_decimal", not(feature = "with-bigdecimal")))]
-        "DECIMAL" => Value::Decimal(get(row, c)?),
-        #[cfg(feature = "with-json")]
-        "JSON" => Value::Json(get::<serde_json::Value>(row, c)?.map(Box::new)),
-        other => {
-            return Err(crate::error::type_err(format!(
-                "ProxyRow: unsupported MySQL column type {other} (column `{}`)",
-                c.name()
-            )));
-        }
-    })
+                        "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" => {
+                            Value::String(
+                                row.try_get::<Option<String>, _>(c.ordinal())
+                                    .expect("Failed to get string"),
+                            )
+                        }
+
+                        #[cfg(feature = "with-chrono")]
+                        "TIMESTAMP" => Value::ChronoDateTimeUtc(
+                            row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(c.ordinal())
+                                .expect("Failed to get timestamp"),
+                        ),
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "TIMESTAMP" => Value::TimeDateTime(
+                            row.try_get::<Option<time::PrimitiveDateTime>, _>(c.ordinal())
+                                .expect("Failed to get timestamp"),
+                        ),
+
+                        #[cfg(feature = "with-chrono")]
+                        "DATE" => Value::ChronoDate(
+                            row.try_get::<Option<chrono::NaiveDate>, _>(c.ordinal())
+                                .expect("Failed to get date"),
+                        ),
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "DATE" => Value::TimeDate(
+                            row.try_get::<Option<time::Date>, _>(c.ordinal())
+                                .expect("Failed to get date"),
+                        ),
+
+                        #[cfg(feature = "with-chrono")]
+                        "TIME" => Value::ChronoTime(
+                            row.try_get::<Option<chrono::NaiveTime>, _>(c.ordinal())
+                                .expect("Failed to get time"),
+                        ),
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "TIME" => Value::TimeTime(
+                            row.try_get::<Option<time::Time>, _>(c.ordinal())
+                                .expect("Failed to get time"),
+                        ),
+
+                        #[cfg(feature = "with-chrono")]
+                        "DATETIME" => Value::ChronoDateTime(
+                            row.try_get::<Option<chrono::NaiveDateTime>, _>(c.ordinal())
+                                .expect("Failed to get datetime"),
+                        ),
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "DATETIME" => Value::TimeDateTime(
+                            row.try_get::<Option<time::PrimitiveDateTime>, _>(c.ordinal())
+                                .expect("Failed to get datetime"),
+                        ),
+
+                        #[cfg(feature = "with-chrono")]
+                        "YEAR" => Value::ChronoDate(
+                            row.try_get::<Option<chrono::NaiveDate>, _>(c.ordinal())
+                                .expect("Failed to get year"),
+                        ),
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "YEAR" => Value::TimeDate(
+                            row.try_get::<Option<time::Date>, _>(c.ordinal())
+                                .expect("Failed to get year"),
+                        ),
+
+                        "ENUM" | "SET" | "GEOMETRY" => Value::String(
+                            row.try_get::<Option<String>, _>(c.ordinal())
+                                .expect("Failed to get serialized string"),
+                        ),
+
+                        #[cfg(feature = "with-bigdecimal")]
+                        "DECIMAL" => Value::BigDecimal(
+                            row.try_get::<Option<bigdecimal::BigDecimal>, _>(c.ordinal())
+                                .expect("Failed to get decimal")
+                                .map(Box::new),
+                        ),
+                        #[cfg(all(
+                            feature = "with-rust_decimal",
+                            not(feature = "with-bigdecimal")
+                        ))]
+                        "DECIMAL" => Value::Decimal(
+                            row.try_get::<Option<rust_decimal::Decimal>, _>(c.ordinal())
+                                .expect("Failed to get decimal"),
+                        ),
+
+                        #[cfg(feature = "with-json")]
+                        "JSON" => Value::Json(
+                            row.try_get::<Option<serde_json::Value>, _>(c.ordinal())
+                                .expect("Failed to get json")
+                                .map(Box::new),
+                        ),
+
+                        _ => unreachable!("Unknown column type: {}", c.type_info().name()),
+                    },
+                )
+            })
+            .collect(),
+    )
 }

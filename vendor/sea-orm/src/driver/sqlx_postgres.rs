@@ -420,287 +420,532 @@ impl crate::DatabaseTransaction {
     }
 }
 
-/// Convert a Postgres row to a [crate::ProxyRow]; panics on failure.
-/// Prefer [try_from_sqlx_postgres_row_to_proxy_row].
 #[cfg(feature = "proxy")]
-#[allow(dead_code)]
 pub(crate) fn from_sqlx_postgres_row_to_proxy_row(row: &sqlx::postgres::PgRow) -> crate::ProxyRow {
-    try_from_sqlx_postgres_row_to_proxy_row(row)
-        .unwrap_or_else(|e| panic!("Failed to convert PgRow to ProxyRow: {e}"))
-}
-
-/// Convert a Postgres row to a [crate::ProxyRow] without panicking (PATCHED).
-///
-/// Keeps the column order. Returns `Err` on duplicate column names, on column
-/// types without a faithful [sea_query::Value] mapping (enums, domains,
-/// composite types, `interval`, `timetz`, `money`, ...) and on decode failures
-/// (e.g. `numeric` NaN / out of range for `rust_decimal`).
-#[cfg(feature = "proxy")]
-pub fn try_from_sqlx_postgres_row_to_proxy_row(
-    row: &sqlx::postgres::PgRow,
-) -> Result<crate::ProxyRow, DbErr> {
-    use sqlx::{Column, Row};
-    let mut pairs = Vec::with_capacity(row.columns().len());
-    for c in row.columns() {
-        pairs.push((c.name().to_string(), pg_column_to_value(row, c)?));
-    }
-    crate::ProxyRow::try_from_ordered(pairs)
-}
-
-/// PATCHED: `Err` for a binary DATE / TIMESTAMP / TIMESTAMPTZ value (or array element)
-/// outside chrono's range (PostgreSQL's `infinity` is the largest integer).
-#[cfg(all(feature = "proxy", feature = "with-chrono"))]
-fn chrono_in_range(
-    row: &sqlx::postgres::PgRow,
-    c: &sqlx::postgres::PgColumn,
-    type_name: &str,
-) -> Result<(), DbErr> {
-    use sqlx::{Column, Row, ValueRef};
-    // Days from 2000-01-01 to chrono's limits (±262143 years), with a margin.
-    const MAX_DAYS: i64 = 95_000_000;
-    const MAX_MICROS: i64 = MAX_DAYS * 86_400_000_000;
-    let (limit, array) = match type_name {
-        "DATE" => (MAX_DAYS, false),
-        "TIMESTAMP" | "TIMESTAMPTZ" => (MAX_MICROS, false),
-        "DATE[]" => (MAX_DAYS, true),
-        "TIMESTAMP[]" | "TIMESTAMPTZ[]" => (MAX_MICROS, true),
-        _ => return Ok(()),
-    };
-    let out_of_range = || {
-        crate::error::type_err(format!(
-            "ProxyRow: column `{}` of type {type_name} holds a value chrono cannot represent",
-            c.name()
-        ))
-    };
-    let raw = row.try_get_raw(c.ordinal()).map_err(|_| out_of_range())?;
-    if raw.is_null() || raw.format() != sqlx::postgres::PgValueFormat::Binary {
-        return Ok(());
-    }
-    let bytes = raw.as_bytes().map_err(|_| out_of_range())?;
-    let in_range = |b: &[u8]| -> bool {
-        let n = match b.len() {
-            4 => b.try_into().map(|x| i64::from(i32::from_be_bytes(x))).ok(),
-            8 => b.try_into().map(i64::from_be_bytes).ok(),
-            _ => None,
-        };
-        n.and_then(i64::checked_abs).is_some_and(|a| a <= limit)
-    };
-    let ok = if array { array_elements(bytes).is_some_and(|els| els.into_iter().all(|e| e.is_none_or(in_range))) } else { in_range(bytes) };
-    if ok { Ok(()) } else { Err(out_of_range()) }
-}
-
-/// The elements of a binary PostgreSQL array (`None` for NULL); `None` if malformed.
-#[cfg(all(feature = "proxy", feature = "with-chrono"))]
-fn array_elements(b: &[u8]) -> Option<Vec<Option<&[u8]>>> {
-    let int = |at: usize| -> Option<i32> { Some(i32::from_be_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?)) };
-    let ndim = usize::try_from(int(0)?).ok()?;
-    let mut pos: usize = 12;
-    let mut count: usize = if ndim == 0 { 0 } else { 1 };
-    for _ in 0..ndim {
-        count = count.checked_mul(usize::try_from(int(pos)?).ok()?)?;
-        pos = pos.checked_add(8)?;
-    }
-    let mut out = Vec::with_capacity(count.min(b.len()));
-    for _ in 0..count {
-        let len = int(pos)?;
-        pos = pos.checked_add(4)?;
-        if len < 0 {
-            out.push(None);
-        } else {
-            let end = pos.checked_add(usize::try_from(len).ok()?)?;
-            out.push(Some(b.get(pos..end)?));
-            pos = end;
-        }
-    }
-    Some(out)
-}
-
-#[cfg(feature = "proxy")]
-fn pg_column_to_value(
-    row: &sqlx::postgres::PgRow,
-    c: &sqlx::postgres::PgColumn,
-) -> Result<sea_query::Value, DbErr> {
-    // https://docs.rs/sqlx-postgres/latest/sqlx_postgres/types/index.html
+    // https://docs.rs/sqlx-postgres/0.7.2/src/sqlx_postgres/type_info.rs.html
+    // https://docs.rs/sqlx-postgres/0.7.2/sqlx_postgres/types/index.html
     use sea_query::Value;
     use sqlx::{Column, Row, TypeInfo};
+    crate::ProxyRow::new(
+        row
+            .columns()
+            .iter()
+            .map(|c| {
+                (
+                    c.name().to_string(),
+                    match c.type_info().name() {
+                        "BOOL" => {
+                            Value::Bool(row.try_get(c.ordinal()).expect("Failed to get boolean"))
+                        }
+                        #[cfg(feature = "postgres-array")]
+                        "BOOL[]" => Value::Array(
+                            sea_query::ArrayType::Bool,
+                            row.try_get::<Option<Vec<bool>>, _>(c.ordinal())
+                                .expect("Failed to get boolean array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::Bool(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
 
-    fn get<'r, T>(row: &'r sqlx::postgres::PgRow, c: &sqlx::postgres::PgColumn) -> Result<Option<T>, DbErr>
-    where
-        T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-    {
-        row.try_get::<Option<T>, _>(c.ordinal()).map_err(|e| {
-            crate::error::type_err(format!(
-                "ProxyRow: cannot decode column `{}` of type {}: {e}",
-                c.name(),
-                c.type_info().name()
-            ))
-        })
-    }
+                        "\"CHAR\"" => Value::TinyInt(
+                            row.try_get(c.ordinal())
+                                .expect("Failed to get small integer"),
+                        ),
+                        #[cfg(feature = "postgres-array")]
+                        "\"CHAR\"[]" => Value::Array(
+                            sea_query::ArrayType::TinyInt,
+                            row.try_get::<Option<Vec<i8>>, _>(c.ordinal())
+                                .expect("Failed to get small integer array")
+                                .map(|vals: Vec<i8>| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::TinyInt(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
 
-    #[cfg(feature = "postgres-array")]
-    fn arr<'r, T>(
-        row: &'r sqlx::postgres::PgRow,
-        c: &sqlx::postgres::PgColumn,
-        ty: sea_query::ArrayType,
-        f: fn(T) -> Value,
-    ) -> Result<Value, DbErr>
-    where
-        Vec<T>: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
-    {
-        Ok(Value::Array(
-            ty,
-            get::<Vec<T>>(row, c)?.map(|vals| Box::new(vals.into_iter().map(f).collect())),
-        ))
-    }
-    #[cfg(feature = "postgres-array")]
-    use sea_query::ArrayType as AT;
+                        "SMALLINT" | "SMALLSERIAL" | "INT2" => Value::SmallInt(
+                            row.try_get(c.ordinal())
+                                .expect("Failed to get small integer"),
+                        ),
+                        #[cfg(feature = "postgres-array")]
+                        "SMALLINT[]" | "SMALLSERIAL[]" | "INT2[]" => Value::Array(
+                            sea_query::ArrayType::SmallInt,
+                            row.try_get::<Option<Vec<i16>>, _>(c.ordinal())
+                                .expect("Failed to get small integer array")
+                                .map(|vals: Vec<i16>| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::SmallInt(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
 
-    let type_name = c.type_info().name();
-    // PATCHED: sqlx panics (`NaiveDate + TimeDelta overflowed`) decoding dates and timestamps
-    // chrono cannot hold ('infinity', years past 262143): refuse them as a type error first.
-    #[cfg(feature = "with-chrono")]
-    chrono_in_range(row, c, type_name)?;
-    Ok(match type_name {
-        "BOOL" => Value::Bool(get(row, c)?),
-        "\"CHAR\"" => Value::TinyInt(get(row, c)?),
-        "INT2" => Value::SmallInt(get(row, c)?),
-        "INT4" => Value::Int(get(row, c)?),
-        "INT8" => Value::BigInt(get(row, c)?),
-        "OID" => Value::Unsigned(get::<sqlx::postgres::types::Oid>(row, c)?.map(|o| o.0)),
-        "FLOAT4" => Value::Float(get(row, c)?),
-        "FLOAT8" => Value::Double(get(row, c)?),
-        "TEXT" | "VARCHAR" | "CHAR" | "NAME" | "UNKNOWN" => Value::String(get(row, c)?),
-        "BYTEA" => Value::Bytes(get(row, c)?),
-        #[cfg(feature = "with-bigdecimal")]
-        "NUMERIC" => Value::BigDecimal(get::<bigdecimal::BigDecimal>(row, c)?.map(Box::new)),
-        #[cfg(all(feature = "with-rust_decimal", not(feature = "with-bigdecimal")))]
-        "NUMERIC" => Value::Decimal(get(row, c)?),
-        #[cfg(feature = "with-json")]
-        "JSON" | "JSONB" => Value::Json(get::<serde_json::Value>(row, c)?.map(Box::new)),
-        #[cfg(feature = "with-uuid")]
-        "UUID" => Value::Uuid(get(row, c)?),
-        #[cfg(feature = "with-ipnetwork")]
-        "INET" | "CIDR" => Value::IpNetwork(get(row, c)?),
-        #[cfg(feature = "with-mac_address")]
-        "MACADDR" => Value::MacAddress(get(row, c)?),
-        #[cfg(feature = "with-chrono")]
-        "DATE" => Value::ChronoDate(get(row, c)?),
-        #[cfg(feature = "with-chrono")]
-        "TIME" => Value::ChronoTime(get(row, c)?),
-        #[cfg(feature = "with-chrono")]
-        "TIMESTAMP" => Value::ChronoDateTime(get(row, c)?),
-        // PATCHED: as sqlx returns it (offset +00:00), so that `into_json` reads back alike;
-        // `DateTime<Utc>` is an equivalent.
-        #[cfg(feature = "with-chrono")]
-        "TIMESTAMPTZ" => Value::ChronoDateTimeWithTimeZone(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "DATE" => Value::TimeDate(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "TIME" => Value::TimeTime(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "TIMESTAMP" => Value::TimeDateTime(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "TIMESTAMPTZ" => Value::TimeDateTimeWithTimeZone(get(row, c)?),
+                        "INT" | "SERIAL" | "INT4" => {
+                            Value::Int(row.try_get(c.ordinal()).expect("Failed to get integer"))
+                        }
+                        #[cfg(feature = "postgres-array")]
+                        "INT[]" | "SERIAL[]" | "INT4[]" => Value::Array(
+                            sea_query::ArrayType::Int,
+                            row.try_get::<Option<Vec<i32>>, _>(c.ordinal())
+                                .expect("Failed to get integer array")
+                                .map(|vals: Vec<i32>| {
+                                    Box::new(
+                                        vals.into_iter().map(|val| Value::Int(Some(val))).collect(),
+                                    )
+                                }),
+                        ),
 
-        #[cfg(feature = "postgres-array")]
-        "BOOL[]" => arr::<bool>(row, c, AT::Bool, |v| Value::Bool(Some(v)))?,
-        #[cfg(feature = "postgres-array")]
-        "\"CHAR\"[]" => arr::<i8>(row, c, AT::TinyInt, |v| Value::TinyInt(Some(v)))?,
-        #[cfg(feature = "postgres-array")]
-        "INT2[]" => arr::<i16>(row, c, AT::SmallInt, |v| Value::SmallInt(Some(v)))?,
-        #[cfg(feature = "postgres-array")]
-        "INT4[]" => arr::<i32>(row, c, AT::Int, |v| Value::Int(Some(v)))?,
-        #[cfg(feature = "postgres-array")]
-        "INT8[]" => arr::<i64>(row, c, AT::BigInt, |v| Value::BigInt(Some(v)))?,
-        #[cfg(feature = "postgres-array")]
-        "FLOAT4[]" => arr::<f32>(row, c, AT::Float, |v| Value::Float(Some(v)))?,
-        #[cfg(feature = "postgres-array")]
-        "FLOAT8[]" => arr::<f64>(row, c, AT::Double, |v| Value::Double(Some(v)))?,
-        #[cfg(feature = "postgres-array")]
-        "TEXT[]" | "VARCHAR[]" | "CHAR[]" | "NAME[]" => {
-            arr::<String>(row, c, AT::String, |v| Value::String(Some(v)))?
-        }
-        #[cfg(feature = "postgres-array")]
-        "BYTEA[]" => arr::<Vec<u8>>(row, c, AT::Bytes, |v| Value::Bytes(Some(v)))?,
-        #[cfg(all(feature = "postgres-array", feature = "with-bigdecimal"))]
-        "NUMERIC[]" => arr::<bigdecimal::BigDecimal>(row, c, AT::BigDecimal, |v| {
-            Value::BigDecimal(Some(Box::new(v)))
-        })?,
-        #[cfg(all(
-            feature = "postgres-array",
-            feature = "with-rust_decimal",
-            not(feature = "with-bigdecimal")
-        ))]
-        "NUMERIC[]" => arr::<rust_decimal::Decimal>(row, c, AT::Decimal, |v| {
-            Value::Decimal(Some(v))
-        })?,
-        #[cfg(all(feature = "postgres-array", feature = "with-json"))]
-        "JSON[]" | "JSONB[]" => arr::<serde_json::Value>(row, c, AT::Json, |v| {
-            Value::Json(Some(Box::new(v)))
-        })?,
-        #[cfg(all(feature = "postgres-array", feature = "with-uuid"))]
-        "UUID[]" => arr::<uuid::Uuid>(row, c, AT::Uuid, |v| Value::Uuid(Some(v)))?,
-        #[cfg(all(feature = "postgres-array", feature = "with-ipnetwork"))]
-        "INET[]" | "CIDR[]" => {
-            arr::<ipnetwork::IpNetwork>(row, c, AT::IpNetwork, |v| Value::IpNetwork(Some(v)))?
-        }
-        #[cfg(all(feature = "postgres-array", feature = "with-mac_address"))]
-        "MACADDR[]" => arr::<mac_address::MacAddress>(row, c, AT::MacAddress, |v| {
-            Value::MacAddress(Some(v))
-        })?,
-        #[cfg(all(feature = "postgres-array", feature = "with-chrono"))]
-        "DATE[]" => arr::<chrono::NaiveDate>(row, c, AT::ChronoDate, |v| {
-            Value::ChronoDate(Some(v))
-        })?,
-        #[cfg(all(feature = "postgres-array", feature = "with-chrono"))]
-        "TIME[]" => arr::<chrono::NaiveTime>(row, c, AT::ChronoTime, |v| {
-            Value::ChronoTime(Some(v))
-        })?,
-        #[cfg(all(feature = "postgres-array", feature = "with-chrono"))]
-        "TIMESTAMP[]" => arr::<chrono::NaiveDateTime>(row, c, AT::ChronoDateTime, |v| {
-            Value::ChronoDateTime(Some(v))
-        })?,
-        #[cfg(all(feature = "postgres-array", feature = "with-chrono"))]
-        "TIMESTAMPTZ[]" => arr::<chrono::DateTime<chrono::Utc>>(
-            row,
-            c,
-            AT::ChronoDateTimeUtc,
-            |v| Value::ChronoDateTimeUtc(Some(v)),
-        )?,
-        #[cfg(all(
-            feature = "postgres-array",
-            feature = "with-time",
-            not(feature = "with-chrono")
-        ))]
-        "DATE[]" => arr::<time::Date>(row, c, AT::TimeDate, |v| Value::TimeDate(Some(v)))?,
-        #[cfg(all(
-            feature = "postgres-array",
-            feature = "with-time",
-            not(feature = "with-chrono")
-        ))]
-        "TIME[]" => arr::<time::Time>(row, c, AT::TimeTime, |v| Value::TimeTime(Some(v)))?,
-        #[cfg(all(
-            feature = "postgres-array",
-            feature = "with-time",
-            not(feature = "with-chrono")
-        ))]
-        "TIMESTAMP[]" => arr::<time::PrimitiveDateTime>(row, c, AT::TimeDateTime, |v| {
-            Value::TimeDateTime(Some(v))
-        })?,
-        #[cfg(all(
-            feature = "postgres-array",
-            feature = "with-time",
-            not(feature = "with-chrono")
-        ))]
-        "TIMESTAMPTZ[]" => arr::<time::OffsetDateTime>(row, c, AT::TimeDateTimeWithTimeZone, |v| {
-            Value::TimeDateTimeWithTimeZone(Some(v))
-        })?,
+                        "BIGINT" | "BIGSERIAL" | "INT8" => Value::BigInt(
+                            row.try_get(c.ordinal()).expect("Failed to get big integer"),
+                        ),
+                        #[cfg(feature = "postgres-array")]
+                        "BIGINT[]" | "BIGSERIAL[]" | "INT8[]" => Value::Array(
+                            sea_query::ArrayType::BigInt,
+                            row.try_get::<Option<Vec<i64>>, _>(c.ordinal())
+                                .expect("Failed to get big integer array")
+                                .map(|vals: Vec<i64>| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::BigInt(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
 
-        other => {
-            return Err(crate::error::type_err(format!(
-                "ProxyRow: unsupported Postgres column type {other} (column `{}`)",
-                c.name()
-            )));
-        }
-    })
+                        "FLOAT4" | "REAL" => {
+                            Value::Float(row.try_get(c.ordinal()).expect("Failed to get float"))
+                        }
+                        #[cfg(feature = "postgres-array")]
+                        "FLOAT4[]" | "REAL[]" => Value::Array(
+                            sea_query::ArrayType::Float,
+                            row.try_get::<Option<Vec<f32>>, _>(c.ordinal())
+                                .expect("Failed to get float array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::Float(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        "FLOAT8" | "DOUBLE PRECISION" => {
+                            Value::Double(row.try_get(c.ordinal()).expect("Failed to get double"))
+                        }
+                        #[cfg(feature = "postgres-array")]
+                        "FLOAT8[]" | "DOUBLE PRECISION[]" => Value::Array(
+                            sea_query::ArrayType::Double,
+                            row.try_get::<Option<Vec<f64>>, _>(c.ordinal())
+                                .expect("Failed to get double array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::Double(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        "VARCHAR" | "CHAR" | "TEXT" | "NAME" => Value::String(
+                            row.try_get::<Option<String>, _>(c.ordinal())
+                                .expect("Failed to get string"),
+                        ),
+                        #[cfg(feature = "postgres-array")]
+                        "VARCHAR[]" | "CHAR[]" | "TEXT[]" | "NAME[]" => Value::Array(
+                            sea_query::ArrayType::String,
+                            row.try_get::<Option<Vec<String>>, _>(c.ordinal())
+                                .expect("Failed to get string array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::String(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        "BYTEA" => Value::Bytes(
+                            row.try_get::<Option<Vec<u8>>, _>(c.ordinal())
+                                .expect("Failed to get bytes"),
+                        ),
+                        #[cfg(feature = "postgres-array")]
+                        "BYTEA[]" => Value::Array(
+                            sea_query::ArrayType::Bytes,
+                            row.try_get::<Option<Vec<Vec<u8>>>, _>(c.ordinal())
+                                .expect("Failed to get bytes array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::Bytes(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        #[cfg(feature = "with-bigdecimal")]
+                        "NUMERIC" => Value::BigDecimal(
+                            row.try_get::<Option<bigdecimal::BigDecimal>, _>(c.ordinal())
+                                .expect("Failed to get numeric"),
+                        ),
+                        #[cfg(all(
+                            feature = "with-rust_decimal",
+                            not(feature = "with-bigdecimal")
+                        ))]
+                        "NUMERIC" => {
+                            Value::Decimal(row.try_get(c.ordinal()).expect("Failed to get numeric"))
+                        }
+
+                        #[cfg(all(feature = "with-bigdecimal", feature = "postgres-array"))]
+                        "NUMERIC[]" => Value::Array(
+                            sea_query::ArrayType::BigDecimal,
+                            row.try_get::<Option<Vec<bigdecimal::BigDecimal>>, _>(c.ordinal())
+                                .expect("Failed to get numeric array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::BigDecimal(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+                        #[cfg(all(
+                            feature = "with-rust_decimal",
+                            not(feature = "with-bigdecimal"),
+                            feature = "postgres-array"
+                        ))]
+                        "NUMERIC[]" => Value::Array(
+                            sea_query::ArrayType::Decimal,
+                            row.try_get::<Option<Vec<rust_decimal::Decimal>>, _>(c.ordinal())
+                                .expect("Failed to get numeric array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::Decimal(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        "OID" => {
+                            Value::BigInt(row.try_get(c.ordinal()).expect("Failed to get oid"))
+                        }
+                        #[cfg(feature = "postgres-array")]
+                        "OID[]" => Value::Array(
+                            sea_query::ArrayType::BigInt,
+                            row.try_get::<Option<Vec<i64>>, _>(c.ordinal())
+                                .expect("Failed to get oid array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::BigInt(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        #[cfg(feature = "with-json")]
+                        "JSON" | "JSONB" => Value::Json(
+                            row.try_get::<Option<serde_json::Value>, _>(c.ordinal())
+                                .expect("Failed to get json")
+                                .map(Box::new),
+                        ),
+                        #[cfg(all(
+                            feature = "with-json",
+                            any(feature = "json-array", feature = "postgres-array")
+                        ))]
+                        "JSON[]" | "JSONB[]" => Value::Array(
+                            sea_query::ArrayType::Json,
+                            row.try_get::<Option<Vec<serde_json::Value>>, _>(c.ordinal())
+                                .expect("Failed to get json array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::Json(Some(Box::new(val))))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        #[cfg(feature = "with-ipnetwork")]
+                        "INET" | "CIDR" => Value::IpNetwork(
+                            row.try_get::<Option<ipnetwork::IpNetwork>, _>(c.ordinal())
+                                .expect("Failed to get ip address"),
+                        ),
+                        #[cfg(feature = "with-ipnetwork")]
+                        "INET[]" | "CIDR[]" => Value::Array(
+                            sea_query::ArrayType::IpNetwork,
+                            row.try_get::<Option<Vec<ipnetwork::IpNetwork>>, _>(c.ordinal())
+                                .expect("Failed to get ip address array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::IpNetwork(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        #[cfg(feature = "with-mac_address")]
+                        "MACADDR" | "MACADDR8" => Value::MacAddress(
+                            row.try_get::<Option<mac_address::MacAddress>, _>(c.ordinal())
+                                .expect("Failed to get mac address"),
+                        ),
+                        #[cfg(all(feature = "with-mac_address", feature = "postgres-array"))]
+                        "MACADDR[]" | "MACADDR8[]" => Value::Array(
+                            sea_query::ArrayType::MacAddress,
+                            row.try_get::<Option<Vec<mac_address::MacAddress>>, _>(c.ordinal())
+                                .expect("Failed to get mac address array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::MacAddress(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        #[cfg(feature = "with-chrono")]
+                        "TIMESTAMP" => Value::ChronoDateTime(
+                            row.try_get::<Option<chrono::NaiveDateTime>, _>(c.ordinal())
+                                .expect("Failed to get timestamp"),
+                        ),
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "TIMESTAMP" => Value::TimeDateTime(
+                            row.try_get::<Option<time::PrimitiveDateTime>, _>(c.ordinal())
+                                .expect("Failed to get timestamp"),
+                        ),
+
+                        #[cfg(all(feature = "with-chrono", feature = "postgres-array"))]
+                        "TIMESTAMP[]" => Value::Array(
+                            sea_query::ArrayType::ChronoDateTime,
+                            row.try_get::<Option<Vec<chrono::NaiveDateTime>>, _>(c.ordinal())
+                                .expect("Failed to get timestamp array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::ChronoDateTime(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+                        #[cfg(all(
+                            feature = "with-time",
+                            not(feature = "with-chrono"),
+                            feature = "postgres-array"
+                        ))]
+                        "TIMESTAMP[]" => Value::Array(
+                            sea_query::ArrayType::TimeDateTime,
+                            row.try_get::<Option<Vec<time::PrimitiveDateTime>>, _>(c.ordinal())
+                                .expect("Failed to get timestamp array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::TimeDateTime(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        #[cfg(feature = "with-chrono")]
+                        "DATE" => Value::ChronoDate(
+                            row.try_get::<Option<chrono::NaiveDate>, _>(c.ordinal())
+                                .expect("Failed to get date"),
+                        ),
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "DATE" => Value::TimeDate(
+                            row.try_get::<Option<time::Date>, _>(c.ordinal())
+                                .expect("Failed to get date"),
+                        ),
+
+                        #[cfg(all(feature = "with-chrono", feature = "postgres-array"))]
+                        "DATE[]" => Value::Array(
+                            sea_query::ArrayType::ChronoDate,
+                            row.try_get::<Option<Vec<chrono::NaiveDate>>, _>(c.ordinal())
+                                .expect("Failed to get date array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::ChronoDate(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+                        #[cfg(all(
+                            feature = "with-time",
+                            not(feature = "with-chrono"),
+                            feature = "postgres-array"
+                        ))]
+                        "DATE[]" => Value::Array(
+                            sea_query::ArrayType::TimeDate,
+                            row.try_get::<Option<Vec<time::Date>>, _>(c.ordinal())
+                                .expect("Failed to get date array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::TimeDate(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        #[cfg(feature = "with-chrono")]
+                        "TIME" => Value::ChronoTime(
+                            row.try_get::<Option<chrono::NaiveTime>, _>(c.ordinal())
+                                .expect("Failed to get time"),
+                        ),
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "TIME" => Value::TimeTime(
+                            row.try_get::<Option<time::Time>, _>(c.ordinal())
+                                .expect("Failed to get time"),
+                        ),
+
+                        #[cfg(all(feature = "with-chrono", feature = "postgres-array"))]
+                        "TIME[]" => Value::Array(
+                            sea_query::ArrayType::ChronoTime,
+                            row.try_get::<Option<Vec<chrono::NaiveTime>>, _>(c.ordinal())
+                                .expect("Failed to get time array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::ChronoTime(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+                        #[cfg(all(
+                            feature = "with-time",
+                            not(feature = "with-chrono"),
+                            feature = "postgres-array"
+                        ))]
+                        "TIME[]" => Value::Array(
+                            sea_query::ArrayType::TimeTime,
+                            row.try_get::<Option<Vec<time::Time>>, _>(c.ordinal())
+                                .expect("Failed to get time array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::TimeTime(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        #[cfg(feature = "with-chrono")]
+                        "TIMESTAMPTZ" => Value::ChronoDateTimeUtc(
+                            row.try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(c.ordinal())
+                                .expect("Failed to get timestamptz"),
+                        ),
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "TIMESTAMPTZ" => Value::TimeDateTimeWithTimeZone(
+                            row.try_get::<Option<time::OffsetDateTime>, _>(c.ordinal())
+                                .expect("Failed to get timestamptz"),
+                        ),
+
+                        #[cfg(all(feature = "with-chrono", feature = "postgres-array"))]
+                        "TIMESTAMPTZ[]" => Value::Array(
+                            sea_query::ArrayType::ChronoDateTimeUtc,
+                            row.try_get::<Option<Vec<chrono::DateTime<chrono::Utc>>>, _>(
+                                c.ordinal(),
+                            )
+                            .expect("Failed to get timestamptz array")
+                            .map(|vals| {
+                                Box::new(
+                                    vals.into_iter()
+                                        .map(|val| Value::ChronoDateTimeUtc(Some(val)))
+                                        .collect(),
+                                )
+                            }),
+                        ),
+                        #[cfg(all(
+                            feature = "with-time",
+                            not(feature = "with-chrono"),
+                            feature = "postgres-array"
+                        ))]
+                        "TIMESTAMPTZ[]" => Value::Array(
+                            sea_query::ArrayType::TimeDateTimeWithTimeZone,
+                            row.try_get::<Option<Vec<time::OffsetDateTime>>, _>(c.ordinal())
+                                .expect("Failed to get timestamptz array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::TimeDateTimeWithTimeZone(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        #[cfg(feature = "with-chrono")]
+                        "TIMETZ" => Value::ChronoTime(
+                            row.try_get::<Option<chrono::NaiveTime>, _>(c.ordinal())
+                                .expect("Failed to get timetz"),
+                        ),
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "TIMETZ" => {
+                            Value::TimeTime(row.try_get(c.ordinal()).expect("Failed to get timetz"))
+                        }
+
+                        #[cfg(all(feature = "with-chrono", feature = "postgres-array"))]
+                        "TIMETZ[]" => Value::Array(
+                            sea_query::ArrayType::ChronoTime,
+                            row.try_get::<Option<Vec<chrono::NaiveTime>>, _>(c.ordinal())
+                                .expect("Failed to get timetz array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::ChronoTime(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+                        #[cfg(all(
+                            feature = "with-time",
+                            not(feature = "with-chrono"),
+                            feature = "postgres-array"
+                        ))]
+                        "TIMETZ[]" => Value::Array(
+                            sea_query::ArrayType::TimeTime,
+                            row.try_get::<Option<Vec<time::Time>>, _>(c.ordinal())
+                                .expect("Failed to get timetz array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::TimeTime(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        #[cfg(feature = "with-uuid")]
+                        "UUID" => Value::Uuid(
+                            row.try_get::<Option<uuid::Uuid>, _>(c.ordinal())
+                                .expect("Failed to get uuid"),
+                        ),
+
+                        #[cfg(all(feature = "with-uuid", feature = "postgres-array"))]
+                        "UUID[]" => Value::Array(
+                            sea_query::ArrayType::Uuid,
+                            row.try_get::<Option<Vec<uuid::Uuid>>, _>(c.ordinal())
+                                .expect("Failed to get uuid array")
+                                .map(|vals| {
+                                    Box::new(
+                                        vals.into_iter()
+                                            .map(|val| Value::Uuid(Some(val)))
+                                            .collect(),
+                                    )
+                                }),
+                        ),
+
+                        _ => unreachable!("Unknown column type: {}", c.type_info().name()),
+                    },
+                )
+            })
+            .collect(),
+    )
 }

@@ -406,96 +406,101 @@ impl crate::DatabaseTransaction {
     }
 }
 
-/// Convert an SQLite row to a [crate::ProxyRow]; panics on failure.
-/// Prefer [try_from_sqlx_sqlite_row_to_proxy_row].
 #[cfg(feature = "proxy")]
-#[allow(dead_code)]
 pub(crate) fn from_sqlx_sqlite_row_to_proxy_row(row: &sqlx::sqlite::SqliteRow) -> crate::ProxyRow {
-    try_from_sqlx_sqlite_row_to_proxy_row(row)
-        .unwrap_or_else(|e| panic!("Failed to convert SqliteRow to ProxyRow: {e}"))
-}
-
-/// Convert an SQLite row to a [crate::ProxyRow] without panicking (PATCHED).
-///
-/// Keeps the column order. Integers are kept as `i64` (narrower reads are
-/// range-checked like sqlx does), `DATETIME` as `DateTime<FixedOffset>` (the
-/// offset written in the text is preserved). Returns `Err` on duplicate column
-/// names, unknown declared types and decode failures.
-#[cfg(feature = "proxy")]
-pub fn try_from_sqlx_sqlite_row_to_proxy_row(
-    row: &sqlx::sqlite::SqliteRow,
-) -> Result<crate::ProxyRow, DbErr> {
-    use sqlx::{Column, Row};
-    let mut pairs = Vec::with_capacity(row.columns().len());
-    for c in row.columns() {
-        pairs.push((c.name().to_string(), sqlite_column_to_value(row, c)?));
-    }
-    crate::ProxyRow::try_from_ordered(pairs)
-}
-
-#[cfg(feature = "proxy")]
-fn sqlite_column_to_value(
-    row: &sqlx::sqlite::SqliteRow,
-    c: &sqlx::sqlite::SqliteColumn,
-) -> Result<sea_query::Value, DbErr> {
-    // https://docs.rs/sqlx-sqlite/latest/sqlx_sqlite/types/index.html
+    // https://docs.rs/sqlx-sqlite/0.7.2/src/sqlx_sqlite/type_info.rs.html
+    // https://docs.rs/sqlx-sqlite/0.7.2/sqlx_sqlite/types/index.html
     use sea_query::Value;
-    use sqlx::{Column, Row, TypeInfo, ValueRef};
+    use sqlx::{Column, Row, TypeInfo};
+    crate::ProxyRow::new(
+        row
+            .columns()
+            .iter()
+            .map(|c| {
+                (
+                    c.name().to_string(),
+                    match c.type_info().name() {
+                        "BOOLEAN" => {
+                            Value::Bool(row.try_get(c.ordinal()).expect("Failed to get boolean"))
+                        }
 
-    fn get<'r, T>(
-        row: &'r sqlx::sqlite::SqliteRow,
-        c: &sqlx::sqlite::SqliteColumn,
-    ) -> Result<Option<T>, DbErr>
-    where
-        T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
-    {
-        row.try_get::<Option<T>, _>(c.ordinal()).map_err(|e| {
-            crate::error::type_err(format!(
-                "ProxyRow: cannot decode column `{}` of type {}: {e}",
-                c.name(),
-                c.type_info().name()
-            ))
-        })
-    }
+                        "INTEGER" => {
+                            Value::Int(row.try_get(c.ordinal()).expect("Failed to get integer"))
+                        }
 
-    let raw = row
-        .try_get_raw(c.ordinal())
-        .map_err(|e| crate::error::type_err(format!("ProxyRow: column `{}`: {e}", c.name())))?;
-    if raw.is_null() {
-        // SQLite is dynamically typed; a NULL reads back as `None` for any type.
-        return Ok(Value::String(None));
-    }
-    // Declared type if there is one, else the storage class of the value.
-    let declared = c.type_info().name().to_owned();
-    let type_name = if declared == "NULL" {
-        raw.type_info().name().to_owned()
-    } else {
-        declared
-    };
-    Ok(match type_name.as_str() {
-        "BOOLEAN" | "INTEGER" => Value::BigInt(get(row, c)?),
-        "REAL" => Value::Double(get(row, c)?),
-        "TEXT" => Value::String(get(row, c)?),
-        "BLOB" => Value::Bytes(get(row, c)?),
-        #[cfg(feature = "with-chrono")]
-        "DATETIME" => {
-            Value::ChronoDateTimeWithTimeZone(get::<chrono::DateTime<chrono::FixedOffset>>(row, c)?)
-        }
-        #[cfg(feature = "with-chrono")]
-        "DATE" => Value::ChronoDate(get(row, c)?),
-        #[cfg(feature = "with-chrono")]
-        "TIME" => Value::ChronoTime(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "DATETIME" => Value::TimeDateTimeWithTimeZone(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "DATE" => Value::TimeDate(get(row, c)?),
-        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
-        "TIME" => Value::TimeTime(get(row, c)?),
-        other => {
-            return Err(crate::error::type_err(format!(
-                "ProxyRow: unsupported SQLite column type {other} (column `{}`)",
-                c.name()
-            )));
-        }
-    })
+                        "BIGINT" | "INT8" => Value::BigInt(
+                            row.try_get(c.ordinal()).expect("Failed to get big integer"),
+                        ),
+
+                        "REAL" => {
+                            Value::Double(row.try_get(c.ordinal()).expect("Failed to get double"))
+                        }
+
+                        "TEXT" => Value::String(
+                            row.try_get::<Option<String>, _>(c.ordinal())
+                                .expect("Failed to get string"),
+                        ),
+
+                        "BLOB" => Value::Bytes(
+                            row.try_get::<Option<Vec<u8>>, _>(c.ordinal())
+                                .expect("Failed to get bytes"),
+                        ),
+
+                        #[cfg(feature = "with-chrono")]
+                        "DATETIME" => {
+                            use chrono::{DateTime, Utc};
+
+                            Value::ChronoDateTimeUtc(
+                                row.try_get::<Option<DateTime<Utc>>, _>(c.ordinal())
+                                    .expect("Failed to get timestamp"),
+                            )
+                        }
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "DATETIME" => {
+                            use time::OffsetDateTime;
+                            Value::TimeDateTimeWithTimeZone(
+                                row.try_get::<Option<OffsetDateTime>, _>(c.ordinal())
+                                    .expect("Failed to get timestamp"),
+                            )
+                        }
+                        #[cfg(feature = "with-chrono")]
+                        "DATE" => {
+                            use chrono::NaiveDate;
+                            Value::ChronoDate(
+                                row.try_get::<Option<NaiveDate>, _>(c.ordinal())
+                                    .expect("Failed to get date"),
+                            )
+                        }
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "DATE" => {
+                            use time::Date;
+                            Value::TimeDate(
+                                row.try_get::<Option<Date>, _>(c.ordinal())
+                                    .expect("Failed to get date"),
+                            )
+                        }
+
+                        #[cfg(feature = "with-chrono")]
+                        "TIME" => {
+                            use chrono::NaiveTime;
+                            Value::ChronoTime(
+                                row.try_get::<Option<NaiveTime>, _>(c.ordinal())
+                                    .expect("Failed to get time"),
+                            )
+                        }
+                        #[cfg(all(feature = "with-time", not(feature = "with-chrono")))]
+                        "TIME" => {
+                            use time::Time;
+                            Value::TimeTime(
+                                row.try_get::<Option<Time>, _>(c.ordinal())
+                                    .expect("Failed to get time"),
+                            )
+                        }
+
+                        _ => unreachable!("Unknown column type: {}", c.type_info().name()),
+                    },
+                )
+            })
+            .collect(),
+    )
 }

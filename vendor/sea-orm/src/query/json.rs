@@ -277,7 +277,7 @@ impl FromQueryResult for JsonValue {
     }
 }
 
-/// PATCHED: a proxy value as JSON the way the live drivers' rows convert (`json!(T)` of the
+/// A proxy value as JSON the way the live drivers' rows convert (`json!(T)` of the
 /// decoded Rust value): dates and times as serde strings, decimals with their scale, bytes as
 /// an array of numbers (sea-query's conversion panics on non-UTF-8 bytes), arrays element by
 /// element.
