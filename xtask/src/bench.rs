@@ -120,7 +120,8 @@ impl sea_orm::ProxyDatabaseTrait for InstantDb {
 async fn instant_db(raw: &DatabaseConnection, id: i32) -> Res<DatabaseConnection> {
     let stmt = sea_orm::QueryTrait::build(&post::Entity::find_by_id(id), sea_orm::DbBackend::Postgres);
     let live = raw.query_one_raw(stmt).await.map_err(e("floor row"))?.ok_or("floor row missing")?;
-    let row = sea_orm::try_from_query_result_to_proxy_row(&live).map_err(e("floor row"))?;
+    let cached = cacheops_sea_orm::CachedRow::from_query_result(&live).map_err(e("floor row"))?;
+    let row = sea_orm::ProxyRow::try_from_ordered(cached.columns.into_iter().zip(cached.values).collect()).map_err(e("floor row"))?;
     Database::connect_proxy(sea_orm::DbBackend::Postgres, Arc::new(Box::new(InstantDb { row })))
         .await
         .map_err(e("proxy database"))
