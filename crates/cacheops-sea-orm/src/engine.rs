@@ -487,6 +487,7 @@ pub(crate) async fn read<C: ConnectionTrait>(
 }
 
 /// [`read`] of a statement the caller has already classified as a read (`params` are its binds).
+#[cfg_attr(not(feature = "transparent"), allow(unused_variables))]
 pub(crate) async fn read_analyzed<C: ConnectionTrait>(
     shared: &Shared,
     conn: &C,
@@ -498,51 +499,39 @@ pub(crate) async fn read_analyzed<C: ConnectionTrait>(
 ) -> Result<Vec<QueryResult>, DbErr> {
     let analysis = &read.analysis;
     let plan = if allowed { cache_plan(shared, read, mode) } else { None };
-    let plan = plan.filter(|_| rows_cacheable());
-    let (Some(plan), true) = (plan, shared.catalog.namespace_known()) else {
-        // Not cached, but a cached function around it (`cached_as` with `auto`) still depends
-        // on it: record its dependencies, or mark the function's result unstorable when they
-        // cannot be known.
-        if cacheops::deps_scope::active() {
-            let p = read.profile.get_or_init(|| ProfilePlan::of(shared, analysis));
-            if allowed && p.cacheable && shared.catalog.namespace_known() {
-                cacheops::deps_scope::record(&shared.cache, &analysis.reads).await;
-            } else {
-                cacheops::deps_scope::taint("a read whose dependencies cannot be recorded");
-            }
-        }
-        return run_read(conn, stmt, mode).await;
-    };
-    read_cached(shared, conn, stmt, params, read, mode, plan).await
-}
-
-/// Whether rows can be cached: only with the `transparent` feature (SeaORM with cacheops'
-/// patches rebuilds cached rows). Without it, a read the profiles or [`crate::cached`] would cache
-/// runs live (typed reads, `.cache()`, still cache); said once in the log.
-fn rows_cacheable() -> bool {
-    if !cfg!(feature = "transparent") {
-        static SAID: std::sync::Once = std::sync::Once::new();
-        SAID.call_once(|| {
-            tracing::info!(
-                "cacheops-sea-orm: built without the `transparent` feature, so plain reads through a CachedConnection \
-                 are not cached row by row; use `.cache()` on selects, `cached_as`, or enable `transparent`"
-            );
-        });
+    #[cfg(feature = "transparent")]
+    if let (Some(plan), true) = (plan, shared.catalog.namespace_known()) {
+        return read_cached(shared, conn, stmt, params, read, mode, plan).await;
     }
-    cfg!(feature = "transparent")
+    #[cfg(not(feature = "transparent"))]
+    if plan.is_some() {
+        say_rows_are_not_cached();
+    }
+    // Not cached, but a cached function around it (`cached_as` with `auto`) still depends on it:
+    // record its dependencies, or mark the function's result unstorable when they cannot be known.
+    if cacheops::deps_scope::active() {
+        let p = read.profile.get_or_init(|| ProfilePlan::of(shared, analysis));
+        if allowed && p.cacheable && shared.catalog.namespace_known() {
+            cacheops::deps_scope::record(&shared.cache, &analysis.reads).await;
+        } else {
+            cacheops::deps_scope::taint("a read whose dependencies cannot be recorded");
+        }
+    }
+    run_read(conn, stmt, mode).await
 }
 
+/// Without the `transparent` feature (SeaORM with cacheops' patches rebuilds cached rows), a read
+/// the profiles or [`crate::cached`] would cache runs live (`.cache()` and `cached_as` still
+/// cache): said once in the log.
 #[cfg(not(feature = "transparent"))]
-async fn read_cached<C: ConnectionTrait>(
-    _shared: &Shared,
-    conn: &C,
-    stmt: Statement,
-    _params: &[cacheops::Value],
-    _read: &ReadPlan,
-    mode: ReadMode,
-    _plan: Plan,
-) -> Result<Vec<QueryResult>, DbErr> {
-    run_read(conn, stmt, mode).await
+fn say_rows_are_not_cached() {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        tracing::info!(
+            "cacheops-sea-orm: built without the `transparent` feature, so plain reads through a CachedConnection \
+             are not cached row by row; use `.cache()` on selects, `cached_as`, or enable `transparent`"
+        );
+    });
 }
 
 /// The cached read of [`read_analyzed`]: rows from the cache, or from the database and stored.
@@ -904,8 +893,8 @@ pub(crate) struct Saved {
 /// the cache right away (a normal miss: stamps first, then the database, so it is as safe as
 /// any read). The statement is built the way SeaORM builds it, so the next get hits.
 pub(crate) async fn cache_saved<C: ConnectionTrait>(shared: &Shared, conn: &C, saved: Vec<Saved>) -> Result<(), DbErr> {
-    if !rows_cacheable() {
-        return Ok(());
+    if !cfg!(feature = "transparent") {
+        return Ok(()); // rows are not cached (see `say_rows_are_not_cached`)
     }
     use sea_orm::sea_query::{Alias, Expr, ExprTrait, MysqlQueryBuilder, PostgresQueryBuilder, Query, SqliteQueryBuilder};
     for s in saved {

@@ -15,6 +15,7 @@ mod pg;
 mod sqlite;
 
 use sea_orm::sea_query::Value;
+use sea_orm::sqlx::{Column, ColumnIndex, Database, Decode, Row, Type, TypeInfo};
 use sea_orm::{DbErr, QueryResult};
 
 /// Column names in select order and their values.
@@ -33,21 +34,33 @@ pub(crate) fn decode(row: &QueryResult) -> Result<Decoded, DbErr> {
 fn decode_any(row: &QueryResult) -> Result<Decoded, DbErr> {
     #[cfg(feature = "postgres")]
     if let Some(r) = row.try_as_pg_row() {
-        return pg::decode(r);
+        return columns(r, pg::column);
     }
     #[cfg(feature = "mysql")]
     if let Some(r) = row.try_as_mysql_row() {
-        return mysql::decode(r);
+        return columns(r, mysql::column);
     }
     #[cfg(feature = "sqlite")]
     if let Some(r) = row.try_as_sqlite_row() {
-        return sqlite::decode(r);
+        return columns(r, sqlite::column);
     }
     #[cfg(feature = "transparent")]
     if let Some(r) = row.try_as_proxy_row() {
         return Ok(r.to_ordered_pairs().into_iter().unzip());
     }
     Err(type_err("a row of a database driver this build of cacheops-sea-orm does not decode".to_owned()))
+}
+
+/// Each column of a driver's row through `column`, in select order.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")), allow(dead_code))]
+fn columns<R: Row>(row: &R, column: fn(&R, &ColumnOf<R>) -> Result<Value, DbErr>) -> Result<Decoded, DbErr> {
+    let mut names = Vec::with_capacity(row.columns().len());
+    let mut values = Vec::with_capacity(row.columns().len());
+    for c in row.columns() {
+        values.push(column(row, c)?);
+        names.push(c.name().to_owned());
+    }
+    Ok((names, values))
 }
 
 pub(crate) fn repeated(names: &[String]) -> Option<&str> {
@@ -63,17 +76,19 @@ pub(crate) fn type_err(message: String) -> DbErr {
     DbErr::Type(format!("cacheops: {message}"))
 }
 
+/// A column of a driver's row.
+type ColumnOf<R> = <<R as Row>::Database as Database>::Column;
+
 /// Reads one column as `Option<T>`, with the column named in the error.
-#[allow(dead_code)]
-pub(crate) fn get<'r, DB, R, T>(row: &'r R, ordinal: usize, name: &str, type_name: &str) -> Result<Option<T>, DbErr>
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql", feature = "sqlite")), allow(dead_code))]
+fn get<'r, T, R>(row: &'r R, c: &ColumnOf<R>) -> Result<Option<T>, DbErr>
 where
-    DB: sea_orm::sqlx::Database,
-    R: sea_orm::sqlx::Row<Database = DB>,
-    T: sea_orm::sqlx::Decode<'r, DB> + sea_orm::sqlx::Type<DB>,
-    usize: sea_orm::sqlx::ColumnIndex<R>,
+    R: Row,
+    T: Decode<'r, R::Database> + Type<R::Database>,
+    usize: ColumnIndex<R>,
 {
-    row.try_get::<Option<T>, _>(ordinal)
-        .map_err(|e| type_err(format!("cannot decode column `{name}` of type {type_name}: {e}")))
+    row.try_get::<Option<T>, _>(c.ordinal())
+        .map_err(|e| type_err(format!("cannot decode column `{}` of type {}: {e}", c.name(), c.type_info().name())))
 }
 
 #[cfg(test)]

@@ -7,33 +7,16 @@ use sea_orm::sea_query::{ArrayType as AT, Value};
 use sea_orm::sqlx::postgres::{PgColumn, PgRow, PgValueFormat, Postgres};
 use sea_orm::sqlx::{Column, Decode, Row, Type, TypeInfo, ValueRef};
 
-use super::{Decoded, type_err};
-
-pub(super) fn decode(row: &PgRow) -> Result<Decoded, DbErr> {
-    let mut names = Vec::with_capacity(row.columns().len());
-    let mut values = Vec::with_capacity(row.columns().len());
-    for c in row.columns() {
-        values.push(column(row, c)?);
-        names.push(c.name().to_owned());
-    }
-    Ok((names, values))
-}
-
-fn get<'r, T>(row: &'r PgRow, c: &PgColumn) -> Result<Option<T>, DbErr>
-where
-    T: Decode<'r, Postgres> + Type<Postgres>,
-{
-    super::get::<Postgres, PgRow, T>(row, c.ordinal(), c.name(), c.type_info().name())
-}
+use super::{get, type_err};
 
 fn arr<'r, T>(row: &'r PgRow, c: &PgColumn, ty: AT, f: fn(T) -> Value) -> Result<Value, DbErr>
 where
     Vec<T>: Decode<'r, Postgres> + Type<Postgres>,
 {
-    Ok(Value::Array(ty, get::<Vec<T>>(row, c)?.map(|vals| Box::new(vals.into_iter().map(f).collect()))))
+    Ok(Value::Array(ty, get::<Vec<T>, _>(row, c)?.map(|vals| Box::new(vals.into_iter().map(f).collect()))))
 }
 
-fn column(row: &PgRow, c: &PgColumn) -> Result<Value, DbErr> {
+pub(super) fn column(row: &PgRow, c: &PgColumn) -> Result<Value, DbErr> {
     let type_name = c.type_info().name();
     // sqlx panics (`NaiveDate + TimeDelta overflowed`) decoding dates and timestamps chrono
     // cannot hold ('infinity', years past 262143): refuse them as a type error first.
@@ -44,13 +27,13 @@ fn column(row: &PgRow, c: &PgColumn) -> Result<Value, DbErr> {
         "INT2" => Value::SmallInt(get(row, c)?),
         "INT4" => Value::Int(get(row, c)?),
         "INT8" => Value::BigInt(get(row, c)?),
-        "OID" => Value::Unsigned(get::<sea_orm::sqlx::postgres::types::Oid>(row, c)?.map(|o| o.0)),
+        "OID" => Value::Unsigned(get::<sea_orm::sqlx::postgres::types::Oid, _>(row, c)?.map(|o| o.0)),
         "FLOAT4" => Value::Float(get(row, c)?),
         "FLOAT8" => Value::Double(get(row, c)?),
         "TEXT" | "VARCHAR" | "CHAR" | "NAME" | "UNKNOWN" => Value::String(get(row, c)?),
         "BYTEA" => Value::Bytes(get(row, c)?),
         "NUMERIC" => Value::Decimal(get(row, c)?),
-        "JSON" | "JSONB" => Value::Json(get::<serde_json::Value>(row, c)?.map(Box::new)),
+        "JSON" | "JSONB" => Value::Json(get::<serde_json::Value, _>(row, c)?.map(Box::new)),
         "UUID" => Value::Uuid(get(row, c)?),
         "DATE" => Value::ChronoDate(get(row, c)?),
         "TIME" => Value::ChronoTime(get(row, c)?),

@@ -3,32 +3,15 @@
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime};
 use sea_orm::DbErr;
 use sea_orm::sea_query::Value;
-use sea_orm::sqlx::sqlite::{Sqlite, SqliteColumn, SqliteRow};
-use sea_orm::sqlx::{Column, Decode, Row, Type, TypeInfo, ValueRef};
+use sea_orm::sqlx::sqlite::{SqliteColumn, SqliteRow};
+use sea_orm::sqlx::{Column, Row, TypeInfo, ValueRef};
 
-use super::{Decoded, type_err};
+use super::{get, type_err};
 
 /// Integers are kept as `i64` (narrower reads are range-checked like sqlx does), `DATETIME` as
 /// `DateTime<FixedOffset>` (the offset written in the text is kept); a column without a declared
 /// type (`COUNT(*)`, `NULL AS x`) uses its value's storage class.
-pub(super) fn decode(row: &SqliteRow) -> Result<Decoded, DbErr> {
-    let mut names = Vec::with_capacity(row.columns().len());
-    let mut values = Vec::with_capacity(row.columns().len());
-    for c in row.columns() {
-        values.push(column(row, c)?);
-        names.push(c.name().to_owned());
-    }
-    Ok((names, values))
-}
-
-fn get<'r, T>(row: &'r SqliteRow, c: &SqliteColumn) -> Result<Option<T>, DbErr>
-where
-    T: Decode<'r, Sqlite> + Type<Sqlite>,
-{
-    super::get::<Sqlite, SqliteRow, T>(row, c.ordinal(), c.name(), c.type_info().name())
-}
-
-fn column(row: &SqliteRow, c: &SqliteColumn) -> Result<Value, DbErr> {
+pub(super) fn column(row: &SqliteRow, c: &SqliteColumn) -> Result<Value, DbErr> {
     let raw = row.try_get_raw(c.ordinal()).map_err(|e| type_err(format!("column `{}`: {e}", c.name())))?;
     if raw.is_null() {
         // SQLite is dynamically typed; a NULL reads back as `None` for any type.
@@ -41,9 +24,9 @@ fn column(row: &SqliteRow, c: &SqliteColumn) -> Result<Value, DbErr> {
         "REAL" => Value::Double(get(row, c)?),
         "TEXT" => Value::String(get(row, c)?),
         "BLOB" => Value::Bytes(get(row, c)?),
-        "DATETIME" => Value::ChronoDateTimeWithTimeZone(get::<DateTime<FixedOffset>>(row, c)?),
-        "DATE" => Value::ChronoDate(get::<NaiveDate>(row, c)?),
-        "TIME" => Value::ChronoTime(get::<NaiveTime>(row, c)?),
+        "DATETIME" => Value::ChronoDateTimeWithTimeZone(get::<DateTime<FixedOffset>, _>(row, c)?),
+        "DATE" => Value::ChronoDate(get::<NaiveDate, _>(row, c)?),
+        "TIME" => Value::ChronoTime(get::<NaiveTime, _>(row, c)?),
         other => return Err(type_err(format!("unsupported SQLite column type {other} (column `{}`)", c.name()))),
     })
 }
