@@ -52,6 +52,28 @@ fn e<E: std::fmt::Display>(ctx: &'static str) -> impl Fn(E) -> String {
     move |err| format!("{ctx}: {err}")
 }
 
+/// A failed read of a cached function: the cache's or the database's.
+#[derive(Debug)]
+enum ReadErr {
+    Cache(cacheops::Error),
+    Db(sea_orm::DbErr),
+}
+
+impl From<cacheops::Error> for ReadErr {
+    fn from(e: cacheops::Error) -> Self {
+        ReadErr::Cache(e)
+    }
+}
+
+impl std::fmt::Display for ReadErr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadErr::Cache(e) => write!(f, "{e}"),
+            ReadErr::Db(e) => write!(f, "database: {e}"),
+        }
+    }
+}
+
 /// What one worker process needs to know.
 #[derive(Debug, Clone)]
 struct Cfg {
@@ -730,11 +752,11 @@ async fn checked_read(ctx: &Ctx, kind: u64, key: i32) -> Res<bool> {
             let rows = raw
                 .query_all_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, [key.into()]))
                 .await
-                .map_err(|err| cacheops::Error::Redis(format!("database: {err}")))?;
+                .map_err(ReadErr::Db)?;
             rows.iter()
                 .map(|r| Ok((r.try_get("", "id")?, r.try_get("", "version")?)))
                 .collect::<Result<Vec<(i32, i64)>, sea_orm::DbErr>>()
-                .map_err(|err| cacheops::Error::Redis(format!("database: {err}")))
+                .map_err(ReadErr::Db)
         })
         .await
         .map_err(e("cached_as"))?

@@ -26,5 +26,5 @@ pub use dnf::{Conj, Dependencies, Dnf};
 pub use equality::{Catalog, CatalogSnapshot, ColumnClass, Relation, TableSchema, TextFold};
 pub use keys::KeySpace;
 pub use memory::MemoryBackend;
-pub use protocol::{Backend, BackendError, ReadReply, ReadRequest, Row, Stamps, WriteRequest};
+pub use protocol::{Backend, BackendError, error_chain, ReadReply, ReadRequest, Row, Stamps, WriteRequest};
 pub use value::Value;

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::value::Value;
@@ -174,43 +175,132 @@ pub struct WriteRequest {
 }
 
 /// A backend failure (connection, timeout, protocol, script error).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cache backend error: {message}")]
+///
+/// The message says what failed; the cause (the Redis client's or the socket's error) is kept
+/// as [`source()`](std::error::Error::source), never repeated in the message. The predicates
+/// say what a caller can do about it.
+///
+/// ```
+/// use cacheops_core::protocol::BackendError;
+/// let e = BackendError::timeout("Redis command timed out");
+/// assert!(e.is_timeout() && e.is_unavailable());
+/// assert_eq!(e.to_string(), "cache backend error: Redis command timed out");
+/// ```
+#[derive(Debug, Clone)]
 pub struct BackendError {
-    /// What went wrong.
-    pub message: String,
-    /// The command never reached the server (the connection had been dropped, e.g. by a
-    /// server restart): sending it once more is safe and may succeed.
+    message: String,
+    flags: Flags,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Flags {
     connection_dropped: bool,
-    /// The server is up but refused a write for want of memory (`OOM` at `maxmemory` with
-    /// `noeviction`): a read that would register or store simply does not, nothing is down.
     out_of_memory: bool,
+    unavailable: bool,
+    timeout: bool,
 }
 
 impl BackendError {
-    /// A backend error with a message.
+    /// A backend error with a message (the server answered, but not as it should have).
     pub fn new(message: impl Into<String>) -> Self {
-        BackendError { message: message.into(), connection_dropped: false, out_of_memory: false }
+        BackendError { message: message.into(), flags: Flags::default(), source: None }
     }
 
-    /// An error of a command that never reached the server: its connection had been dropped.
+    /// The server could not be reached, or is not serving (refused connection, circuit open,
+    /// loading, failing over): see [`BackendError::is_unavailable`].
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(message).with_flags(Flags { unavailable: true, ..Flags::default() })
+    }
+
+    /// The server did not answer in time (also [unavailable](BackendError::is_unavailable)).
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(message).with_flags(Flags { unavailable: true, timeout: true, ..Flags::default() })
+    }
+
+    /// An error of a command that never reached the server: its connection had been dropped
+    /// (also [unavailable](BackendError::is_unavailable)).
     pub fn connection_dropped(message: impl Into<String>) -> Self {
-        BackendError { message: message.into(), connection_dropped: true, out_of_memory: false }
+        Self::new(message).with_flags(Flags { unavailable: true, connection_dropped: true, ..Flags::default() })
     }
 
     /// The server refused a write for want of memory (see [`BackendError::is_out_of_memory`]).
     pub fn out_of_memory(message: impl Into<String>) -> Self {
-        BackendError { message: message.into(), connection_dropped: false, out_of_memory: true }
+        Self::new(message).with_flags(Flags { out_of_memory: true, ..Flags::default() })
+    }
+
+    /// Keeps `cause` as this error's [`source()`](std::error::Error::source).
+    #[must_use]
+    pub fn with_source(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(cause));
+        self
+    }
+
+    fn with_flags(mut self, flags: Flags) -> Self {
+        self.flags = flags;
+        self
+    }
+
+    /// What failed (without its cause: see [`source()`](std::error::Error::source)).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the backend could not be reached or is not serving right now (connection
+    /// refused or dropped, timeout, circuit breaker open, server loading or failing over):
+    /// retrying later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        self.flags.unavailable
+    }
+
+    /// Whether the backend did not answer in time.
+    pub fn is_timeout(&self) -> bool {
+        self.flags.timeout
     }
 
     /// Whether the server answered but refused a write for want of memory.
     pub fn is_out_of_memory(&self) -> bool {
-        self.out_of_memory
+        self.flags.out_of_memory
     }
 
     /// Whether the command never reached the server (see [`BackendError::connection_dropped`]).
     pub fn is_connection_dropped(&self) -> bool {
-        self.connection_dropped
+        self.flags.connection_dropped
+    }
+}
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cache backend error: {}", self.message)
+    }
+}
+
+/// An error and its causes on one line (`error: cause: cause`), each text once: for logs and
+/// reports that keep only a string.
+///
+/// ```
+/// use cacheops_core::protocol::{BackendError, error_chain};
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+/// let e = BackendError::unavailable("Redis connection failed").with_source(io);
+/// assert_eq!(error_chain(&e), "cache backend error: Redis connection failed: connection refused");
+/// ```
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -29,7 +29,7 @@ pub enum RedisBackendError {
     #[error("invalid Redis backend configuration: {0}")]
     Config(String),
     /// The server could not be reached or refused the handshake (eager build only).
-    #[error("cannot connect to Redis at {target}: {source}")]
+    #[error("cannot connect to Redis at {target}")]
     Connect {
         /// Where we tried to connect (password redacted).
         target: String,
@@ -38,7 +38,7 @@ pub enum RedisBackendError {
         source: redis::RedisError,
     },
     /// A command or script failed (connection lost, timeout, server error).
-    #[error("Redis command failed: {0}")]
+    #[error("Redis command failed")]
     Command(#[from] redis::RedisError),
     /// The server answered something the scripts never return.
     #[error("unexpected reply from Redis: {0}")]
@@ -47,7 +47,7 @@ pub enum RedisBackendError {
     #[error("Redis answered with an error: {0}")]
     Reply(String),
     /// A direct connection (the hit check's) failed or timed out.
-    #[error("Redis connection failed: {0}")]
+    #[error("Redis connection failed")]
     Io(#[source] std::io::Error),
     /// The keys of one call do not share one hash slot (they must: one namespace, one tag).
     #[error("keys of one call span several hash slots: {first:?} and {other:?}")]
@@ -59,19 +59,83 @@ pub enum RedisBackendError {
     },
 }
 
+/// Error replies of a server that is up but not serving right now.
+const UNAVAILABLE_CODES: [&str; 6] = ["LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY", "BUSY"];
+
+fn reply_unavailable(reply: &str) -> bool {
+    reply.split(' ').next().is_some_and(|code| UNAVAILABLE_CODES.contains(&code))
+}
+
+/// What a caller can do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Dropped,
+    Timeout,
+    OutOfMemory,
+    Unavailable,
+    Other,
+}
+
+fn classify_client(r: &redis::RedisError) -> Class {
+    if r.is_connection_dropped() || r.is_connection_refusal() {
+        Class::Dropped
+    } else if r.is_timeout() {
+        Class::Timeout
+    } else if r.code() == Some("OOM") {
+        Class::OutOfMemory
+    } else if r.is_io_error() || r.code().is_some_and(reply_unavailable) {
+        Class::Unavailable
+    } else {
+        Class::Other
+    }
+}
+
+impl RedisBackendError {
+    fn class(&self) -> Class {
+        match self {
+            RedisBackendError::Command(r) => classify_client(r),
+            RedisBackendError::Connect { source, .. } => match classify_client(source) {
+                Class::Other | Class::OutOfMemory => Class::Unavailable,
+                c => c,
+            },
+            RedisBackendError::Io(io) => match io.kind() {
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Class::Timeout,
+                _ => Class::Unavailable,
+            },
+            RedisBackendError::Reply(m) if m.starts_with("OOM") => Class::OutOfMemory,
+            RedisBackendError::Reply(m) if reply_unavailable(m) => Class::Unavailable,
+            _ => Class::Other,
+        }
+    }
+
+    /// Whether Redis could not be reached or is not serving right now (refused or dropped
+    /// connection, timeout, `LOADING`, `MASTERDOWN`, `READONLY`, …): retrying later may work.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self.class(), Class::Dropped | Class::Timeout | Class::Unavailable)
+    }
+
+    /// Whether Redis did not answer in time.
+    pub fn is_timeout(&self) -> bool {
+        self.class() == Class::Timeout
+    }
+}
+
 impl From<RedisBackendError> for BackendError {
+    /// Keeps the message (it never contains the cause) and the client's or socket's error as
+    /// the source, and says whether the server was unavailable, timed out or out of memory.
     fn from(e: RedisBackendError) -> Self {
-        let (dropped, oom) = match &e {
-            RedisBackendError::Command(r) => (r.is_connection_dropped() || r.is_connection_refusal(), r.code() == Some("OOM")),
-            RedisBackendError::Reply(m) => (false, m.starts_with("OOM")),
-            _ => (false, false),
+        let message = e.to_string();
+        let out = match e.class() {
+            Class::Dropped => BackendError::connection_dropped(message),
+            Class::Timeout => BackendError::timeout(message),
+            Class::OutOfMemory => BackendError::out_of_memory(message),
+            Class::Unavailable => BackendError::unavailable(message),
+            Class::Other => BackendError::new(message),
         };
-        if dropped {
-            BackendError::connection_dropped(e.to_string())
-        } else if oom {
-            BackendError::out_of_memory(e.to_string())
-        } else {
-            BackendError::new(e.to_string())
+        match e {
+            RedisBackendError::Command(r) | RedisBackendError::Connect { source: r, .. } => out.with_source(r),
+            RedisBackendError::Io(io) => out.with_source(io),
+            _ => out,
         }
     }
 }

@@ -774,7 +774,7 @@ async fn cross_slot_requests_are_rejected_before_sending() {
         return; // astronomically unlikely: both random prefixes hash to one slot
     }
     let err = env.backend.read(&req).await.expect_err("cross-slot");
-    assert!(err.message.contains("hash slots"), "{err}");
+    assert!(err.message().contains("hash slots"), "{err}");
 }
 
 #[tokio::test]

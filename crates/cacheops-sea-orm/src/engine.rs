@@ -233,19 +233,32 @@ impl Shared {
     }
 }
 
-/// A cacheops error as SeaORM's (a string: its causes are appended, each once).
+/// `from` of the [`DbErr::TryIntoErr`] that carries a cacheops error.
+const FROM: &str = "cacheops::Error";
+
+/// A cacheops error as SeaORM's: [`DbErr::TryIntoErr`], the one variant that keeps an error as
+/// its source (its message reads "Error converting `cacheops::Error` into `sea_orm::DbErr`: …").
+/// [`cache_error`] gets the cacheops error back.
 pub(crate) fn err(e: cacheops::Error) -> DbErr {
-    let mut msg = format!("cacheops: {e}");
-    let mut source = std::error::Error::source(&e);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = cause.source();
+    DbErr::TryIntoErr { from: FROM, into: "sea_orm::DbErr", source: std::sync::Arc::new(e) }
+}
+
+/// The cacheops error inside a [`DbErr`] this crate returned (a refused write, a backend that
+/// failed with degrade off, a bad prefix …), to ask it
+/// [`is_unavailable()`](cacheops::Error::is_unavailable) or
+/// [`is_timeout()`](cacheops::Error::is_timeout) or walk its causes. `None` for SeaORM's and the
+/// database's own errors.
+///
+/// ```
+/// use cacheops_sea_orm::cache_error;
+/// let db_err = sea_orm::DbErr::Custom("not ours".into());
+/// assert!(cache_error(&db_err).is_none());
+/// ```
+pub fn cache_error(e: &DbErr) -> Option<&cacheops::Error> {
+    match e {
+        DbErr::TryIntoErr { from, source, .. } if *from == FROM => (**source).downcast_ref::<cacheops::Error>(),
+        _ => None,
     }
-    DbErr::Custom(msg)
 }
 
 /// How a read statement is run.

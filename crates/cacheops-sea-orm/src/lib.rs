@@ -29,7 +29,7 @@ mod typed;
 
 pub use connection::CachedConnection;
 pub use convert::CachedRow;
-pub use engine::PrefixQuery;
+pub use engine::{PrefixQuery, cache_error};
 pub use scope::{CacheOptions, cached, nocache};
 pub use transaction::CachedTransaction;
 pub use typed::{CacheTarget, SelectCacheExt, WithCache, WithoutCache};

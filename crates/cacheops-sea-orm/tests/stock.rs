@@ -80,3 +80,25 @@ async fn nocache_and_a_disabled_cache_read_the_database() {
     let in_scope = cacheops_sea_orm::nocache(q(3).cache().all(&e.db)).await.unwrap();
     assert_eq!(in_scope, fresh, "nocache(..) wins over .cache()");
 }
+
+#[tokio::test]
+async fn a_write_refused_for_want_of_a_lease_says_so_and_is_rolled_back() {
+    // Redis is unreachable (a closed port): the write's lease cannot be placed, so the write is
+    // refused (the default `MarkFailure::RefuseWrite`) and SeaORM's error carries cacheops' error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cache = cacheops::Cache::builder()
+        .redis_url(format!("redis://127.0.0.1:{port}/0"))
+        .profiles(common::profiles())
+        .build()
+        .await
+        .expect("degrade on: builds while Redis is down");
+    let e = common::env_with("stock_refused", cache).await;
+    let before = q(3).all(&e.raw).await.unwrap();
+    let err = e.db.execute_unprepared("UPDATE post SET title = 'lost' WHERE category_id = 3").await.expect_err("refused");
+    let cause = cacheops_sea_orm::cache_error(&err).expect("a cacheops error inside the DbErr");
+    assert!(matches!(cause, cacheops::Error::LeaseUnavailable(_)), "{cause:?}");
+    assert!(cause.is_unavailable(), "{cause:?}");
+    assert!(std::error::Error::source(&err).is_some(), "the cause is kept as source(): {err:?}");
+    assert_eq!(q(3).all(&e.raw).await.unwrap(), before, "the refused write did not commit");
+    assert!(cacheops_sea_orm::cache_error(&sea_orm::DbErr::RecordNotFound("x".into())).is_none());
+}

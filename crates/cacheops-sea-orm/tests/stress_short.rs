@@ -204,7 +204,7 @@ impl Drop for OwnRedis {
 
 /// A write the system refused on purpose (its lease could not be placed while Redis was down).
 fn refused(e: &sea_orm::DbErr) -> bool {
-    e.to_string().contains("write refused")
+    cacheops_sea_orm::cache_error(e).is_some_and(|c| matches!(c, cacheops::Error::LeaseUnavailable(_)) && c.is_unavailable())
 }
 
 async fn stress(variant: Variant) {

@@ -19,6 +19,7 @@ pub const DEFAULT_MAX_PREIMAGE_ROWS: usize = 1_000;
 #[derive(Debug, Clone)]
 enum BackendChoice {
     Memory { max_entries: usize },
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     RedisUrl(String),
     Custom(Arc<dyn Backend>),
 }
@@ -317,10 +318,19 @@ impl CacheBuilder {
                 (Arc::new(MemoryBackend::new(max_entries)), None)
             }
             BackendChoice::Custom(b) => (b, None),
+            #[cfg(feature = "redis")]
             BackendChoice::RedisUrl(url) => {
                 // Disabled: never connect (a pass-through performs no Redis command at all).
                 let (b, remote) = crate::redis::connect(&url, !self.degrade && self.enabled).await?;
                 (b, if self.enabled { remote } else { None })
+            }
+            #[cfg(not(feature = "redis"))]
+            BackendChoice::RedisUrl(_) => {
+                return Err(invalid(
+                    "redis_url",
+                    "this build of cacheops has no Redis client: enable the `redis` feature of the \
+                     `cacheops` crate (on by default), or use the in-process backend",
+                ));
             }
         };
         let inner = Inner::new(

@@ -517,7 +517,7 @@ impl Cache {
         if self.inner.degrade {
             Ok(self.bypass(BypassReason::Unavailable))
         } else {
-            Err(BackendError::new("cache backend unavailable (circuit open)").into())
+            Err(BackendError::unavailable("cache backend unavailable (circuit open)").into())
         }
     }
 
@@ -848,7 +848,7 @@ impl Cache {
         if self.inner.degrade {
             Ok(())
         } else {
-            Err(BackendError::new("cache backend unavailable; invalidation queued for replay").into())
+            Err(BackendError::unavailable("cache backend unavailable; invalidation queued for replay").into())
         }
     }
 

@@ -14,7 +14,7 @@ pub struct CacheMiss;
 #[non_exhaustive]
 pub enum Error {
     /// The configuration is invalid.
-    #[error("invalid cacheops configuration: {0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
     /// The cache backend failed and degrade mode is off.
     #[error(transparent)]
@@ -24,8 +24,9 @@ pub enum Error {
     #[error("write refused: its cache lease could not be placed")]
     LeaseUnavailable(#[source] BackendError),
     /// Redis could not be set up (bad URL, unreachable at build time with degrade off, …).
-    #[error("redis: {0}")]
-    Redis(String),
+    #[cfg(feature = "redis")]
+    #[error(transparent)]
+    Redis(#[from] cacheops_redis::RedisBackendError),
     /// A statement could not be analysed.
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
@@ -42,7 +43,7 @@ pub enum Error {
     #[error("cacheops serialization: {0}")]
     Serialization(String),
     /// The file cache could not read or write its directory.
-    #[error("cacheops file cache: {0}")]
+    #[error("the cacheops file cache could not read or write its directory")]
     Io(#[from] std::io::Error),
     /// A macro without `cache = …` ran before [`crate::set_global_cache`].
     #[error("no global cache: call cacheops::set_global_cache first or pass `cache = …`")]
@@ -55,9 +56,34 @@ impl Error {
         matches!(self, Error::CacheMiss(_))
     }
 
-    /// Whether the cache backend could not be reached or refused the command (including a
-    /// write refused for want of a lease).
+    /// Whether the cache backend could not be reached or is not serving right now (refused or
+    /// dropped connection, timeout, circuit breaker open), including a write refused because
+    /// its lease could not be placed: retrying later may succeed.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Error::Backend(_) | Error::LeaseUnavailable(_))
+        match self {
+            Error::Backend(e) => e.is_unavailable(),
+            Error::LeaseUnavailable(_) => true,
+            #[cfg(feature = "redis")]
+            Error::Redis(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+
+    /// Whether the cache backend did not answer in time.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            Error::Backend(e) | Error::LeaseUnavailable(e) => e.is_timeout(),
+            #[cfg(feature = "redis")]
+            Error::Redis(e) => e.is_timeout(),
+            _ => false,
+        }
+    }
+
+    /// The backend error behind this one, if any (its message, predicates and cause).
+    pub fn backend_error(&self) -> Option<&BackendError> {
+        match self {
+            Error::Backend(e) | Error::LeaseUnavailable(e) => Some(e),
+            _ => None,
+        }
     }
 }

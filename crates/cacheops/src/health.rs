@@ -98,7 +98,7 @@ impl Health {
     pub(crate) fn failed(&self, err: &BackendError) -> bool {
         let until = self.now_ms().saturating_add(u64::try_from(self.retry_interval.as_millis()).unwrap_or(u64::MAX));
         self.open_until_ms.store(until, Ordering::Release);
-        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err.message.clone());
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cacheops_core::error_chain(err));
         !self.degraded.swap(true, Ordering::AcqRel)
     }
 
@@ -206,7 +206,7 @@ impl Cache {
     /// the breaker; a success closes it.
     pub(crate) async fn gate<T>(&self, call: impl Future<Output = Result<T, BackendError>>) -> Result<T, BackendError> {
         if !self.inner.health.closed() {
-            return Err(BackendError::new("cache backend unavailable (circuit open)"));
+            return Err(BackendError::unavailable("cache backend unavailable (circuit open)"));
         }
         match call.await {
             Ok(v) => {

@@ -36,7 +36,10 @@ mod health;
 mod lease;
 mod local;
 pub mod lock;
+#[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod remote_lock;
 mod scope;
 mod serial;
 mod simple;
@@ -62,7 +65,8 @@ pub use cacheops_core::{
 pub use error::{CacheMiss, Error};
 pub use scope::{invalidation_suppressed, no_invalidation};
 
-/// The Redis backend, for building one by hand (custom clients, cluster).
+/// The Redis backend, for building one by hand (custom clients, cluster). Feature `redis`.
+#[cfg(feature = "redis")]
 pub use cacheops_redis as redis_backend;
 
 static GLOBAL: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();

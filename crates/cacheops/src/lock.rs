@@ -19,9 +19,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use cacheops_core::protocol::BackendError;
 use tokio::sync::Notify;
 
 use crate::cache::{Cache, Lookup, Query};
@@ -67,7 +66,9 @@ struct Slot {
 pub(crate) struct Locks {
     local: Mutex<HashMap<String, Arc<Slot>>>,
     remote: Option<RemoteLock>,
-    ttl: Duration,
+    /// The Redis lock's expiry (a crashed holder's lock goes away).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) ttl: Duration,
 }
 
 impl Locks {
@@ -76,145 +77,23 @@ impl Locks {
     }
 }
 
-/// Cross-process locking through Redis.
-pub(crate) struct RemoteLock {
-    conn: cacheops_redis::RedisConnection,
-    client: redis::Client,
-    pool: Mutex<Vec<redis::aio::MultiplexedConnection>>,
-}
+#[cfg(feature = "redis")]
+pub(crate) use crate::remote_lock::RemoteLock;
 
-impl std::fmt::Debug for RemoteLock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RemoteLock")
-    }
-}
+/// Without the `redis` feature there is no cross-process lock: a type without values.
+/// Without the `redis` feature there is no cross-process lock: a type without values.
+#[cfg(not(feature = "redis"))]
+#[derive(Debug)]
+pub(crate) enum RemoteLock {}
 
-const ACQUIRE: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-local v = redis.call('GET', KEYS[1])
-if v then return v end
-return 0
-";
-
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('LPUSH', KEYS[2], '1')
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-";
-
-const SIGNAL_TTL_MS: u64 = 2000;
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
-}
-
-enum Remote {
-    Got(String),
-    Busy(Option<u64>),
-}
-
-fn redis_err(e: redis::RedisError) -> BackendError {
-    cacheops_redis::RedisBackendError::Command(e).into()
-}
-
+#[cfg(not(feature = "redis"))]
 impl RemoteLock {
-    /// A remote lock for a standalone Redis URL (`None` for cluster or unparsable URLs: the lock is
-    /// then in process only).
-    pub(crate) fn new(conn: cacheops_redis::RedisConnection, url: &str) -> Option<Self> {
-        if matches!(conn, cacheops_redis::RedisConnection::Cluster(_)) {
-            return None;
-        }
-        let client = redis::Client::open(url).ok()?;
-        Some(RemoteLock { conn, client, pool: Mutex::new(Vec::new()) })
+    async fn release(&self, _: &Cache, _: &str, _: &str, _: &str) {
+        match *self {}
     }
 
-    async fn try_acquire(&self, lock_key: &str, signal_key: &str, ttl: Duration) -> Result<Remote, BackendError> {
-        let token = format!("{:016x} {}", rand::random::<u64>(), now_ms());
-        let mut conn = self.conn.clone();
-        let v: redis::Value = redis::Script::new(ACQUIRE)
-            .key(lock_key)
-            .key(signal_key)
-            .arg(&token)
-            .arg(u64::try_from(cacheops_core::time::cap(ttl).as_millis()).unwrap_or(u64::MAX).max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
-        Ok(match v {
-            redis::Value::Int(1) => Remote::Got(token),
-            redis::Value::BulkString(b) => {
-                let started = String::from_utf8_lossy(&b).split(' ').nth(1).and_then(|s| s.parse().ok());
-                Remote::Busy(started)
-            }
-            _ => Remote::Busy(None),
-        })
-    }
-
-    async fn release(&self, cache: &Cache, lock_key: &str, signal_key: &str, token: &str) {
-        let mut conn = self.conn.clone();
-        let call = async {
-            redis::Script::new(RELEASE)
-                .key(lock_key)
-                .key(signal_key)
-                .arg(token)
-                .arg(SIGNAL_TTL_MS)
-                .invoke_async::<i64>(&mut conn)
-                .await
-                .map_err(redis_err)
-        };
-        if cache.gate(call).await.is_err() {
-            tracing::debug!("cacheops could not release a dog-pile lock; it expires by itself");
-        }
-    }
-
-    /// Blocks until the signal list has an element or `deadline`. Returns whether signalled.
-    /// With the breaker open it does not try (the caller computes).
-    async fn wait(&self, cache: &Cache, signal_key: &str, deadline: Instant) -> bool {
-        if !cache.inner.health.closed() {
-            return false;
-        }
-        let pooled = self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_response_timeout(None)
-                    .set_connection_timeout(Some(Duration::from_secs(1)));
-                match self.client.get_multiplexed_async_connection_with_config(&config).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = cache.backend_failed(redis_err(e));
-                        return false;
-                    }
-                }
-            }
-        };
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conn);
-            return false;
-        }
-        let secs = format!("{:.3}", remaining.as_secs_f64().max(0.001));
-        let mut cmd = redis::cmd("BLMOVE");
-        cmd.arg(signal_key).arg(signal_key).arg("LEFT").arg("LEFT").arg(secs);
-        let fut = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
-        match tokio::time::timeout(remaining.saturating_add(Duration::from_secs(1)), fut).await {
-            Ok(Ok(v)) => {
-                self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conn);
-                v.is_some()
-            }
-            Ok(Err(e)) => {
-                let _ = cache.backend_failed(redis_err(e));
-                false
-            }
-            Err(_) => false,
-        }
+    async fn acquire(&self, _: &Cache, _: Guard, _: &str, _: Instant, _: Option<Duration>) -> Acquired {
+        match *self {}
     }
 }
 
@@ -224,7 +103,7 @@ pub(crate) struct Guard {
     cache: Cache,
     hash: String,
     slot: Arc<Slot>,
-    remote_token: Option<String>,
+    pub(crate) remote_token: Option<String>,
     released: bool,
 }
 
@@ -287,7 +166,7 @@ fn stale_key(cache: &Cache, hash: &str) -> String {
     cache.keys().simple(&format!("s:{hash}"))
 }
 
-async fn stale_copy(cache: &Cache, hash: &str) -> Option<Vec<u8>> {
+pub(crate) async fn stale_copy(cache: &Cache, hash: &str) -> Option<Vec<u8>> {
     cache.gate(cache.inner.backend.get(&stale_key(cache, hash))).await.ok().flatten()
 }
 
@@ -334,35 +213,9 @@ pub(crate) async fn acquire(cache: &Cache, hash: &str, deadline: Instant, stale:
         }
         Ok(slot) => slot,
     };
-    let mut guard = Guard { cache: cache.clone(), hash: hash.to_owned(), slot, remote_token: None, released: false };
+    let guard = Guard { cache: cache.clone(), hash: hash.to_owned(), slot, remote_token: None, released: false };
     let Some(remote) = &locks.remote else { return Acquired::Held(guard) };
-    let lock_key = cache.keys().lock(hash);
-    let signal_key = format!("{lock_key}:signal");
-    match cache.gate(remote.try_acquire(&lock_key, &signal_key, locks.ttl)).await {
-        Ok(Remote::Got(token)) => {
-            guard.remote_token = Some(token);
-            Acquired::Held(guard)
-        }
-        Ok(Remote::Busy(started)) => {
-            if let (Some(w), Some(started)) = (stale, started)
-                && now_ms().saturating_sub(started) <= u64::try_from(w.as_millis()).unwrap_or(u64::MAX)
-                && let Some(b) = stale_copy(cache, hash).await
-            {
-                return Acquired::Stale(b);
-            }
-            if remote.wait(cache, &signal_key, deadline).await {
-                // Dropping the guard wakes this process's waiters: they look up again too.
-                Acquired::Woken
-            } else {
-                // Timed out (a crashed holder, or a slow one): compute here, still holding the
-                // in-process slot so that this process computes once.
-                Acquired::Held(guard)
-            }
-        }
-        // The breaker was open (no network call), or the call failed (counted and logged by the
-        // gate, which opened the breaker): lock in process only.
-        Err(_) => Acquired::Held(guard),
-    }
+    remote.acquire(cache, guard, hash, deadline, stale).await
 }
 
 /// Lookup → (hit: decode) / (miss: lock, compute, store) / (bypass: compute), with the lock and

@@ -6,7 +6,7 @@ use cacheops_core::protocol::Backend;
 use cacheops_redis::RedisBackend;
 
 use crate::error::Error;
-use crate::lock::RemoteLock;
+use crate::remote_lock::RemoteLock;
 
 /// Connects to Redis. `eager`: fail now if the server is unreachable (degrade off); otherwise
 /// connect on first use, so that an application starts while Redis is down. Also returns the
@@ -14,7 +14,7 @@ use crate::lock::RemoteLock;
 pub(crate) async fn connect(url: &str, eager: bool) -> Result<(Arc<dyn Backend>, Option<RemoteLock>), Error> {
     let builder = RedisBackend::builder().url(url);
     let backend = if eager { builder.build().await } else { builder.build_lazy().await };
-    let backend = backend.map_err(|e| Error::Redis(e.to_string()))?;
+    let backend = backend?;
     let remote = RemoteLock::new(backend.connection(), url);
     Ok((Arc::new(backend) as Arc<dyn Backend>, remote))
 }
