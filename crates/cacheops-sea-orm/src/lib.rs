@@ -33,8 +33,3 @@ pub use engine::{PrefixQuery, cache_error};
 pub use scope::{CacheOptions, cached, nocache};
 pub use transaction::CachedTransaction;
 pub use typed::{CacheTarget, SelectCacheExt, WithCache, WithoutCache};
-
-/// The README's examples, compiled as doctests so that they stay true.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
