@@ -260,10 +260,10 @@ pub fn main(args: &Args) -> Res<bool> {
             total.add(&c);
         }
         let history = verify_history(&cfg, total.writes, fault == Fault::Cancel).await;
-        if let Some(s) = &server {
-            if eviction {
-                println!("# evicted_keys={}", s.cli(&["INFO", "stats"]).lines().find_map(|l| l.strip_prefix("evicted_keys:")).unwrap_or("?").trim());
-            }
+        if let Some(s) = &server
+            && eviction
+        {
+            println!("# evicted_keys={}", s.cli(&["INFO", "stats"]).lines().find_map(|l| l.strip_prefix("evicted_keys:")).unwrap_or("?").trim());
         }
         teardown(&cfg).await;
         Ok::<_, String>((total, history))
@@ -549,10 +549,7 @@ async fn writer(ctx: Arc<Ctx>, seed: u64, deadline: Instant) -> u64 {
             // One write in four is dropped at a random await point: before, during or after
             // its COMMIT.
             let after = Duration::from_micros(rng.range(0, 20_000) as u64);
-            match tokio::time::timeout(after, write(&ctx, kind, id, grp)).await {
-                Ok(r) => Some(r),
-                Err(_) => None,
-            }
+            tokio::time::timeout(after, write(&ctx, kind, id, grp)).await.ok()
         } else {
             Some(write(&ctx, kind, id, grp).await)
         };
@@ -763,11 +760,11 @@ async fn checked_read(ctx: &Ctx, kind: u64, key: i32) -> Res<bool> {
     };
     let mut stale = false;
     for (id, v) in &got {
-        if let Some((bv, _)) = before.get(id) {
-            if v < bv {
-                eprintln!("worker {}: STALE list grp {key} (kind {kind}): item {id} version {v} < {bv}", ctx.cfg.worker);
-                stale = true;
-            }
+        if let Some((bv, _)) = before.get(id)
+            && v < bv
+        {
+            eprintln!("worker {}: STALE list grp {key} (kind {kind}): item {id} version {v} < {bv}", ctx.cfg.worker);
+            stale = true;
         }
     }
     let missing: Vec<i32> = before

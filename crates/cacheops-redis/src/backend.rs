@@ -19,6 +19,9 @@ use crate::error::RedisBackendError;
 use crate::scripts::SCRIPTS;
 use crate::slot::{check_same_slot, key_slot};
 
+/// A direct command's reply and the server's `run_id` when the connection learned it.
+type DirectReply = Result<(Reply, Option<Arc<str>>), RedisBackendError>;
+
 /// A connection to Redis: standalone (reconnecting [`ConnectionManager`]) or a Redis Cluster.
 ///
 /// Cheap to clone (clones share the underlying connection). It implements
@@ -287,7 +290,7 @@ impl RedisBackend {
     fn query_direct<'a>(
         &'a self,
         args: impl Iterator<Item = &'a [u8]>,
-    ) -> Option<impl Future<Output = Result<(Reply, Option<Arc<str>>), RedisBackendError>> + 'a> {
+    ) -> Option<impl Future<Output = DirectReply> + 'a> {
         let pool = self.direct.as_ref()?;
         let lease = pool.take()?;
         let args: Vec<&'a [u8]> = args.collect();

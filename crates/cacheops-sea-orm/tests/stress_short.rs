@@ -86,7 +86,7 @@ async fn checked_read(db: &CachedConnection, raw: &DatabaseConnection, list: boo
 
 /// A write: ActiveModel save in a transaction (row locked), or an autocommit `UPDATE … RETURNING`.
 async fn write(db: &CachedConnection, i: u64, id: i32, grp: i32) -> Result<(), sea_orm::DbErr> {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         let txn = db.begin().await?;
         let m = item::Entity::find_by_id(id).lock_exclusive().one(&txn).await?.expect("row");
         let version = m.version + 1;
