@@ -10,7 +10,9 @@ fn main() {
     }
     let drivers = ["POSTGRES", "MYSQL", "SQLITE"];
     if !drivers.iter().any(|d| std::env::var_os(format!("CARGO_FEATURE_{d}")).is_some()) {
-        fail("cacheops-sea-orm: the `transparent` feature needs a database driver feature: `postgres`, `mysql` or `sqlite`.");
+        fail(
+            "cacheops-sea-orm: the `transparent` feature needs a database driver feature: `postgres`, `mysql` or `sqlite`.",
+        );
     }
     if std::env::var_os("DEP_SEA_ORM_CACHEOPS_PATCH").is_none() {
         fail(concat!(

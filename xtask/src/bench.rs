@@ -8,8 +8,8 @@ use cacheops::{Cache, Conj, Dependencies, Dnf, Lookup, Profile, Profiles, Row, V
 use cacheops_redis::RedisBackend;
 use cacheops_sea_orm::CachedConnection;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database,
-    DatabaseConnection, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
 };
 
 use crate::Args;
@@ -121,7 +121,8 @@ async fn instant_db(raw: &DatabaseConnection, id: i32) -> Res<DatabaseConnection
     let stmt = sea_orm::QueryTrait::build(&post::Entity::find_by_id(id), sea_orm::DbBackend::Postgres);
     let live = raw.query_one_raw(stmt).await.map_err(e("floor row"))?.ok_or("floor row missing")?;
     let cached = cacheops_sea_orm::CachedRow::from_query_result(&live).map_err(e("floor row"))?;
-    let row = sea_orm::ProxyRow::try_from_ordered(cached.columns.into_iter().zip(cached.values).collect()).map_err(e("floor row"))?;
+    let row = sea_orm::ProxyRow::try_from_ordered(cached.columns.into_iter().zip(cached.values).collect())
+        .map_err(e("floor row"))?;
     Database::connect_proxy(sea_orm::DbBackend::Postgres, Arc::new(Box::new(InstantDb { row })))
         .await
         .map_err(e("proxy database"))
@@ -236,7 +237,8 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     let key = format!("xtask-bench-rtt-{}", std::process::id());
     {
         let mut c = rtt.connection();
-        let _: () = redis::cmd("SET").arg(&key).arg("x").arg("EX").arg(60).query_async(&mut c).await.map_err(e("SET"))?;
+        let _: () =
+            redis::cmd("SET").arg(&key).arg("x").arg("EX").arg(60).query_async(&mut c).await.map_err(e("SET"))?;
     }
     let mut rtt_samples = Vec::with_capacity(n);
     samples.clear();
@@ -265,16 +267,26 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     }
     let (floor_median, floor_p99) = summarize(&mut floor);
 
-    let (mut samples, hits) = per_category(&cache, n, async |c| filter_list(&db, c).await, |c, len| {
-        if (66..=67).contains(&len) { Ok(()) } else { Err(format!("filter_list({c}) returned {len} rows")) }
-    })
+    let (mut samples, hits) = per_category(
+        &cache,
+        n,
+        async |c| filter_list(&db, c).await,
+        |c, len| {
+            if (66..=67).contains(&len) { Ok(()) } else { Err(format!("filter_list({c}) returned {len} rows")) }
+        },
+    )
     .await?;
     lines.push(line("filter_list_hit", &mut samples));
     checks.push(format!("filter_list_hit: hits={hits}/{n} (~67 rows each)"));
 
-    let (mut samples, hits) = per_category(&cache, n, async |c| count(&db, c).await, |c, k| {
-        if k == 100 { Ok(()) } else { Err(format!("count({c}) = {k}")) }
-    })
+    let (mut samples, hits) = per_category(
+        &cache,
+        n,
+        async |c| count(&db, c).await,
+        |c, k| {
+            if k == 100 { Ok(()) } else { Err(format!("count({c}) = {k}")) }
+        },
+    )
     .await?;
     lines.push(line("count_hit", &mut samples));
     let s6 = cache.stats();
@@ -299,7 +311,11 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
         return Err(format!("stale after save: {cached:?} vs {moved:?}"));
     }
     let s7 = cache.stats();
-    checks.push(format!("save_invalidate: {saves} saves, lookups hit={} miss={}", s7.hits - s6.hits, s7.misses - s6.misses));
+    checks.push(format!(
+        "save_invalidate: {saves} saves, lookups hit={} miss={}",
+        s7.hits - s6.hits,
+        s7.misses - s6.misses
+    ));
 
     samples.clear();
     for &id in &ids {
@@ -337,7 +353,9 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     println!("get_pk_nocache/get_pk_hit {:.2}", m("get_pk_nocache") / m("get_pk_hit"));
     println!("filter_list_hit/redis_rtt {:.2}", m("filter_list_hit") / m("redis_rtt"));
     println!("# engine_lookup_hit {em:.1} {ep:.1} (Cache::lookup alone, 365-byte value)");
-    println!("# sea_orm_floor {floor_median:.1} {floor_p99:.1} (find_by_id(..).one against a database answering instantly)");
+    println!(
+        "# sea_orm_floor {floor_median:.1} {floor_p99:.1} (find_by_id(..).one against a database answering instantly)"
+    );
     println!(
         "# (get_pk_hit-sea_orm_floor)/redis_rtt {:.2} (the cache's share of a hit, in round trips)",
         (m("get_pk_hit") - floor_median) / m("redis_rtt")
@@ -349,7 +367,10 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     // Concurrent hit throughput, reported with the extras but measured here on the warm cache.
     let hits = hit_throughput(&db, &ids).await?;
     let gets = redis_throughput(&rtt, &key).await?;
-    println!("# throughput {backend}: get_pk_hit {:.0} hits/s with {TASKS} tasks; Redis GET {:.0} ops/s with {TASKS} tasks", hits, gets);
+    println!(
+        "# throughput {backend}: get_pk_hit {:.0} hits/s with {TASKS} tasks; Redis GET {:.0} ops/s with {TASKS} tasks",
+        hits, gets
+    );
     cache.invalidate_all().await.map_err(e("invalidate_all"))?;
     raw.close().await.map_err(e("close"))?;
     Ok(())
@@ -409,7 +430,13 @@ fn deps_eq(table: &str, col: &str, v: i64) -> Dependencies {
 }
 
 /// Stores `count` distinct values, each depending on `deps(j)`, from 16 tasks.
-async fn fill(cache: &Cache, tag: &str, count: usize, timeout: Option<Duration>, deps: fn(usize) -> Dependencies) -> Res<u64> {
+async fn fill(
+    cache: &Cache,
+    tag: &str,
+    count: usize,
+    timeout: Option<Duration>,
+    deps: fn(usize) -> Dependencies,
+) -> Res<u64> {
     let before = cache.stats().stores;
     let per = count.div_ceil(16);
     let mut tasks = Vec::new();
@@ -552,8 +579,14 @@ async fn extra_figures(_n: usize, _seed: u64, _backends: &[&str]) -> Res<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = info_field(&mut conn, "memory", "used_memory").await?;
     let after_keys: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.map_err(e("DBSIZE"))?;
-    println!("# redis memory (own redis-server): {stored} distinct cached queries, timeout {}s, each on its own conj", timeout.as_secs());
-    println!("# used_memory baseline {base} B ({base_keys} keys), after caching {peak} B ({peak_keys} keys), {} s later {after} B ({after_keys} keys): {:+} B vs baseline",
-        filled_at.elapsed().as_secs(), after as i64 - base as i64);
+    println!(
+        "# redis memory (own redis-server): {stored} distinct cached queries, timeout {}s, each on its own conj",
+        timeout.as_secs()
+    );
+    println!(
+        "# used_memory baseline {base} B ({base_keys} keys), after caching {peak} B ({peak_keys} keys), {} s later {after} B ({after_keys} keys): {:+} B vs baseline",
+        filled_at.elapsed().as_secs(),
+        after as i64 - base as i64
+    );
     Ok(())
 }

@@ -58,7 +58,9 @@ fn peak_rss() -> u64 {
 fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix(field).map(|v| v.trim().trim_end_matches(" kB").trim().to_owned())))
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix(field).map(|v| v.trim().trim_end_matches(" kB").trim().to_owned()))
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
@@ -87,11 +89,10 @@ async fn bulk_delete(rows: usize, cap: Option<usize>) -> Res<()> {
     let server = OwnRedis::start(&[])?;
     let backend = RedisBackend::builder().url(server.url()).build().await.map_err(e("redis"))?;
     let mut conn = backend.connection();
-    let mut builder = Cache::builder()
-        .backend(Arc::new(backend))
-        .prefix(unique("bounds"))
-        .degrade(false)
-        .profiles(Profiles::builder().profile("big", Profile::builder().ops(["all"])).build().map_err(e("profiles"))?);
+    let mut builder =
+        Cache::builder().backend(Arc::new(backend)).prefix(unique("bounds")).degrade(false).profiles(
+            Profiles::builder().profile("big", Profile::builder().ops(["all"])).build().map_err(e("profiles"))?,
+        );
     if let Some(cap) = cap {
         builder = builder.max_preimage_rows(cap);
     }
@@ -120,9 +121,12 @@ async fn bulk_delete(rows: usize, cap: Option<usize>) -> Res<()> {
         ))
         .await
         .map_err(e("read"))?;
-        db.query_all_raw(sea_orm::Statement::from_string(sea_orm::DbBackend::Postgres, format!("SELECT title FROM big WHERE id = {}", g + 1)))
-            .await
-            .map_err(e("read"))?;
+        db.query_all_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            format!("SELECT title FROM big WHERE id = {}", g + 1),
+        ))
+        .await
+        .map_err(e("read"))?;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let cmds = commands(&mut conn).await?;
@@ -166,7 +170,11 @@ async fn many_schemes(schemes: usize, cap: Option<u32>) -> Res<()> {
     let server = OwnRedis::start(&[])?;
     let backend = RedisBackend::builder().url(server.url()).build().await.map_err(e("redis"))?;
     let mut conn = backend.connection();
-    let mut builder = Cache::builder().backend(Arc::new(backend.clone())).prefix("schemes").degrade(false).table_schema(wide_schema());
+    let mut builder = Cache::builder()
+        .backend(Arc::new(backend.clone()))
+        .prefix("schemes")
+        .degrade(false)
+        .table_schema(wide_schema());
     if let Some(cap) = cap {
         builder = builder.max_schemes_per_table(cap);
     }
@@ -182,7 +190,8 @@ async fn many_schemes(schemes: usize, cap: Option<u32>) -> Res<()> {
             _ => {}
         }
     }
-    let registered: u64 = redis::cmd("HLEN").arg(cache.keys().schemes("wide")).query_async(&mut conn).await.map_err(e("HLEN"))?;
+    let registered: u64 =
+        redis::cmd("HLEN").arg(cache.keys().schemes("wide")).query_async(&mut conn).await.map_err(e("HLEN"))?;
     let row: Row = (0..WIDE_COLUMNS).map(|i| (format!("c{i}"), Value::Int(1))).collect();
     // One lease (mark + finish) of a one-row UPDATE: old and new row.
     let usec = evalsha_usec(&mut conn).await?;
@@ -194,7 +203,10 @@ async fn many_schemes(schemes: usize, cap: Option<u32>) -> Res<()> {
     let usec = evalsha_usec(&mut conn).await?.saturating_sub(usec);
     println!(
         "# one-row write on a table read through {schemes} column combinations, scheme cap {}: {registered} registered ({resets} resets), mark + finish {:.2} ms of Redis script time ({:.2} ms wall)",
-        cap.map_or_else(|| format!("{} (default)", cacheops_core::protocol::DEFAULT_MAX_SCHEMES), |c| format!("{c} (lifted)")),
+        cap.map_or_else(
+            || format!("{} (default)", cacheops_core::protocol::DEFAULT_MAX_SCHEMES),
+            |c| format!("{c} (lifted)")
+        ),
         usec as f64 / 1e3,
         took.as_secs_f64() * 1e3
     );

@@ -31,7 +31,8 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const NAMES: &'static str = "restart, crash-snapshot, restart-empty, oom, pause, cancel, repeatable-read, eviction";
+    pub const NAMES: &'static str =
+        "restart, crash-snapshot, restart-empty, oom, pause, cancel, repeatable-read, eviction";
 
     pub fn parse(s: &str) -> Res<Fault> {
         Ok(match s {
@@ -70,7 +71,16 @@ impl Fault {
             Fault::CrashSnapshot => Some(vec!["--appendonly", "no"]),
             Fault::RestartEmpty | Fault::Pause => Some(vec![]),
             Fault::Oom => Some(vec!["--maxmemory", "48mb", "--maxmemory-policy", "noeviction"]),
-            Fault::Eviction => Some(vec!["--appendonly", "yes", "--appendfsync", "always", "--maxmemory", "4mb", "--maxmemory-policy", "volatile-lru"]),
+            Fault::Eviction => Some(vec![
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--maxmemory",
+                "4mb",
+                "--maxmemory-policy",
+                "volatile-lru",
+            ]),
         }
     }
 

@@ -108,7 +108,11 @@ impl Drop for OwnRedis {
 }
 
 /// A field of `INFO <section>` (e.g. `used_memory`), from any ConnectionLike.
-pub async fn info_field<C: redis::aio::ConnectionLike>(conn: &mut C, section: &str, field: &str) -> Result<u64, String> {
+pub async fn info_field<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    section: &str,
+    field: &str,
+) -> Result<u64, String> {
     let info: String = redis::cmd("INFO").arg(section).query_async(conn).await.map_err(|e| e.to_string())?;
     info.lines()
         .find_map(|l| l.strip_prefix(field).and_then(|r| r.strip_prefix(':')))

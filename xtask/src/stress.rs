@@ -28,9 +28,8 @@ use cacheops::{Cache, Dep, Profile, Profiles, Value};
 use cacheops_sea_orm::CachedConnection;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database,
-    DatabaseConnection, DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect,
-    Statement, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbBackend, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Statement, TransactionTrait,
 };
 
 use crate::Args;
@@ -146,7 +145,16 @@ impl Counts {
     fn line(&self) -> String {
         format!(
             "RESULT reads={} hits={} writes={} stale={} errors={} tail_reads={} tail_hits={} tail_stale={} refused={} cancelled={}",
-            self.reads, self.hits, self.writes, self.stale, self.errors, self.tail_reads, self.tail_hits, self.tail_stale, self.refused, self.cancelled
+            self.reads,
+            self.hits,
+            self.writes,
+            self.stale,
+            self.errors,
+            self.tail_reads,
+            self.tail_hits,
+            self.tail_stale,
+            self.refused,
+            self.cancelled
         )
     }
 
@@ -263,7 +271,10 @@ pub fn main(args: &Args) -> Res<bool> {
         if let Some(s) = &server
             && eviction
         {
-            println!("# evicted_keys={}", s.cli(&["INFO", "stats"]).lines().find_map(|l| l.strip_prefix("evicted_keys:")).unwrap_or("?").trim());
+            println!(
+                "# evicted_keys={}",
+                s.cli(&["INFO", "stats"]).lines().find_map(|l| l.strip_prefix("evicted_keys:")).unwrap_or("?").trim()
+            );
         }
         teardown(&cfg).await;
         Ok::<_, String>((total, history))
@@ -279,7 +290,15 @@ pub fn main(args: &Args) -> Res<bool> {
     );
     println!(
         "# timed phase: reads={} hits={} stale={}; quiescent tail: reads={} hits={} stale={}; errors surfaced to callers={}; writes refused={} cancelled={}",
-        total.reads, total.hits, total.stale, total.tail_reads, total.tail_hits, total.tail_stale, total.errors, total.refused, total.cancelled
+        total.reads,
+        total.hits,
+        total.stale,
+        total.tail_reads,
+        total.tail_hits,
+        total.tail_stale,
+        total.errors,
+        total.refused,
+        total.cancelled
     );
     let mut ok = true;
     if total.stale + total.tail_stale > 0 {
@@ -363,14 +382,19 @@ async fn verify_history(cfg: &Cfg, writes: u64, at_least: bool) -> Res<()> {
     let bumps: i64 = row.try_get("", "bumps").map_err(e("bumps"))?;
     let _ = a.close().await;
     let expected = i64::from(cfg.rows) + writes as i64;
-    println!("# history: commit_log has {logged} entries ({} initial + {writes} writes), version bumps {bumps}, rows whose version disagrees with the log: {mismatched}", cfg.rows);
+    println!(
+        "# history: commit_log has {logged} entries ({} initial + {writes} writes), version bumps {bumps}, rows whose version disagrees with the log: {mismatched}",
+        cfg.rows
+    );
     let counts_agree = if at_least {
         logged == i64::from(cfg.rows) + bumps && bumps >= writes as i64
     } else {
         logged == expected && bumps == writes as i64
     };
     if !counts_agree || mismatched != 0 {
-        return Err(format!("commit_log {logged} ≠ {expected}, or bumps {bumps} ≠ writes {writes}, or {mismatched} rows disagree"));
+        return Err(format!(
+            "commit_log {logged} ≠ {expected}, or bumps {bumps} ≠ writes {writes}, or {mismatched} rows disagree"
+        ));
     }
     Ok(())
 }
@@ -413,7 +437,9 @@ async fn worker(cfg: Cfg) -> Res<Counts> {
     let wide2 = wide.clone();
     let cache = Cache::builder()
         .on_invalidate(move |ev| {
-            if matches!(ev, cacheops::InvalidateEvent::Model { table } if table == "item") || matches!(ev, cacheops::InvalidateEvent::All) {
+            if matches!(ev, cacheops::InvalidateEvent::Model { table } if table == "item")
+                || matches!(ev, cacheops::InvalidateEvent::All)
+            {
                 wide2.fetch_add(1, Ordering::Relaxed);
             }
         })
@@ -473,7 +499,15 @@ async fn worker(cfg: Cfg) -> Res<Counts> {
     c.hits = st.hits;
     eprintln!(
         "# worker {} timed phase: misses={} bypasses={} stores={} refused_stores={} backend_errors={} replayed={} fences={} table_level_invalidations={}",
-        cfg.worker, st.misses, st.bypasses, st.stores, st.refused_stores, st.errors, st.replayed, st.fences, wide.load(Ordering::Relaxed)
+        cfg.worker,
+        st.misses,
+        st.bypasses,
+        st.stores,
+        st.refused_stores,
+        st.errors,
+        st.replayed,
+        st.fences,
+        wide.load(Ordering::Relaxed)
     );
 
     // Barrier: the tail starts when every process's writers have stopped.
@@ -486,7 +520,10 @@ async fn worker(cfg: Cfg) -> Res<Counts> {
     loop {
         let row = ctx
             .raw
-            .query_one_raw(Statement::from_string(DbBackend::Postgres, format!("SELECT count(*)::bigint AS n FROM {s}.barrier")))
+            .query_one_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT count(*)::bigint AS n FROM {s}.barrier"),
+            ))
             .await
             .map_err(e("barrier"))?
             .ok_or("barrier: no row")?;
@@ -585,7 +622,11 @@ async fn write(ctx: &Ctx, kind: u64, id: i32, grp: i32) -> Result<(), sea_orm::D
     match kind {
         0 => {
             let txn = ctx.db.begin().await?;
-            let m = item::Entity::find_by_id(id).lock_exclusive().one(&txn).await?.ok_or(sea_orm::DbErr::RecordNotFound(id.to_string()))?;
+            let m = item::Entity::find_by_id(id)
+                .lock_exclusive()
+                .one(&txn)
+                .await?
+                .ok_or(sea_orm::DbErr::RecordNotFound(id.to_string()))?;
             let version = m.version + 1;
             let mut am = m.into_active_model();
             am.version = Set(version);
@@ -719,14 +760,21 @@ async fn checked_read(ctx: &Ctx, kind: u64, key: i32) -> Res<bool> {
     if kind == 0 {
         let before = ctx
             .raw
-            .query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, "SELECT version FROM item WHERE id = $1", [key.into()]))
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT version FROM item WHERE id = $1",
+                [key.into()],
+            ))
             .await
             .map_err(e("before"))?
             .ok_or("row missing")?;
         let before: i64 = before.try_get("", "version").map_err(e("before"))?;
         let got = item::Entity::find_by_id(key).one(&ctx.db).await.map_err(e("get"))?.ok_or("row missing")?;
         if got.version < before {
-            eprintln!("worker {}: STALE get item {key}: version {} < {before} committed before the read", ctx.cfg.worker, got.version);
+            eprintln!(
+                "worker {}: STALE get item {key}: version {} < {before} committed before the read",
+                ctx.cfg.worker, got.version
+            );
             return Ok(true);
         }
         return Ok(false);
@@ -776,7 +824,10 @@ async fn checked_read(ctx: &Ctx, kind: u64, key: i32) -> Res<bool> {
         let now = snapshot(ctx).await?;
         for id in missing {
             if now.get(&id).map(|(v, _)| *v) == before.get(&id).map(|(v, _)| *v) {
-                eprintln!("worker {}: STALE list grp {key} (kind {kind}): lacks item {id}, unchanged since before the read", ctx.cfg.worker);
+                eprintln!(
+                    "worker {}: STALE list grp {key} (kind {kind}): lacks item {id}, unchanged since before the read",
+                    ctx.cfg.worker
+                );
                 stale = true;
             }
         }

@@ -67,7 +67,9 @@ fn analysis_and_keys(c: &mut Criterion) {
     let cache = rt.block_on(Cache::builder().profiles(profiles()).build()).unwrap();
     let params = [Value::Int(42), Value::Int(1)];
     let analysis = cache.analyze(GET_SQL, &params).unwrap();
-    c.bench_function("analysis/memo_hit", |b| b.iter(|| cache.analyze(black_box(GET_SQL), black_box(&params)).unwrap()));
+    c.bench_function("analysis/memo_hit", |b| {
+        b.iter(|| cache.analyze(black_box(GET_SQL), black_box(&params)).unwrap())
+    });
     c.bench_function("keys/sql_query", |b| {
         b.iter(|| cache.sql_query(black_box(GET_SQL), black_box(&params), &analysis, "default", "sea-orm:one"))
     });
@@ -83,7 +85,11 @@ fn rows(c: &mut Criterion) {
     c.bench_function("rows/decode_post", |b| b.iter(|| decode(black_box(&one_bytes))));
     c.bench_function("rows/decode_rebuild_post", |b| b.iter(|| decode_rebuild(black_box(&one_bytes))));
     c.bench_function("rows/rebuild_post", |b| {
-        b.iter_batched(|| one.clone(), |rows| rows.into_iter().map(|r| r.into_query_result().unwrap()).collect::<Vec<_>>(), BatchSize::SmallInput)
+        b.iter_batched(
+            || one.clone(),
+            |rows| rows.into_iter().map(|r| r.into_query_result().unwrap()).collect::<Vec<_>>(),
+            BatchSize::SmallInput,
+        )
     });
     c.bench_function("rows/decode_67_posts", |b| b.iter(|| decode(black_box(&list_bytes))));
     c.bench_function("rows/decode_rebuild_67_posts", |b| b.iter(|| decode_rebuild(black_box(&list_bytes))));

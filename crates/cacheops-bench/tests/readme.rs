@@ -76,7 +76,10 @@ fn transparent_install_lines_are_the_example_app() {
     let app = manifest("examples/blog/Cargo.toml", &["dependencies", "patch.crates-io"]);
     assert!(readme.iter().any(|(s, l)| s == "patch.crates-io" && l.starts_with("sea-orm = ")), "{readme:?}");
     for line in &readme {
-        assert!(app.contains(line), "README install:transparent line {line:?} is not in examples/blog/Cargo.toml: {app:?}");
+        assert!(
+            app.contains(line),
+            "README install:transparent line {line:?} is not in examples/blog/Cargo.toml: {app:?}"
+        );
     }
     let patches = |v: &[(String, String)]| v.iter().filter(|(s, _)| s == "patch.crates-io").count();
     assert_eq!(patches(&app), patches(&readme), "the README shows every [patch] line the app needs");
@@ -84,7 +87,10 @@ fn transparent_install_lines_are_the_example_app() {
 
 #[test]
 fn as_published_drops_the_path() {
-    assert_eq!(as_published(r#"cacheops = { version = "0.1", path = "../../crates/cacheops" }"#), r#"cacheops = "0.1""#);
+    assert_eq!(
+        as_published(r#"cacheops = { version = "0.1", path = "../../crates/cacheops" }"#),
+        r#"cacheops = "0.1""#
+    );
     assert_eq!(
         as_published(r#"x = { version = "0.1", path = "../x", features = ["transparent"] }"#),
         r#"x = { version = "0.1", features = ["transparent"] }"#

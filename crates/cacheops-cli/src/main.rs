@@ -78,7 +78,10 @@ async fn run(args: &[String]) -> Result<String, String> {
         "invalidate" => invalidate(rest).await,
         "cleanfilecache" => {
             let dirs: Vec<String> = if rest.is_empty() {
-                vec![env("CACHEOPS_FILE_CACHE_DIR").ok_or("no directory given and CACHEOPS_FILE_CACHE_DIR is not set")?]
+                vec![
+                    env("CACHEOPS_FILE_CACHE_DIR")
+                        .ok_or("no directory given and CACHEOPS_FILE_CACHE_DIR is not set")?,
+                ]
             } else {
                 rest.to_vec()
             };
@@ -144,9 +147,14 @@ async fn fetch_row(cache: &cacheops::Cache, table: &str, column: &str, value: &s
         Value::Int(i) => i.into(),
         _ => value.to_owned().into(),
     };
-    let rows = db.query_all_raw(Statement::from_sql_and_values(backend, &sql, [v])).await.map_err(|e| format!("database: {e}"))?;
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(backend, &sql, [v]))
+        .await
+        .map_err(|e| format!("database: {e}"))?;
     match rows.first() {
-        Some(r) => cacheops_sea_orm::CachedRow::from_query_result(r).map(|c| Some(c.to_row())).map_err(|e| e.to_string()),
+        Some(r) => {
+            cacheops_sea_orm::CachedRow::from_query_result(r).map(|c| Some(c.to_row())).map_err(|e| e.to_string())
+        }
         None => Ok(None),
     }
 }
@@ -195,5 +203,8 @@ async fn stats() -> Result<String, String> {
     let cache = cache().await?;
     let backend = cache.backend().clone();
     backend.ping().await.map_err(|e| e.to_string())?;
-    Ok(format!("backend reachable; prefix {:?}\n(per-process hit/miss counters are in Cache::stats() and the `metrics` counters cacheops_*_total)", cache.keys().base()))
+    Ok(format!(
+        "backend reachable; prefix {:?}\n(per-process hit/miss counters are in Cache::stats() and the `metrics` counters cacheops_*_total)",
+        cache.keys().base()
+    ))
 }

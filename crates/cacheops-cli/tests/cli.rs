@@ -39,7 +39,8 @@ async fn cached(cache: &Cache, q: &cacheops::Query) -> bool {
 
 #[test]
 fn explain_prints_dependencies() {
-    let (ok, out) = cli(&["explain", "SELECT * FROM post p JOIN category c ON p.category_id = c.id WHERE c.id = $1", "5"], &[]);
+    let (ok, out) =
+        cli(&["explain", "SELECT * FROM post p JOIN category c ON p.category_id = c.id WHERE c.id = $1", "5"], &[]);
     assert!(ok, "{out}");
     assert!(out.contains("depends on post: rows matching {category_id=5}"), "{out}");
     assert!(out.contains("depends on category: rows matching {id=5}"), "{out}");
@@ -65,7 +66,13 @@ fn bad_input_is_a_clear_error() {
 #[tokio::test]
 async fn invalidate_table_row_and_all() {
     let prefix = format!("cli-{}", std::process::id());
-    let cache = Cache::builder().redis_url(REDIS).prefix(&prefix).degrade(false).build().await.expect("Redis on 127.0.0.1:6379");
+    let cache = Cache::builder()
+        .redis_url(REDIS)
+        .prefix(&prefix)
+        .degrade(false)
+        .build()
+        .await
+        .expect("Redis on 127.0.0.1:6379");
     let schema = format!("cli_{}", std::process::id());
     let admin = sea_orm::Database::connect(PG).await.expect("PostgreSQL on 127.0.0.1:5432");
     use sea_orm::ConnectionTrait;

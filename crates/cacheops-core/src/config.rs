@@ -23,8 +23,7 @@ pub enum CacheOp {
 
 impl CacheOp {
     /// Every op (`"all"` in configuration).
-    pub const ALL: [CacheOp; 5] =
-        [CacheOp::Get, CacheOp::Fetch, CacheOp::Count, CacheOp::Aggregate, CacheOp::Exists];
+    pub const ALL: [CacheOp; 5] = [CacheOp::Get, CacheOp::Fetch, CacheOp::Count, CacheOp::Aggregate, CacheOp::Exists];
 
     /// The op's configuration name.
     pub fn name(self) -> &'static str {
@@ -47,10 +46,7 @@ impl fmt::Display for CacheOp {
 impl FromStr for CacheOp {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CacheOp::ALL
-            .into_iter()
-            .find(|op| op.name() == s)
-            .ok_or_else(|| ConfigError::UnknownOp { op: s.to_owned() })
+        CacheOp::ALL.into_iter().find(|op| op.name() == s).ok_or_else(|| ConfigError::UnknownOp { op: s.to_owned() })
     }
 }
 
@@ -375,9 +371,7 @@ mod tests {
             let r = Profiles::builder().profile(bad, Profile::builder()).build();
             assert!(matches!(r, Err(ConfigError::BadPattern { .. })), "{bad:?} accepted");
         }
-        let r = Profiles::builder()
-            .profile("post", Profile::builder().timeout(Duration::ZERO))
-            .build();
+        let r = Profiles::builder().profile("post", Profile::builder().timeout(Duration::ZERO)).build();
         assert!(matches!(r, Err(ConfigError::ZeroTimeout { .. })));
         let r = Profiles::builder().profile("p", Profile::builder()).profile("p", Profile::builder()).build();
         assert!(matches!(r, Err(ConfigError::DuplicatePattern { .. })));

@@ -41,7 +41,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::value::{Value, NULL_RENDERING};
+use crate::value::{NULL_RENDERING, Value};
 
 /// How text compares in a column (its collation), when that is certain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,8 +163,19 @@ impl ColumnClass {
             ColumnClass::Opaque => false,
             ColumnClass::Integer => matches!(
                 t,
-                "int" | "int2" | "int4" | "int8" | "integer" | "smallint" | "bigint" | "signed" | "unsigned"
-                    | "signed integer" | "unsigned integer" | "numeric" | "decimal"
+                "int"
+                    | "int2"
+                    | "int4"
+                    | "int8"
+                    | "integer"
+                    | "smallint"
+                    | "bigint"
+                    | "signed"
+                    | "unsigned"
+                    | "signed integer"
+                    | "unsigned integer"
+                    | "numeric"
+                    | "decimal"
             ),
             ColumnClass::Decimal { .. } => matches!(t, "numeric" | "decimal"),
             ColumnClass::Bool => matches!(t, "bool" | "boolean"),
@@ -216,7 +227,13 @@ impl TableSchema {
     /// A table with no columns yet (every column opaque). The name is as the analysis spells it
     /// (unquoted names lowercased, no schema qualifier).
     pub fn new(name: impl Into<String>) -> Self {
-        TableSchema { name: name.into(), columns: BTreeMap::new(), relation: Relation::Table, side_effects: false, parents: Vec::new() }
+        TableSchema {
+            name: name.into(),
+            columns: BTreeMap::new(),
+            relation: Relation::Table,
+            side_effects: false,
+            parents: Vec::new(),
+        }
     }
 
     /// Declares the table a view ([`Relation::View`]).
@@ -545,9 +562,7 @@ impl CatalogSnapshot {
     /// form is not certain are left out: a scheme that uses their column is then invalidated
     /// at table level.
     pub fn render_row(&self, table: &str, row: &BTreeMap<String, Value>) -> BTreeMap<String, String> {
-        row.iter()
-            .filter_map(|(col, v)| self.canonical(table, col, v, None).map(|r| (key_column(col), r)))
-            .collect()
+        row.iter().filter_map(|(col, v)| self.canonical(table, col, v, None).map(|r| (key_column(col), r))).collect()
     }
 }
 
@@ -580,7 +595,8 @@ fn integer(v: &Value) -> Option<String> {
         Value::Int(i) => Some(i.to_string()),
         Value::UInt(u) => Some(u.to_string()),
         Value::Bool(b) => Some(if *b { "1" } else { "0" }.to_owned()),
-        Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < MAX_EXACT => {
+        Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < MAX_EXACT =>
+        {
             #[allow(clippy::cast_possible_truncation)]
             Some((*f as i64).to_string())
         }

@@ -18,13 +18,11 @@ pub mod protocol;
 pub mod time;
 pub mod value;
 
-pub use analysis::{
-    Analysis, AnalysisError, Analyzer, AnalyzerConfig, Dialect, ReadShape, StatementKind, WriteTarget,
-};
+pub use analysis::{Analysis, AnalysisError, Analyzer, AnalyzerConfig, Dialect, ReadShape, StatementKind, WriteTarget};
 pub use config::{CacheOp, ConfigError, Profile, Profiles, ProfilesBuilder};
 pub use dnf::{Conj, Dependencies, Dnf};
 pub use equality::{Catalog, CatalogSnapshot, ColumnClass, Relation, TableSchema, TextFold};
 pub use keys::KeySpace;
 pub use memory::MemoryBackend;
-pub use protocol::{Backend, BackendError, error_chain, ReadReply, ReadRequest, Row, Stamps, WriteRequest};
+pub use protocol::{Backend, BackendError, ReadReply, ReadRequest, Row, Stamps, WriteRequest, error_chain};
 pub use value::Value;

@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 use crate::protocol::{
-    Backend, BackendError, BypassReason, ReadReply, ReadRequest, Stamps, WriteRequest,
-    affected_keys, split_value,
+    Backend, BackendError, BypassReason, ReadReply, ReadRequest, Stamps, WriteRequest, affected_keys, split_value,
 };
 
 /// Default number of cached values (and simple-cache entries) kept in process.
@@ -245,10 +244,8 @@ impl State {
 
     fn set_stamp(&mut self, key: &str, value: String, ttl: Option<Duration>, now: Instant) {
         self.bound_stamps(now);
-        self.stamps.insert(
-            key.to_owned(),
-            Stamp { content: Content::Stamp(value), expires: ttl.map(|t| deadline(now, t)) },
-        );
+        self.stamps
+            .insert(key.to_owned(), Stamp { content: Content::Stamp(value), expires: ttl.map(|t| deadline(now, t)) });
     }
 
     fn bound_stamps(&mut self, now: Instant) {
@@ -305,8 +302,7 @@ impl State {
             Some((_, exp)) => *exp = (*exp).max(expiry),
             None => entries.push((writer.to_owned(), expiry)),
         }
-        self.stamps
-            .insert(key.to_owned(), Stamp { content: Content::Marker(entries), expires: None });
+        self.stamps.insert(key.to_owned(), Stamp { content: Content::Marker(entries), expires: None });
     }
 
     /// Removes `writer`'s entry (and the expired ones) from the marker at `key`, if it holds
@@ -512,7 +508,6 @@ impl Backend for MemoryBackend {
                 }
             }
             st.live_writers(&t.writers_key, now); // drops expired records, and an empty hash
-
         }
         Ok(())
     }

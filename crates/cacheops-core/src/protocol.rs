@@ -342,13 +342,8 @@ pub trait Backend: Send + Sync + Debug {
     /// (any missing key or marker, live or expired, ⇒ not equal), `SET value_key = stamps + "\n" + data` with TTL
     /// `ttl`, extend every conj key whose TTL is below `ttl` to `req.conj_ttl`, and return `true`;
     /// else return `false` and write nothing.
-    async fn store(
-        &self,
-        req: &ReadRequest,
-        stamps: &Stamps,
-        data: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, BackendError>;
+    async fn store(&self, req: &ReadRequest, stamps: &Stamps, data: &[u8], ttl: Duration)
+    -> Result<bool, BackendError>;
 
     /// Mark (begin or renew a write lease). `req.writer` must be `Some`.
     ///

@@ -209,8 +209,7 @@ fn normalise_number(s: &str) -> Option<String> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit())
-    {
+    if !int_part.bytes().all(|b| b.is_ascii_digit()) || !frac_part.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let int_trim = int_part.trim_start_matches('0');
@@ -265,11 +264,7 @@ pub(crate) fn key_safe(raw: String) -> String {
 }
 
 fn finish(s: String) -> String {
-    if s.len() <= MAX_VERBATIM_LEN {
-        s
-    } else {
-        format!("#{}", sha1_smol::Sha1::from(s.as_bytes()).digest())
-    }
+    if s.len() <= MAX_VERBATIM_LEN { s } else { format!("#{}", sha1_smol::Sha1::from(s.as_bytes()).digest()) }
 }
 
 #[cfg(test)]

@@ -98,7 +98,10 @@ fn cases() -> Vec<Case> {
         pg("SELECT * FROM post WHERE id = '3'", "post: id=3"),
         pg("SELECT * FROM post WHERE ((((id = 1))))", "post: id=1"),
         pg("SELECT * FROM post WHERE id IN (1, 2, 3)", "post: id=1 | id=2 | id=3"),
-        pg("SELECT * FROM post WHERE id IN (1, 2, 3, 4, 5, 6, 7)", "post: id=1 | id=2 | id=3 | id=4 | id=5 | id=6 | id=7"),
+        pg(
+            "SELECT * FROM post WHERE id IN (1, 2, 3, 4, 5, 6, 7)",
+            "post: id=1 | id=2 | id=3 | id=4 | id=5 | id=6 | id=7",
+        ),
         pg("SELECT * FROM post WHERE id IN (1, 2, 3, 4, 5, 6, 7, 8)", "post: any"),
         pg("SELECT * FROM post WHERE id IN (1, NULL)", "post: id=1"),
         pgp("SELECT * FROM post WHERE id = ANY($1)", vec![arr(&[])], ""),
@@ -120,7 +123,10 @@ fn cases() -> Vec<Case> {
         pg("SELECT * FROM post WHERE NOT (id = 1 OR id = 2)", "post: any"),
         pg("SELECT * FROM post WHERE NOT (id IN (1, 2) AND id IS NOT NULL)", "post: any"),
         pg("SELECT * FROM post WHERE NOT NOT id = 4", "post: id=4"),
-        pg("SELECT * FROM post WHERE category_id IN (1, 2) AND NOT category_id = 1", "post: category_id=1 | category_id=2"),
+        pg(
+            "SELECT * FROM post WHERE category_id IN (1, 2) AND NOT category_id = 1",
+            "post: category_id=1 | category_id=2",
+        ),
         // --- impossible / constants
         pg("SELECT * FROM post WHERE id = 1 AND id = 2", ""),
         pg("SELECT * FROM post WHERE id = 1 AND title = 'a' AND id = 2 OR id = 3", "post: id=3"),
@@ -134,15 +140,41 @@ fn cases() -> Vec<Case> {
         pg("SELECT * FROM post WHERE id IN (SELECT post_id FROM tag WHERE 1 = 0)", "post: any"),
         // --- parameters, casts, ANY
         pgp("SELECT * FROM post WHERE id = $1::int4", vec![i(5)], "post: id=5"),
-        pgp("SELECT * FROM post WHERE id = CAST($1 AS integer) AND category_id = $2::bigint", vec![i(5), i(6)], "post: category_id=6&id=5"),
+        pgp(
+            "SELECT * FROM post WHERE id = CAST($1 AS integer) AND category_id = $2::bigint",
+            vec![i(5), i(6)],
+            "post: category_id=6&id=5",
+        ),
         pgp("SELECT * FROM post WHERE id = ANY($1)", vec![arr(&[1, 2])], "post: id=1 | id=2"),
         pgp("SELECT * FROM post WHERE id = ANY($1::int[])", vec![arr(&[1, 2, 3, 4, 5, 6, 7, 8])], "post: any"),
         pgp("SELECT * FROM post WHERE id = ANY($1)", vec![Value::Null], ""),
         pg("SELECT * FROM post WHERE id = ANY(ARRAY[4, 5])", "post: id=4 | id=5"),
-        pgp("SELECT * FROM post WHERE id IN ($1, $2) AND category_id = $3", vec![i(1), i(2), i(9)], "post: category_id=9&id=1 | category_id=9&id=2"),
-        case(Sqlite, "SELECT * FROM post WHERE category_id = ? AND id IN (?, ?)", vec![i(1), i(2), i(3)], Read, "post: category_id=1&id=2 | category_id=1&id=3"),
-        case(Sqlite, "SELECT * FROM post WHERE id = ?2 AND category_id = ?1", vec![i(1), i(2)], Read, "post: category_id=1&id=2"),
-        case(MySql, "SELECT * FROM `post` WHERE `id` = ? AND title = ?", vec![i(9), t("x")], Read, "post: id=9&title=x"),
+        pgp(
+            "SELECT * FROM post WHERE id IN ($1, $2) AND category_id = $3",
+            vec![i(1), i(2), i(9)],
+            "post: category_id=9&id=1 | category_id=9&id=2",
+        ),
+        case(
+            Sqlite,
+            "SELECT * FROM post WHERE category_id = ? AND id IN (?, ?)",
+            vec![i(1), i(2), i(3)],
+            Read,
+            "post: category_id=1&id=2 | category_id=1&id=3",
+        ),
+        case(
+            Sqlite,
+            "SELECT * FROM post WHERE id = ?2 AND category_id = ?1",
+            vec![i(1), i(2)],
+            Read,
+            "post: category_id=1&id=2",
+        ),
+        case(
+            MySql,
+            "SELECT * FROM `post` WHERE `id` = ? AND title = ?",
+            vec![i(9), t("x")],
+            Read,
+            "post: id=9&title=x",
+        ),
         // --- names
         pg(r#"SELECT * FROM "public"."Post" AS "P" WHERE "P"."Id" = 1"#, "Post: Id=1"),
         pg("SELECT * FROM public.post WHERE post.id = 1", "post: id=1"),
@@ -160,40 +192,109 @@ fn cases() -> Vec<Case> {
         pg("SELECT * FROM post WHERE visible = true", "post: visible=1"),
         case(MySql, "SELECT * FROM post WHERE visible", vec![], Read, "post: any"),
         // --- joins
-        pg("SELECT * FROM post JOIN category ON post.category_id = category.id WHERE category.id = 5", "category: id=5; post: category_id=5"),
-        pg("SELECT p.* FROM post p INNER JOIN category c ON p.category_id = c.id WHERE c.id = 1 AND c.title = 'Django' AND p.title = 'Cacheops'", "category: id=1&title=Django; post: category_id=1&title=Cacheops"),
-        pg("SELECT * FROM post p, category c WHERE p.category_id = c.id AND p.category_id = 7", "category: id=7; post: category_id=7"),
+        pg(
+            "SELECT * FROM post JOIN category ON post.category_id = category.id WHERE category.id = 5",
+            "category: id=5; post: category_id=5",
+        ),
+        pg(
+            "SELECT p.* FROM post p INNER JOIN category c ON p.category_id = c.id WHERE c.id = 1 AND c.title = 'Django' AND p.title = 'Cacheops'",
+            "category: id=1&title=Django; post: category_id=1&title=Cacheops",
+        ),
+        pg(
+            "SELECT * FROM post p, category c WHERE p.category_id = c.id AND p.category_id = 7",
+            "category: id=7; post: category_id=7",
+        ),
         pg("SELECT * FROM post p JOIN category c USING (id) WHERE p.id = 2", "category: id=2; post: id=2"),
-        pg("SELECT * FROM post p JOIN category c ON p.category_id = c.id WHERE title = 'x'", "category: any; post: any"),
-        pg("SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id WHERE p.id = 1", "category: any; post: id=1"),
-        pg("SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id WHERE p.category_id = 3", "category: id=3; post: category_id=3"),
-        pg("SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id AND c.visible WHERE p.category_id = 3", "category: id=3&visible=1; post: category_id=3"),
-        pg("SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id WHERE c.title = 'x'", "category: title=x; post: any"),
-        pg("SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id WHERE c.id IS NULL AND p.id = 4", "category: any; post: id=4"),
-        pg("SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id AND c.id = 3 WHERE p.id = 4", "category: id=3; post: id=4"),
-        pg("SELECT * FROM category c RIGHT JOIN post p ON p.category_id = c.id WHERE p.category_id = 3", "category: id=3; post: category_id=3"),
-        pg("SELECT * FROM post p FULL JOIN category c ON p.category_id = c.id WHERE p.id = 1", "category: any; post: any"),
-        pg("SELECT * FROM category a JOIN category b ON a.parent_id = b.id WHERE a.id = 5 AND b.id = 7", "category: id=5&parent_id=7 | id=7"),
+        pg(
+            "SELECT * FROM post p JOIN category c ON p.category_id = c.id WHERE title = 'x'",
+            "category: any; post: any",
+        ),
+        pg(
+            "SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id WHERE p.id = 1",
+            "category: any; post: id=1",
+        ),
+        pg(
+            "SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id WHERE p.category_id = 3",
+            "category: id=3; post: category_id=3",
+        ),
+        pg(
+            "SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id AND c.visible WHERE p.category_id = 3",
+            "category: id=3&visible=1; post: category_id=3",
+        ),
+        pg(
+            "SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id WHERE c.title = 'x'",
+            "category: title=x; post: any",
+        ),
+        pg(
+            "SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id WHERE c.id IS NULL AND p.id = 4",
+            "category: any; post: id=4",
+        ),
+        pg(
+            "SELECT * FROM post p LEFT JOIN category c ON p.category_id = c.id AND c.id = 3 WHERE p.id = 4",
+            "category: id=3; post: id=4",
+        ),
+        pg(
+            "SELECT * FROM category c RIGHT JOIN post p ON p.category_id = c.id WHERE p.category_id = 3",
+            "category: id=3; post: category_id=3",
+        ),
+        pg(
+            "SELECT * FROM post p FULL JOIN category c ON p.category_id = c.id WHERE p.id = 1",
+            "category: any; post: any",
+        ),
+        pg(
+            "SELECT * FROM category a JOIN category b ON a.parent_id = b.id WHERE a.id = 5 AND b.id = 7",
+            "category: id=5&parent_id=7 | id=7",
+        ),
         pg("SELECT * FROM category a JOIN category b ON a.parent_id = b.id WHERE a.id = 5", "category: any"),
         // --- subqueries
         pg("SELECT * FROM post WHERE id IN (SELECT post_id FROM tag WHERE tag_id = 5)", "post: any; tag: tag_id=5"),
-        pg("SELECT * FROM post WHERE id = 2 AND id IN (SELECT post_id FROM tag WHERE tag_id = 5)", "post: id=2; tag: tag_id=5"),
-        pg("SELECT * FROM post p WHERE p.id = 3 AND EXISTS (SELECT 1 FROM tag t WHERE t.post_id = p.id AND t.tag_id = 5)", "post: id=3; tag: tag_id=5"),
+        pg(
+            "SELECT * FROM post WHERE id = 2 AND id IN (SELECT post_id FROM tag WHERE tag_id = 5)",
+            "post: id=2; tag: tag_id=5",
+        ),
+        pg(
+            "SELECT * FROM post p WHERE p.id = 3 AND EXISTS (SELECT 1 FROM tag t WHERE t.post_id = p.id AND t.tag_id = 5)",
+            "post: id=3; tag: tag_id=5",
+        ),
         pg("SELECT * FROM post p WHERE NOT EXISTS (SELECT 1 FROM tag t WHERE t.post_id = p.id)", "post: any; tag: any"),
-        pg("SELECT p.id, (SELECT count(*) FROM comment c WHERE c.post_id = p.id) AS n FROM post p WHERE p.id = 1", "comment: any; post: id=1"),
+        pg(
+            "SELECT p.id, (SELECT count(*) FROM comment c WHERE c.post_id = p.id) AS n FROM post p WHERE p.id = 1",
+            "comment: any; post: id=1",
+        ),
         pg("SELECT * FROM (SELECT * FROM post WHERE category_id = 2) AS sub WHERE sub.id = 3", "post: category_id=2"),
-        pg("SELECT * FROM post WHERE category_id = (SELECT id FROM category WHERE slug = 'x' LIMIT 1)", "category: slug=x; post: any"),
+        pg(
+            "SELECT * FROM post WHERE category_id = (SELECT id FROM category WHERE slug = 'x' LIMIT 1)",
+            "category: slug=x; post: any",
+        ),
         pg("SELECT coalesce((SELECT max(id) FROM tag WHERE post_id = 1), 0)", "tag: post_id=1"),
         pg("SELECT * FROM post ORDER BY (SELECT count(*) FROM tag WHERE tag.post_id = post.id)", "post: any; tag: any"),
         // --- set operations and CTEs
-        pg("SELECT id FROM post WHERE id = 1 UNION SELECT id FROM post WHERE id = 2 UNION ALL SELECT id FROM category WHERE id = 3", "category: id=3; post: id=1 | id=2"),
-        pg("SELECT id FROM post WHERE id = 1 EXCEPT SELECT post_id FROM tag WHERE tag_id = 2", "post: id=1; tag: tag_id=2"),
-        pg("WITH recent AS (SELECT * FROM post WHERE category_id = 1) SELECT * FROM recent r JOIN category c ON r.category_id = c.id WHERE c.id = 1", "category: id=1; post: category_id=1"),
-        pg("WITH RECURSIVE tree AS (SELECT id, parent_id FROM category WHERE id = 1 UNION ALL SELECT c.id, c.parent_id FROM category c JOIN tree t ON c.parent_id = t.id) SELECT * FROM tree", "category: any"),
+        pg(
+            "SELECT id FROM post WHERE id = 1 UNION SELECT id FROM post WHERE id = 2 UNION ALL SELECT id FROM category WHERE id = 3",
+            "category: id=3; post: id=1 | id=2",
+        ),
+        pg(
+            "SELECT id FROM post WHERE id = 1 EXCEPT SELECT post_id FROM tag WHERE tag_id = 2",
+            "post: id=1; tag: tag_id=2",
+        ),
+        pg(
+            "WITH recent AS (SELECT * FROM post WHERE category_id = 1) SELECT * FROM recent r JOIN category c ON r.category_id = c.id WHERE c.id = 1",
+            "category: id=1; post: category_id=1",
+        ),
+        pg(
+            "WITH RECURSIVE tree AS (SELECT id, parent_id FROM category WHERE id = 1 UNION ALL SELECT c.id, c.parent_id FROM category c JOIN tree t ON c.parent_id = t.id) SELECT * FROM tree",
+            "category: any",
+        ),
         // --- aggregates
         pg("SELECT count(*) FROM post WHERE category_id = 2", "post: category_id=2"),
-        pg("SELECT category_id, max(id) FROM post WHERE visible GROUP BY category_id HAVING count(*) > 1 ORDER BY 1 LIMIT 10 OFFSET 5", "post: visible=1"),
-        pg("SELECT c.id, count(p.id) FROM category c LEFT JOIN post p ON p.category_id = c.id WHERE c.id = 4 GROUP BY c.id", "category: id=4; post: category_id=4"),
+        pg(
+            "SELECT category_id, max(id) FROM post WHERE visible GROUP BY category_id HAVING count(*) > 1 ORDER BY 1 LIMIT 10 OFFSET 5",
+            "post: visible=1",
+        ),
+        pg(
+            "SELECT c.id, count(p.id) FROM category c LEFT JOIN post p ON p.category_id = c.id WHERE c.id = 4 GROUP BY c.id",
+            "category: id=4; post: category_id=4",
+        ),
         // --- config
         pg("SELECT * FROM post WHERE body = 'long' AND id = 1", "post: id=1").setup(|c| {
             c.skip_columns.insert("body".into());
@@ -202,86 +303,138 @@ fn cases() -> Vec<Case> {
             c.skip_columns.insert("post.body".into());
         }),
         pg("SELECT * FROM post WHERE a IN (1, 2, 3) AND b IN (1, 2)", "post: any").setup(|c| c.dnf_cap = 4),
-        pg("SELECT * FROM post WHERE a IN (1, 2) AND b IN (1, 2)", "post: a=1&b=1 | a=1&b=2 | a=2&b=1 | a=2&b=2").setup(|c| c.dnf_cap = 4),
+        pg("SELECT * FROM post WHERE a IN (1, 2) AND b IN (1, 2)", "post: a=1&b=1 | a=1&b=2 | a=2&b=1 | a=2&b=2")
+            .setup(|c| c.dnf_cap = 4),
         pg("SELECT * FROM post WHERE id IN (1, 2, 3)", "post: any").setup(|c| c.in_list_cap = 3),
         // --- select flags
         pg("SELECT * FROM post WHERE id = 1 FOR UPDATE", "post: id=1").check(|a| assert!(a.locking && !a.volatile)),
         pg("SELECT * FROM post WHERE created < now()", "post: any").check(|a| assert!(a.volatile && !a.locking)),
         pg("SELECT nextval('post_id_seq')", "").check(|a| assert!(a.volatile)),
-        pg("SELECT * FROM post WHERE id = 1", "post: id=1").check(|a| assert!(!a.volatile && !a.locking && a.write.is_none())),
+        pg("SELECT * FROM post WHERE id = 1", "post: id=1")
+            .check(|a| assert!(!a.volatile && !a.locking && a.write.is_none())),
         case(Sqlite, "SELECT id + 1 AS x FROM post WHERE x = 5", vec![], Read, "post: any"),
         // --- writes
-        case(Pg, "INSERT INTO post (id, title, created) VALUES (1, 'a', now()), ($1, $2, DEFAULT) RETURNING id, title", vec![i(2), t("b")], Insert, "")
-            .check(|a| {
-                let w = write(a);
-                assert_eq!(w.table, "post");
-                assert_eq!(w.columns, vec!["id", "title", "created"]);
-                assert_eq!(w.rows, vec![vec![Some(i(1)), Some(t("a")), None], vec![Some(i(2)), Some(t("b")), None]]);
-                assert!(w.values_known && !w.upsert);
-                assert_eq!(w.returning, Some(vec!["id".to_owned(), "title".to_owned()]));
-                assert!(w.filter.is_any());
-            }),
-        case(Sqlite, "INSERT INTO post (id, title) VALUES (?, ?) RETURNING *", vec![i(5), t("z")], Insert, "").check(|a| {
-            let w = write(a);
-            assert_eq!(w.rows, vec![vec![Some(i(5)), Some(t("z"))]]);
-            assert_eq!(w.returning, Some(vec!["*".to_owned()]));
-        }),
-        case(Pg, "INSERT INTO post_archive (id, title) SELECT id, title FROM post WHERE category_id = $1", vec![i(3)], Insert, "post: category_id=3")
-            .check(|a| {
-                let w = write(a);
-                assert_eq!(w.table, "post_archive");
-                assert!(!w.values_known && w.rows.is_empty());
-            }),
-        case(Pg, "INSERT INTO post (id, title) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title", vec![i(1), t("t")], Insert, "")
-            .check(|a| {
-                let w = write(a);
-                assert!(w.upsert);
-                assert_eq!(w.conflict_columns, vec!["id"]);
-                assert_eq!(w.upsert_columns, vec!["title"]);
-                assert_eq!(w.rows, vec![vec![Some(i(1)), Some(t("t"))]]);
-            }),
-        case(Pg, "INSERT INTO post (id) VALUES (1) ON CONFLICT DO NOTHING", vec![], Insert, "").check(|a| assert!(!write(a).upsert)),
-        case(MySql, "INSERT INTO post (id, title) VALUES (?, ?) ON DUPLICATE KEY UPDATE title = VALUES(title)", vec![i(1), t("t")], Insert, "")
-            .check(|a| {
-                let w = write(a);
-                assert!(w.upsert);
-                assert_eq!(w.upsert_columns, vec!["title"]);
-            }),
-        case(Pg, "UPDATE post SET title = $1, visible = true WHERE id = $2", vec![t("new"), i(7)], Update, "").check(|a| {
+        case(
+            Pg,
+            "INSERT INTO post (id, title, created) VALUES (1, 'a', now()), ($1, $2, DEFAULT) RETURNING id, title",
+            vec![i(2), t("b")],
+            Insert,
+            "",
+        )
+        .check(|a| {
             let w = write(a);
             assert_eq!(w.table, "post");
-            assert_eq!(w.columns, vec!["title", "visible"]);
-            assert_eq!(w.rows, vec![vec![Some(t("new")), Some(Value::Bool(true))]]);
-            assert_eq!(render_dnf(&w.filter), "id=7");
-            assert_eq!(w.where_sql.as_deref(), Some("id = $2"));
-            assert_eq!(w.where_params, vec![1]);
-            assert_eq!(w.target_sql, "post");
-            assert_eq!(w.preimage_sql.as_deref(), Some("SELECT * FROM post WHERE id = $1 FOR UPDATE"));
+            assert_eq!(w.columns, vec!["id", "title", "created"]);
+            assert_eq!(w.rows, vec![vec![Some(i(1)), Some(t("a")), None], vec![Some(i(2)), Some(t("b")), None]]);
+            assert!(w.values_known && !w.upsert);
+            assert_eq!(w.returning, Some(vec!["id".to_owned(), "title".to_owned()]));
+            assert!(w.filter.is_any());
         }),
-        case(MySql, "UPDATE post SET title = ? WHERE id = ? AND category_id IN (?, ?)", vec![t("n"), i(7), i(1), i(2)], Update, "")
-            .check(|a| {
+        case(Sqlite, "INSERT INTO post (id, title) VALUES (?, ?) RETURNING *", vec![i(5), t("z")], Insert, "").check(
+            |a| {
                 let w = write(a);
-                assert_eq!(w.rows, vec![vec![Some(t("n"))]]);
-                assert_eq!(render_dnf(&w.filter), "category_id=1&id=7 | category_id=2&id=7");
-                assert_eq!(w.where_sql.as_deref(), Some("id = ? AND category_id IN (?, ?)"));
-                assert_eq!(w.where_params, vec![1, 2, 3]);
-                assert_eq!(w.preimage_sql.as_deref(), Some("SELECT * FROM post WHERE id = ? AND category_id IN (?, ?) FOR UPDATE"));
-            }),
+                assert_eq!(w.rows, vec![vec![Some(i(5)), Some(t("z"))]]);
+                assert_eq!(w.returning, Some(vec!["*".to_owned()]));
+            },
+        ),
+        case(
+            Pg,
+            "INSERT INTO post_archive (id, title) SELECT id, title FROM post WHERE category_id = $1",
+            vec![i(3)],
+            Insert,
+            "post: category_id=3",
+        )
+        .check(|a| {
+            let w = write(a);
+            assert_eq!(w.table, "post_archive");
+            assert!(!w.values_known && w.rows.is_empty());
+        }),
+        case(
+            Pg,
+            "INSERT INTO post (id, title) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title",
+            vec![i(1), t("t")],
+            Insert,
+            "",
+        )
+        .check(|a| {
+            let w = write(a);
+            assert!(w.upsert);
+            assert_eq!(w.conflict_columns, vec!["id"]);
+            assert_eq!(w.upsert_columns, vec!["title"]);
+            assert_eq!(w.rows, vec![vec![Some(i(1)), Some(t("t"))]]);
+        }),
+        case(Pg, "INSERT INTO post (id) VALUES (1) ON CONFLICT DO NOTHING", vec![], Insert, "")
+            .check(|a| assert!(!write(a).upsert)),
+        case(
+            MySql,
+            "INSERT INTO post (id, title) VALUES (?, ?) ON DUPLICATE KEY UPDATE title = VALUES(title)",
+            vec![i(1), t("t")],
+            Insert,
+            "",
+        )
+        .check(|a| {
+            let w = write(a);
+            assert!(w.upsert);
+            assert_eq!(w.upsert_columns, vec!["title"]);
+        }),
+        case(Pg, "UPDATE post SET title = $1, visible = true WHERE id = $2", vec![t("new"), i(7)], Update, "").check(
+            |a| {
+                let w = write(a);
+                assert_eq!(w.table, "post");
+                assert_eq!(w.columns, vec!["title", "visible"]);
+                assert_eq!(w.rows, vec![vec![Some(t("new")), Some(Value::Bool(true))]]);
+                assert_eq!(render_dnf(&w.filter), "id=7");
+                assert_eq!(w.where_sql.as_deref(), Some("id = $2"));
+                assert_eq!(w.where_params, vec![1]);
+                assert_eq!(w.target_sql, "post");
+                assert_eq!(w.preimage_sql.as_deref(), Some("SELECT * FROM post WHERE id = $1 FOR UPDATE"));
+            },
+        ),
+        case(
+            MySql,
+            "UPDATE post SET title = ? WHERE id = ? AND category_id IN (?, ?)",
+            vec![t("n"), i(7), i(1), i(2)],
+            Update,
+            "",
+        )
+        .check(|a| {
+            let w = write(a);
+            assert_eq!(w.rows, vec![vec![Some(t("n"))]]);
+            assert_eq!(render_dnf(&w.filter), "category_id=1&id=7 | category_id=2&id=7");
+            assert_eq!(w.where_sql.as_deref(), Some("id = ? AND category_id IN (?, ?)"));
+            assert_eq!(w.where_params, vec![1, 2, 3]);
+            assert_eq!(
+                w.preimage_sql.as_deref(),
+                Some("SELECT * FROM post WHERE id = ? AND category_id IN (?, ?) FOR UPDATE")
+            );
+        }),
         case(Sqlite, "UPDATE post AS p SET title = ? WHERE p.id = ?", vec![t("n"), i(8)], Update, "").check(|a| {
             let w = write(a);
             assert_eq!(render_dnf(&w.filter), "id=8");
             assert_eq!(w.target_sql, "post AS p");
             assert_eq!(w.preimage_sql.as_deref(), Some("SELECT * FROM post AS p WHERE p.id = ?1"));
         }),
-        case(Pg, "UPDATE post SET visible = false WHERE category_id IN (SELECT id FROM category WHERE title = 'x')", vec![], Update, "category: title=x")
-            .check(|a| assert!(write(a).filter.is_any())),
-        case(Pg, "UPDATE post p SET title = c.title FROM category c WHERE p.category_id = c.id AND c.id = 4", vec![], Update, "category: id=4")
-            .check(|a| {
-                let w = write(a);
-                assert_eq!(render_dnf(&w.filter), "category_id=4");
-                assert_eq!(w.rows, vec![vec![None]]);
-                assert!(w.preimage_sql.is_none());
-            }),
+        case(
+            Pg,
+            "UPDATE post SET visible = false WHERE category_id IN (SELECT id FROM category WHERE title = 'x')",
+            vec![],
+            Update,
+            "category: title=x",
+        )
+        .check(|a| assert!(write(a).filter.is_any())),
+        case(
+            Pg,
+            "UPDATE post p SET title = c.title FROM category c WHERE p.category_id = c.id AND c.id = 4",
+            vec![],
+            Update,
+            "category: id=4",
+        )
+        .check(|a| {
+            let w = write(a);
+            assert_eq!(render_dnf(&w.filter), "category_id=4");
+            assert_eq!(w.rows, vec![vec![None]]);
+            assert!(w.preimage_sql.is_none());
+        }),
         case(Pg, "UPDATE post SET views = views + 1", vec![], Update, "").check(|a| {
             let w = write(a);
             assert!(w.filter.is_any());
@@ -293,8 +446,14 @@ fn cases() -> Vec<Case> {
             assert_eq!(w.returning, Some(vec!["id".to_owned()]));
             assert!(!w.values_known);
         }),
-        case(Pg, "DELETE FROM post p USING category c WHERE p.category_id = c.id AND c.id = 4", vec![], Delete, "category: id=4")
-            .check(|a| assert_eq!(render_dnf(&write(a).filter), "category_id=4")),
+        case(
+            Pg,
+            "DELETE FROM post p USING category c WHERE p.category_id = c.id AND c.id = 4",
+            vec![],
+            Delete,
+            "category: id=4",
+        )
+        .check(|a| assert_eq!(render_dnf(&write(a).filter), "category_id=4")),
         case(MySql, "DELETE FROM post WHERE id = ?", vec![i(3)], Delete, "").check(|a| {
             let w = write(a);
             assert_eq!(render_dnf(&w.filter), "id=3");
@@ -306,10 +465,12 @@ fn cases() -> Vec<Case> {
             assert_eq!(w.extra_tables, vec!["tag"]);
             assert!(w.filter.is_any());
         }),
-        case(Pg, "WITH d AS (DELETE FROM post WHERE id = 1 RETURNING *) SELECT * FROM d", vec![], Delete, "").check(|a| {
-            assert!(a.volatile);
-            assert_eq!(write(a).table, "post");
-        }),
+        case(Pg, "WITH d AS (DELETE FROM post WHERE id = 1 RETURNING *) SELECT * FROM d", vec![], Delete, "").check(
+            |a| {
+                assert!(a.volatile);
+                assert_eq!(write(a).table, "post");
+            },
+        ),
         // --- other statements
         case(Pg, "BEGIN", vec![], Other, ""),
         case(Pg, "SET search_path TO public", vec![], Other, ""),
@@ -333,7 +494,10 @@ fn table_of_cases() {
             Ok(a) => {
                 let got = render(&a.reads);
                 if a.kind != c.kind || got != c.reads {
-                    failures.push(format!("{}\n   expected {:?} `{}`\n   got      {:?} `{}`", c.sql, c.kind, c.reads, a.kind, got));
+                    failures.push(format!(
+                        "{}\n   expected {:?} `{}`\n   got      {:?} `{}`",
+                        c.sql, c.kind, c.reads, a.kind, got
+                    ));
                     continue;
                 }
                 if let Some(check) = c.check {
@@ -360,7 +524,10 @@ fn errors_are_values() {
         Err(AnalysisError::ParamOutOfRange { index: 1, len: 1 })
     ));
     let m = Analyzer::new(AnalyzerConfig::new(MySql));
-    assert!(matches!(m.analyze("SELECT * FROM post WHERE id = ? AND x = ?", &[i(1)]), Err(AnalysisError::ParamOutOfRange { .. })));
+    assert!(matches!(
+        m.analyze("SELECT * FROM post WHERE id = ? AND x = ?", &[i(1)]),
+        Err(AnalysisError::ParamOutOfRange { .. })
+    ));
     // The same bad SQL again is a memo hit and the same error.
     assert!(matches!(a.analyze("SELEKT * FROM", &[]), Err(AnalysisError::Parse(_))));
 }
@@ -467,7 +634,11 @@ fn too_complex_input_is_an_error_not_a_crash() {
 #[test]
 fn never_matching_reads_keep_their_tables() {
     let a = Analyzer::new(AnalyzerConfig::default());
-    for sql in ["SELECT * FROM post WHERE 1 = 2", "SELECT * FROM post WHERE id = 1 AND id = 2", "SELECT * FROM post WHERE id IN (NULL)"] {
+    for sql in [
+        "SELECT * FROM post WHERE 1 = 2",
+        "SELECT * FROM post WHERE id = 1 AND id = 2",
+        "SELECT * FROM post WHERE id IN (NULL)",
+    ] {
         let r = a.analyze(sql, &[]).unwrap();
         assert!(r.reads.get("post").is_some_and(|d| d.is_never()), "{sql}: {:?}", r.reads);
         assert!(!r.reads.is_empty(), "{sql}: a read of a table is cacheable");

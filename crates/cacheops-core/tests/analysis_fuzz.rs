@@ -174,10 +174,8 @@ fn result(q: &Q, ts: &[Row], us: &[Row]) -> Out {
             }
         }
     }
-    let mut out: Out = joined
-        .into_iter()
-        .filter(|(t, u)| eval(&q.filter, [t.as_ref(), u.as_ref()]) == Some(true))
-        .collect();
+    let mut out: Out =
+        joined.into_iter().filter(|(t, u)| eval(&q.filter, [t.as_ref(), u.as_ref()]) == Some(true)).collect();
     out.sort();
     out
 }
@@ -338,11 +336,7 @@ fn query() -> impl Strategy<Value = Q> {
 
 fn row_map(table: usize, r: &Row) -> BTreeMap<String, Value> {
     let names = if table == 0 { ["a", "b"] } else { ["c", "d"] };
-    names
-        .iter()
-        .zip(r.iter())
-        .map(|(n, v)| ((*n).to_owned(), v.map_or(Value::Null, Value::Int)))
-        .collect()
+    names.iter().zip(r.iter()).map(|(n, v)| ((*n).to_owned(), v.map_or(Value::Null, Value::Int))).collect()
 }
 
 proptest! {
@@ -438,18 +432,77 @@ fn params() -> impl Strategy<Value = Vec<Value>> {
         Just(Value::Null),
         "[a-z]{0,3}".prop_map(Value::Text),
         any::<bool>().prop_map(Value::Bool),
-        proptest::collection::vec(prop_oneof![(0i64..5).prop_map(Value::Int), Just(Value::Null)], 0..12).prop_map(Value::Array),
+        proptest::collection::vec(prop_oneof![(0i64..5).prop_map(Value::Int), Just(Value::Null)], 0..12)
+            .prop_map(Value::Array),
     ];
     proptest::collection::vec(v, 0..8)
 }
 
 fn token() -> impl Strategy<Value = String> {
     let words = [
-        "SELECT", "*", "FROM", "WHERE", "post", "p", "tag", "id", "p.id", "=", "<>", "IN", "(", ")", ",", "AND",
-        "OR", "NOT", "IS", "NULL", "JOIN", "LEFT", "ON", "UNION", "WITH", "AS", "EXISTS", "ANY", "$1", "$2", "?",
-        "?2", "1", "'x'", "::int", "CAST", "UPDATE", "SET", "DELETE", "INSERT", "INTO", "VALUES", "RETURNING",
-        "ON CONFLICT", "DO", "NOTHING", "TRUNCATE", "LIKE", "BETWEEN", ";", "true", "ARRAY[", "]", "FOR UPDATE",
-        "GROUP BY", "ORDER BY", "LIMIT", "USING", "RIGHT", "FULL", "LATERAL", "\"Post\"", "public.post",
+        "SELECT",
+        "*",
+        "FROM",
+        "WHERE",
+        "post",
+        "p",
+        "tag",
+        "id",
+        "p.id",
+        "=",
+        "<>",
+        "IN",
+        "(",
+        ")",
+        ",",
+        "AND",
+        "OR",
+        "NOT",
+        "IS",
+        "NULL",
+        "JOIN",
+        "LEFT",
+        "ON",
+        "UNION",
+        "WITH",
+        "AS",
+        "EXISTS",
+        "ANY",
+        "$1",
+        "$2",
+        "?",
+        "?2",
+        "1",
+        "'x'",
+        "::int",
+        "CAST",
+        "UPDATE",
+        "SET",
+        "DELETE",
+        "INSERT",
+        "INTO",
+        "VALUES",
+        "RETURNING",
+        "ON CONFLICT",
+        "DO",
+        "NOTHING",
+        "TRUNCATE",
+        "LIKE",
+        "BETWEEN",
+        ";",
+        "true",
+        "ARRAY[",
+        "]",
+        "FOR UPDATE",
+        "GROUP BY",
+        "ORDER BY",
+        "LIMIT",
+        "USING",
+        "RIGHT",
+        "FULL",
+        "LATERAL",
+        "\"Post\"",
+        "public.post",
     ];
     proptest::sample::select(words.to_vec()).prop_map(str::to_owned)
 }
@@ -479,13 +532,35 @@ fn cond() -> impl Strategy<Value = String> {
 }
 
 fn col_name() -> impl Strategy<Value = String> {
-    proptest::sample::select(vec!["id", "p.id", "c.id", "category_id", "p.category_id", "visible", "t.tag_id", "x.y.z", "\"Id\""])
-        .prop_map(str::to_owned)
+    proptest::sample::select(vec![
+        "id",
+        "p.id",
+        "c.id",
+        "category_id",
+        "p.category_id",
+        "visible",
+        "t.tag_id",
+        "x.y.z",
+        "\"Id\"",
+    ])
+    .prop_map(str::to_owned)
 }
 
 fn value() -> impl Strategy<Value = String> {
-    proptest::sample::select(vec!["1", "2", "NULL", "'a'", "$1", "$2::int", "?", "CAST($3 AS int)", "-1", "now()", "true"])
-        .prop_map(str::to_owned)
+    proptest::sample::select(vec![
+        "1",
+        "2",
+        "NULL",
+        "'a'",
+        "$1",
+        "$2::int",
+        "?",
+        "CAST($3 AS int)",
+        "-1",
+        "now()",
+        "true",
+    ])
+    .prop_map(str::to_owned)
 }
 
 fn statement() -> impl Strategy<Value = String> {

@@ -93,7 +93,10 @@ fn parse_options(attr: TokenStream, simple: bool) -> syn::Result<Options> {
     if !simple {
         match (&o.deps, o.auto) {
             (Some(_), true) => {
-                return Err(syn::Error::new(proc_macro2::Span::call_site(), "give either `deps = [...]` or `auto`, not both"));
+                return Err(syn::Error::new(
+                    proc_macro2::Span::call_site(),
+                    "give either `deps = [...]` or `auto`, not both",
+                ));
             }
             (None, false) => {
                 return Err(syn::Error::new(
@@ -162,10 +165,13 @@ fn expand(attr: TokenStream, item: TokenStream, simple: bool) -> syn::Result<Tok
     let all_idents: Vec<&Ident> = args.iter().map(|a| &a.ident).collect();
     let keyed: Vec<&Arg> = args.iter().filter(|a| !a.skip).collect();
     let keyed_idents: Vec<&Ident> = keyed.iter().map(|a| &a.ident).collect();
-    let keyed_params: Vec<Tokens> = keyed.iter().map(|a| {
-        let (i, t) = (&a.ident, &a.ty);
-        quote!(#i: #t)
-    }).collect();
+    let keyed_params: Vec<Tokens> = keyed
+        .iter()
+        .map(|a| {
+            let (i, t) = (&a.ident, &a.ty);
+            quote!(#i: #t)
+        })
+        .collect();
     let fn_name_str = match &opts.name {
         Some(n) => quote!(#n),
         None => quote!(#name::NAME),

@@ -164,8 +164,7 @@ pub fn explore(cfg: &Config, check: Check) -> Report {
                     report.hits += 1;
                     if !fresh {
                         let q = hit_query(&state, cfg, action);
-                        report.violation =
-                            Some(trace(cfg, &parents, idx, Some(action), ViolationKind::StaleHit(q)));
+                        report.violation = Some(trace(cfg, &parents, idx, Some(action), ViolationKind::StaleHit(q)));
                         break 'search;
                     }
                 }
@@ -194,11 +193,7 @@ pub fn explore(cfg: &Config, check: Check) -> Report {
 fn hit_query(state: &State, cfg: &Config, action: Action) -> Query {
     // Replaying the read-check is the simplest way to name the query.
     let line = state.describe_step(cfg, action, Event::None);
-    cfg.queries()
-        .iter()
-        .copied()
-        .find(|q| line.contains(&format!("({q})")))
-        .unwrap_or(Query::All)
+    cfg.queries().iter().copied().find(|q| line.contains(&format!("({q})"))).unwrap_or(Query::All)
 }
 
 /// Rebuilds the path to state `idx` (plus `last`), replays it and renders it.

@@ -307,11 +307,7 @@ impl Config {
     pub fn design(variant: Variant) -> Config {
         Config::new(
             variant,
-            vec![
-                vec![Query::A(0), Query::A(0)],
-                vec![Query::B(0), Query::B(0)],
-                vec![Query::A(1), Query::A(1)],
-            ],
+            vec![vec![Query::A(0), Query::A(0)], vec![Query::B(0), Query::B(0)], vec![Query::A(1), Query::A(1)]],
             vec![Op::SetA(1), Op::SetB(1)],
         )
     }
@@ -333,11 +329,7 @@ impl Config {
     pub fn overlapping_writers(variant: Variant) -> Config {
         let mut c = Config::new(
             variant,
-            vec![
-                vec![Query::A(0), Query::A(0)],
-                vec![Query::B(0), Query::B(0)],
-                vec![Query::B(0), Query::B(0)],
-            ],
+            vec![vec![Query::A(0), Query::A(0)], vec![Query::B(0), Query::B(0)], vec![Query::B(0), Query::B(0)]],
             vec![Op::SetA(1), Op::SetB(1)],
         );
         c.concurrent_writers = true;
@@ -924,11 +916,7 @@ impl State {
         for (i, q) in cfg.queries.iter().enumerate() {
             let v = self.values[i];
             let c = self.conj[q.conj()];
-            let servable = v[2] != NO_DATA
-                && is_stamp(self.table)
-                && is_stamp(c)
-                && v[0] == self.table
-                && v[1] == c;
+            let servable = v[2] != NO_DATA && is_stamp(self.table) && is_stamp(c) && v[0] == self.table && v[1] == c;
             if servable && v[2] != self.result(*q) {
                 return Some(*q);
             }
@@ -1068,11 +1056,9 @@ impl State {
             }
             // Not between an unconditional re-mark and the moment its COMMIT is visible (the
             // stated window), which for a dropped writer lasts until its COMMIT lands.
-            let remarked_uncommitted = self
-                .writers
-                .iter()
-                .take(cfg.writers.len())
-                .any(|w| (w.phase == W_MARKED && w.remarked) || w.phase == W_IN_FLIGHT || w.phase == W_IN_FLIGHT_FINISHED);
+            let remarked_uncommitted = self.writers.iter().take(cfg.writers.len()).any(|w| {
+                (w.phase == W_MARKED && w.remarked) || w.phase == W_IN_FLIGHT || w.phase == W_IN_FLIGHT_FINISHED
+            });
             if self.restart != RS_RESTARTED && !remarked_uncommitted {
                 out.push(Action::Restart);
             }
@@ -1240,13 +1226,8 @@ impl State {
                 format!("s{s}")
             }
         };
-        let mut out = format!(
-            "db=(a={},b={},v{}) table={}",
-            self.db_row.0,
-            self.db_row.1,
-            self.db_ver,
-            slot(self.table)
-        );
+        let mut out =
+            format!("db=(a={},b={},v{}) table={}", self.db_row.0, self.db_row.1, self.db_ver, slot(self.table));
         for (i, c) in self.conj.iter().enumerate() {
             if *c != ABSENT {
                 out.push_str(&format!(" {}={}", conj_name(i), slot(*c)));
@@ -1342,9 +1323,12 @@ impl State {
             Action::EvictWriterRecord(w) => format!("eviction: W{}'s writer record deleted", w + 1),
             Action::Tick(t) => format!("clock: now_us = {t}"),
             Action::Save => "redis: SAVE (a snapshot of every key)".to_owned(),
-            Action::Restart => {
-                if self.saved.is_some() { "redis: kill -9, restart from the snapshot" } else { "redis: kill -9, restart empty" }.to_owned()
+            Action::Restart => if self.saved.is_some() {
+                "redis: kill -9, restart from the snapshot"
+            } else {
+                "redis: kill -9, restart empty"
             }
+            .to_owned(),
         }
     }
 }

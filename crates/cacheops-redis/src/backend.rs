@@ -6,8 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cacheops_core::protocol::{
-    Backend, BackendError, BypassReason, HEADER_END, ReadReply, ReadRequest, Stamps, TableWrite,
-    WriteRequest,
+    Backend, BackendError, BypassReason, HEADER_END, ReadReply, ReadRequest, Stamps, TableWrite, WriteRequest,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
@@ -158,9 +157,7 @@ const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
 
 fn ms(d: Duration) -> u64 {
     // PX/PEXPIRE reject 0; a sub-millisecond TTL is rounded up to 1 ms.
-    u64::try_from(d.as_millis())
-        .unwrap_or(MAX_TTL_MS)
-        .clamp(1, MAX_TTL_MS)
+    u64::try_from(d.as_millis()).unwrap_or(MAX_TTL_MS).clamp(1, MAX_TTL_MS)
 }
 
 impl RedisBackend {
@@ -175,20 +172,12 @@ impl RedisBackend {
 
     /// Uses an existing (custom-configured) connection manager.
     pub fn from_connection_manager(manager: ConnectionManager) -> Self {
-        Self::new(
-            RedisConnection::Standalone(manager),
-            "custom connection manager".into(),
-            None,
-        )
+        Self::new(RedisConnection::Standalone(manager), "custom connection manager".into(), None)
     }
 
     /// Uses an existing Redis Cluster connection.
     pub fn from_cluster_connection(conn: ClusterConnection) -> Self {
-        Self::new(
-            RedisConnection::Cluster(conn),
-            "custom cluster connection".into(),
-            None,
-        )
+        Self::new(RedisConnection::Cluster(conn), "custom cluster connection".into(), None)
     }
 
     /// The connection (a clone sharing it), to send other commands.
@@ -211,10 +200,7 @@ impl RedisBackend {
         Ok(())
     }
 
-    async fn invoke<T: redis::FromRedisValue>(
-        &self,
-        inv: &ScriptInvocation<'_>,
-    ) -> Result<T, RedisBackendError> {
+    async fn invoke<T: redis::FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T, RedisBackendError> {
         let mut conn = self.conn.clone();
         Ok(inv.invoke_async(&mut conn).await?)
     }
@@ -314,17 +300,10 @@ impl RedisBackend {
     /// registration).
     async fn read_script(&self, req: &ReadRequest) -> Result<ReadReply, RedisBackendError> {
         let mut inv = SCRIPTS.read.prepare_invoke();
-        inv.key(&req.value_key)
-            .key(&req.epoch_key)
-            .key(&req.seq_key);
-        inv.arg(&req.new_stamp)
-            .arg(ms(req.conj_ttl))
-            .arg(req.tables.len())
-            .arg(req.max_schemes);
+        inv.key(&req.value_key).key(&req.epoch_key).key(&req.seq_key);
+        inv.arg(&req.new_stamp).arg(ms(req.conj_ttl)).arg(req.tables.len()).arg(req.max_schemes);
         for t in req.tables.iter() {
-            inv.key(&t.table_key)
-                .key(&t.schemes_key)
-                .key(&t.writers_key);
+            inv.key(&t.table_key).key(&t.schemes_key).key(&t.writers_key);
             inv.arg(t.conjs.len());
             for c in &t.conjs {
                 inv.key(&c.key);
@@ -346,9 +325,7 @@ impl RedisBackend {
                     String::from_utf8_lossy(other)
                 ))),
             },
-            other => Err(RedisBackendError::Protocol(format!(
-                "read returned kind {other}"
-            ))),
+            other => Err(RedisBackendError::Protocol(format!("read returned kind {other}"))),
         }
     }
 
@@ -374,11 +351,7 @@ impl RedisBackend {
                 kinds.push('c');
             }
         }
-        inv.arg(&stamps.0)
-            .arg(data)
-            .arg(ms(ttl))
-            .arg(ms(req.conj_ttl))
-            .arg(kinds);
+        inv.arg(&stamps.0).arg(data).arg(ms(ttl)).arg(ms(req.conj_ttl)).arg(kinds);
         let stored: i64 = self.invoke(&inv).await?;
         Ok(stored == 1)
     }
@@ -397,10 +370,7 @@ impl RedisBackend {
     }
 
     /// [`Backend::finish`], returning what it did (see [`FinishStats`]).
-    pub async fn finish_counted(
-        &self,
-        req: &WriteRequest,
-    ) -> Result<FinishStats, RedisBackendError> {
+    pub async fn finish_counted(&self, req: &WriteRequest) -> Result<FinishStats, RedisBackendError> {
         check_same_slot(write_keys(req))?;
         let mut inv = SCRIPTS.finish.prepare_invoke();
         match req.writer.as_deref() {
@@ -409,10 +379,7 @@ impl RedisBackend {
         };
         write_args(&mut inv, req);
         let (deleted, touched): (i64, i64) = self.invoke(&inv).await?;
-        Ok(FinishStats {
-            deleted: u64::try_from(deleted).unwrap_or(0),
-            touched: u64::try_from(touched).unwrap_or(0),
-        })
+        Ok(FinishStats { deleted: u64::try_from(deleted).unwrap_or(0), touched: u64::try_from(touched).unwrap_or(0) })
     }
 
     /// [`Backend::delete_stamps`], returning how many stamps were deleted. Keys are grouped by
@@ -461,32 +428,19 @@ fn hit_data(mut value: Vec<u8>, stamps: &[Option<Vec<u8>>]) -> Option<Vec<u8>> {
 const MARKER_BYTE: u8 = cacheops_core::protocol::MARKER_PREFIX as u8;
 
 fn read_keys(req: &ReadRequest) -> impl Iterator<Item = &str> {
-    [
-        req.value_key.as_str(),
-        req.epoch_key.as_str(),
-        req.seq_key.as_str(),
-    ]
-    .into_iter()
-    .chain(req.tables.iter().flat_map(|t| {
-        [
-            t.table_key.as_str(),
-            t.schemes_key.as_str(),
-            t.writers_key.as_str(),
-        ]
-        .into_iter()
-        .chain(t.conjs.iter().map(|c| c.key.as_str()))
-    }))
+    [req.value_key.as_str(), req.epoch_key.as_str(), req.seq_key.as_str()].into_iter().chain(
+        req.tables.iter().flat_map(|t| {
+            [t.table_key.as_str(), t.schemes_key.as_str(), t.writers_key.as_str()]
+                .into_iter()
+                .chain(t.conjs.iter().map(|c| c.key.as_str()))
+        }),
+    )
 }
 
 fn write_keys(req: &WriteRequest) -> impl Iterator<Item = &str> {
     std::iter::once(req.seq_key.as_str()).chain(req.tables.iter().flat_map(|t| {
         // The conj keys are built from the prefix inside the script: it must carry the tag too.
-        [
-            t.table_key.as_str(),
-            t.schemes_key.as_str(),
-            t.writers_key.as_str(),
-            t.conj_prefix.as_str(),
-        ]
+        [t.table_key.as_str(), t.schemes_key.as_str(), t.writers_key.as_str(), t.conj_prefix.as_str()]
     }))
 }
 
@@ -499,12 +453,8 @@ fn write_args(inv: &mut ScriptInvocation<'_>, req: &WriteRequest) {
 }
 
 fn table_args(inv: &mut ScriptInvocation<'_>, t: &TableWrite) {
-    inv.key(&t.table_key)
-        .key(&t.schemes_key)
-        .key(&t.writers_key);
-    inv.arg(&t.conj_prefix)
-        .arg(if t.table_level { "1" } else { "0" })
-        .arg(t.rows.len());
+    inv.key(&t.table_key).key(&t.schemes_key).key(&t.writers_key);
+    inv.arg(&t.conj_prefix).arg(if t.table_level { "1" } else { "0" }).arg(t.rows.len());
     for row in &t.rows {
         inv.arg(row.len());
         for (col, val) in row {

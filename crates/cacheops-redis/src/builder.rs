@@ -49,13 +49,7 @@ impl std::fmt::Debug for RedisBackendBuilder {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("unix", &self.unix)
-            .field(
-                "cluster",
-                &self
-                    .cluster
-                    .as_ref()
-                    .map(|n| n.iter().map(|u| redact_url(u)).collect::<Vec<_>>()),
-            )
+            .field("cluster", &self.cluster.as_ref().map(|n| n.iter().map(|u| redact_url(u)).collect::<Vec<_>>()))
             .field("db", &self.db)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
@@ -189,28 +183,19 @@ impl RedisBackendBuilder {
         let (target, description, timeouts) = self.resolve()?;
         let (response_timeout, connect_timeout, retries) = timeouts;
         let direct = direct_pool(&target, direct_max, connect_timeout, response_timeout);
-        let connect_err = |source| RedisBackendError::Connect {
-            target: description.clone(),
-            source,
-        };
+        let connect_err = |source| RedisBackendError::Connect { target: description.clone(), source };
         let conn = match target {
             Target::Single(info) => {
                 let client = Client::open(info).map_err(connect_err)?;
                 let config = manager_config(response_timeout, connect_timeout, retries);
-                let manager = ConnectionManager::new_with_config(client, config)
-                    .await
-                    .map_err(connect_err)?;
+                let manager = ConnectionManager::new_with_config(client, config).await.map_err(connect_err)?;
                 RedisConnection::Standalone(manager)
             }
             Target::Cluster(nodes) => {
-                let client = cluster_builder(nodes, response_timeout, connect_timeout, retries)
-                    .build()
-                    .map_err(connect_err)?;
+                let client =
+                    cluster_builder(nodes, response_timeout, connect_timeout, retries).build().map_err(connect_err)?;
                 let conn = client
-                    .get_async_connection_with_config(cluster_config(
-                        response_timeout,
-                        connect_timeout,
-                    ))
+                    .get_async_connection_with_config(cluster_config(response_timeout, connect_timeout))
                     .await
                     .map_err(connect_err)?;
                 RedisConnection::Cluster(conn)
@@ -218,10 +203,7 @@ impl RedisBackendBuilder {
         };
         let backend = RedisBackend::new(conn, description.clone(), direct);
         backend.load_scripts().await.map_err(|e| match e {
-            RedisBackendError::Command(source) => RedisBackendError::Connect {
-                target: description,
-                source,
-            },
+            RedisBackendError::Command(source) => RedisBackendError::Connect { target: description, source },
             other => other,
         })?;
         Ok(backend)
@@ -235,10 +217,7 @@ impl RedisBackendBuilder {
         let (target, description, timeouts) = self.resolve()?;
         let (response_timeout, connect_timeout, retries) = timeouts;
         let direct = direct_pool(&target, direct_max, connect_timeout, response_timeout);
-        let config_err = |source| RedisBackendError::Connect {
-            target: description.clone(),
-            source,
-        };
+        let config_err = |source| RedisBackendError::Connect { target: description.clone(), source };
         let conn = match target {
             Target::Single(info) => {
                 let client = Client::open(info).map_err(config_err)?;
@@ -248,12 +227,11 @@ impl RedisBackendBuilder {
                 )
             }
             Target::Cluster(nodes) => {
-                let client = cluster_builder(nodes, response_timeout, connect_timeout, retries)
-                    .build()
-                    .map_err(config_err)?;
-                RedisConnection::Cluster(client.get_pending_async_connection_with_config(
-                    cluster_config(response_timeout, connect_timeout),
-                ))
+                let client =
+                    cluster_builder(nodes, response_timeout, connect_timeout, retries).build().map_err(config_err)?;
+                RedisConnection::Cluster(
+                    client.get_pending_async_connection_with_config(cluster_config(response_timeout, connect_timeout)),
+                )
             }
         };
         Ok(RedisBackend::new(conn, description, direct))
@@ -265,55 +243,35 @@ impl RedisBackendBuilder {
         let connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let retries = self.retries.unwrap_or(DEFAULT_RETRIES);
         if response_timeout.is_zero() || connect_timeout.is_zero() {
-            return Err(RedisBackendError::Config(
-                "timeouts must be greater than zero".into(),
-            ));
+            return Err(RedisBackendError::Config("timeouts must be greater than zero".into()));
         }
         let timeouts = (response_timeout, connect_timeout, retries);
         let tcp = self.host.is_some() || self.port.is_some();
-        let given = [
-            self.url.is_some(),
-            tcp,
-            self.unix.is_some(),
-            self.cluster.is_some(),
-        ];
+        let given = [self.url.is_some(), tcp, self.unix.is_some(), self.cluster.is_some()];
         if given.iter().filter(|g| **g).count() > 1 {
-            return Err(RedisBackendError::Config(
-                "give only one of url, host/port, unix_socket and cluster".into(),
-            ));
+            return Err(RedisBackendError::Config("give only one of url, host/port, unix_socket and cluster".into()));
         }
         if let Some(db) = self.db
             && db < 0
         {
-            return Err(RedisBackendError::Config(format!(
-                "db must not be negative, got {db}"
-            )));
+            return Err(RedisBackendError::Config(format!("db must not be negative, got {db}")));
         }
 
         if let Some(nodes) = &self.cluster {
             if nodes.is_empty() {
-                return Err(RedisBackendError::Config(
-                    "cluster needs at least one seed node".into(),
-                ));
+                return Err(RedisBackendError::Config("cluster needs at least one seed node".into()));
             }
             if self.db.is_some_and(|db| db != 0) {
-                return Err(RedisBackendError::Config(
-                    "a Redis Cluster has only db 0".into(),
-                ));
+                return Err(RedisBackendError::Config("a Redis Cluster has only db 0".into()));
             }
             if self.direct_connections.is_some_and(|n| n > 0) {
                 return Err(RedisBackendError::Config(
-                    "direct_connections applies to a standalone server; a cluster backend has none"
-                        .into(),
+                    "direct_connections applies to a standalone server; a cluster backend has none".into(),
                 ));
             }
             let mut infos = Vec::with_capacity(nodes.len());
             for node in nodes {
-                let url = if node.contains("://") {
-                    node.clone()
-                } else {
-                    format!("redis://{node}")
-                };
+                let url = if node.contains("://") { node.clone() } else { format!("redis://{node}") };
                 let mut info = parse_url(&url)?;
                 if info.redis_settings().db() != 0 {
                     return Err(RedisBackendError::Config(format!(
@@ -324,14 +282,8 @@ impl RedisBackendBuilder {
                 info = self.apply_auth(info);
                 infos.push(info);
             }
-            let description = format!(
-                "cluster [{}]",
-                nodes
-                    .iter()
-                    .map(|n| redact_url(n))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let description =
+                format!("cluster [{}]", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "));
             return Ok((Target::Cluster(infos), description, timeouts));
         }
 
@@ -376,24 +328,16 @@ impl RedisBackendBuilder {
 /// The direct-connection pool of a standalone target (none for a cluster, or with 0 connections).
 fn direct_pool(target: &Target, max: usize, connect: Duration, response: Duration) -> Option<DirectPool> {
     match target {
-        Target::Single(info) if max > 0 => {
-            DirectTarget::of(info).map(|t| DirectPool::new(t, max, connect, response))
-        }
+        Target::Single(info) if max > 0 => DirectTarget::of(info).map(|t| DirectPool::new(t, max, connect, response)),
         _ => None,
     }
 }
 
 fn parse_url(url: &str) -> Result<ConnectionInfo, RedisBackendError> {
-    let scheme = url
-        .split("://")
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let scheme = url.split("://").next().unwrap_or_default().to_ascii_lowercase();
     match scheme.as_str() {
         "rediss" | "valkeys" => {
-            return Err(RedisBackendError::TlsUnsupported {
-                url: redact_url(url),
-            });
+            return Err(RedisBackendError::TlsUnsupported { url: redact_url(url) });
         }
         "redis" | "valkey" | "redis+unix" | "valkey+unix" | "unix" if url.contains("://") => {}
         _ => {
@@ -403,21 +347,14 @@ fn parse_url(url: &str) -> Result<ConnectionInfo, RedisBackendError> {
             });
         }
     }
-    url.into_connection_info()
-        .map_err(|e| RedisBackendError::InvalidUrl {
-            url: redact_url(url),
-            // The client's message does not echo the URL; keep only its kind and description.
-            reason: e
-                .detail()
-                .map_or_else(|| format!("{:?}", e.kind()), str::to_owned),
-        })
+    url.into_connection_info().map_err(|e| RedisBackendError::InvalidUrl {
+        url: redact_url(url),
+        // The client's message does not echo the URL; keep only its kind and description.
+        reason: e.detail().map_or_else(|| format!("{:?}", e.kind()), str::to_owned),
+    })
 }
 
-fn manager_config(
-    response: Duration,
-    connect: Duration,
-    retries: usize,
-) -> ConnectionManagerConfig {
+fn manager_config(response: Duration, connect: Duration, retries: usize) -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_response_timeout(Some(response))
         .set_connection_timeout(Some(connect))
@@ -441,7 +378,5 @@ fn cluster_builder(
 }
 
 fn cluster_config(response: Duration, connect: Duration) -> ClusterConfig {
-    ClusterConfig::new()
-        .set_response_timeout(response)
-        .set_connection_timeout(connect)
+    ClusterConfig::new().set_response_timeout(response).set_connection_timeout(connect)
 }

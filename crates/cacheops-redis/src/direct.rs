@@ -13,8 +13,8 @@
 //! answer to another command.
 
 use std::io;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::{ConnectionAddr, ConnectionInfo};
@@ -83,9 +83,7 @@ pub(crate) fn parse_reply(buf: &[u8]) -> Partial<(Reply, usize)> {
                         None => return Ok(None),
                     },
                     b'-' => {
-                        return Err(RedisBackendError::Reply(
-                            String::from_utf8_lossy(line).into_owned(),
-                        ));
+                        return Err(RedisBackendError::Reply(String::from_utf8_lossy(line).into_owned()));
                     }
                     other => {
                         return Err(RedisBackendError::Protocol(format!(
@@ -98,10 +96,7 @@ pub(crate) fn parse_reply(buf: &[u8]) -> Partial<(Reply, usize)> {
             Reply::Array(items)
         }
         other => {
-            return Err(RedisBackendError::Protocol(format!(
-                "reply of type {:?}",
-                char::from(other)
-            )));
+            return Err(RedisBackendError::Protocol(format!("reply of type {:?}", char::from(other))));
         }
     };
     Ok(Some((reply, at)))
@@ -302,10 +297,7 @@ pub(crate) struct DirectPool {
 
 impl std::fmt::Debug for DirectPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DirectPool")
-            .field("open", &self.open.load(Ordering::Relaxed))
-            .field("max", &self.max)
-            .finish()
+        f.debug_struct("DirectPool").field("open", &self.open.load(Ordering::Relaxed)).field("max", &self.max).finish()
     }
 }
 

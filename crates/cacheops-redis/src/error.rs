@@ -166,16 +166,10 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(
-            redact_url("redis://:s3cret@host:6379/2"),
-            "redis://:***@host:6379/2"
-        );
+        assert_eq!(redact_url("redis://:s3cret@host:6379/2"), "redis://:***@host:6379/2");
         assert_eq!(redact_url("redis://u:p@ss@host/0"), "redis://u:***@host/0");
         assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
-        assert_eq!(
-            redact_url("redis+unix:///tmp/r.sock?db=1"),
-            "redis+unix:///tmp/r.sock?db=1"
-        );
+        assert_eq!(redact_url("redis+unix:///tmp/r.sock?db=1"), "redis+unix:///tmp/r.sock?db=1");
         assert_eq!(redact_url("not a url"), "not a url");
     }
 }

@@ -31,13 +31,7 @@ pub(crate) struct Scripts {
 
 impl Scripts {
     pub(crate) fn all(&self) -> [&Script; 5] {
-        [
-            &self.read,
-            &self.store,
-            &self.mark,
-            &self.finish,
-            &self.delete_stamps,
-        ]
+        [&self.read, &self.store, &self.mark, &self.finish, &self.delete_stamps]
     }
 }
 

@@ -8,11 +8,7 @@ fn crc16(data: &[u8]) -> u16 {
     for &byte in data {
         crc ^= u16::from(byte) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
+            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
         }
     }
     crc
@@ -44,9 +40,7 @@ pub fn key_slot(key: &str) -> u16 {
 ///
 /// Keys with the same hashed part (the usual case: one hash tag) are in the same slot without
 /// computing it; the CRC is computed only for keys whose hashed parts differ.
-pub(crate) fn check_same_slot<'a>(
-    keys: impl IntoIterator<Item = &'a str>,
-) -> Result<(), crate::RedisBackendError> {
+pub(crate) fn check_same_slot<'a>(keys: impl IntoIterator<Item = &'a str>) -> Result<(), crate::RedisBackendError> {
     let mut keys = keys.into_iter();
     let Some(first) = keys.next() else {
         return Ok(());
@@ -60,10 +54,7 @@ pub(crate) fn check_same_slot<'a>(
         }
         let slot = *first_slot.get_or_insert_with(|| crc16(first_part) % SLOTS);
         if crc16(part) % SLOTS != slot {
-            return Err(crate::RedisBackendError::CrossSlot {
-                first: first.to_owned(),
-                other: key.to_owned(),
-            });
+            return Err(crate::RedisBackendError::CrossSlot { first: first.to_owned(), other: key.to_owned() });
         }
     }
     Ok(())
@@ -77,10 +68,7 @@ mod tests {
     fn known_slots() {
         // Values from the Redis Cluster specification / CLUSTER KEYSLOT.
         assert_eq!(key_slot("123456789"), 12739);
-        assert_eq!(
-            key_slot("{user1000}.following"),
-            key_slot("{user1000}.followers")
-        );
+        assert_eq!(key_slot("{user1000}.following"), key_slot("{user1000}.followers"));
         assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
         assert_eq!(hashed_part(b"foo{}{bar}"), b"foo{}{bar}");
         assert_eq!(hashed_part(b"foo{{bar}}zap"), b"{bar");

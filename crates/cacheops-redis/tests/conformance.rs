@@ -28,8 +28,7 @@ async fn hit_after_store(env: Env) {
 
 async fn miss_after_value_ttl(env: Env) {
     let deps = [dep("post", &[("id", 1)])];
-    env.read_store("v", &deps, b"x", Duration::from_millis(300))
-        .await;
+    env.read_store("v", &deps, b"x", Duration::from_millis(300)).await;
     assert!(hit(&env.read("v", &deps).await).is_some());
     tokio::time::sleep(Duration::from_millis(450)).await;
     assert!(is_miss(&env.read("v", &deps).await));
@@ -39,34 +38,21 @@ async fn conj_stamp_outlives_value(env: Env) {
     let deps = [dep("post", &[("category_id", 3)])];
     // A stamp created by a read with a short conj TTL…
     let short = env.read_req_ttl("a", &deps, Duration::from_secs(2));
-    let ReadReply::Miss(s) = env.backend.read(&short).await.expect("read") else {
-        panic!("expected miss")
-    };
+    let ReadReply::Miss(s) = env.backend.read(&short).await.expect("read") else { panic!("expected miss") };
     assert!(env.store(&short, &s, b"a", Duration::from_secs(1)).await);
     // …is extended by a store of a longer-lived value to that value's conj TTL.
     let ttl = Duration::from_secs(100);
     let long = env.read_req_ttl("b", &deps, conj_ttl(ttl));
-    let ReadReply::Miss(s) = env.backend.read(&long).await.expect("read") else {
-        panic!("expected miss")
-    };
+    let ReadReply::Miss(s) = env.backend.read(&long).await.expect("read") else { panic!("expected miss") };
     assert!(env.store(&long, &s, b"b", ttl).await);
     assert_eq!(hit(&env.read("b", &deps).await), Some(&b"b"[..]));
     if env.is_redis() {
         let conj_key = &long.tables[0].conjs[0].key;
         let value_pttl = env.pttl(&long.value_key).await;
         let conj_pttl = env.pttl(conj_key).await;
-        assert!(
-            value_pttl > 0 && value_pttl <= 100_000,
-            "value PTTL {value_pttl}"
-        );
-        assert!(
-            conj_pttl > value_pttl,
-            "conj PTTL {conj_pttl} must exceed value PTTL {value_pttl}"
-        );
-        assert!(
-            conj_pttl > 200_000,
-            "extended to conj_ttl(100 s) = 210 s, got {conj_pttl}"
-        );
+        assert!(value_pttl > 0 && value_pttl <= 100_000, "value PTTL {value_pttl}");
+        assert!(conj_pttl > value_pttl, "conj PTTL {conj_pttl} must exceed value PTTL {value_pttl}");
+        assert!(conj_pttl > 200_000, "extended to conj_ttl(100 s) = 210 s, got {conj_pttl}");
         // Epoch and table stamps have no TTL.
         assert_eq!(env.pttl(&long.epoch_key).await, -1);
         assert_eq!(env.pttl(&long.tables[0].table_key).await, -1);
@@ -78,13 +64,7 @@ async fn granular_invalidation(env: Env) {
     let c4 = [dep("post", &[("category_id", 4)])];
     env.read_store("c3", &c3, b"3", MIN).await;
     env.read_store("c4", &c4, b"4", MIN).await;
-    let w = env.write_req(
-        None,
-        "post",
-        vec![row(&[("id", 10), ("category_id", 3)])],
-        false,
-        LEASE,
-    );
+    let w = env.write_req(None, "post", vec![row(&[("id", 10), ("category_id", 3)])], false, LEASE);
     env.backend.finish(&w).await.expect("finish");
     assert!(is_miss(&env.read("c3", &c3).await));
     assert_eq!(hit(&env.read("c4", &c4).await), Some(&b"4"[..]));
@@ -100,14 +80,8 @@ async fn old_and_new_rows_invalidate(env: Env) {
         env.read_store(&format!("c{i}"), d, b"x", MIN).await;
     }
     // UPDATE post SET category_id = 4 WHERE id = 10 (it was 3): old and new states.
-    let rows = vec![
-        row(&[("id", 10), ("category_id", 3)]),
-        row(&[("id", 10), ("category_id", 4)]),
-    ];
-    env.backend
-        .finish(&env.write_req(None, "post", rows, false, LEASE))
-        .await
-        .expect("finish");
+    let rows = vec![row(&[("id", 10), ("category_id", 3)]), row(&[("id", 10), ("category_id", 4)])];
+    env.backend.finish(&env.write_req(None, "post", rows, false, LEASE)).await.expect("finish");
     assert!(is_miss(&env.read("c0", &deps[0]).await));
     assert!(is_miss(&env.read("c1", &deps[1]).await));
     assert!(hit(&env.read("c2", &deps[2]).await).is_some());
@@ -118,18 +92,9 @@ async fn table_level_dependency(env: Env) {
     let c4 = [dep("post", &[("category_id", 4)])];
     env.read_store("all", &any, b"all", MIN).await;
     env.read_store("c4", &c4, b"4", MIN).await;
-    let w = env.write_req(
-        None,
-        "post",
-        vec![row(&[("id", 1), ("category_id", 3)])],
-        false,
-        LEASE,
-    );
+    let w = env.write_req(None, "post", vec![row(&[("id", 1), ("category_id", 3)])], false, LEASE);
     env.backend.finish(&w).await.expect("finish");
-    assert!(
-        is_miss(&env.read("all", &any).await),
-        "scheme \"\" is dropped by any row"
-    );
+    assert!(is_miss(&env.read("all", &any).await), "scheme \"\" is dropped by any row");
     assert!(hit(&env.read("c4", &c4).await).is_some());
 }
 
@@ -140,38 +105,18 @@ async fn row_missing_scheme_column_is_table_level(env: Env) {
     env.read_store("u", &other, b"u", MIN).await;
     let w = env.write_req(None, "post", vec![row(&[("id", 1)])], false, LEASE);
     env.backend.finish(&w).await.expect("finish");
-    assert!(
-        is_miss(&env.read("c4", &c4).await),
-        "unknown category_id ⇒ whole table"
-    );
-    assert!(
-        hit(&env.read("u", &other).await).is_some(),
-        "other tables unaffected"
-    );
+    assert!(is_miss(&env.read("c4", &c4).await), "unknown category_id ⇒ whole table");
+    assert!(hit(&env.read("u", &other).await).is_some(), "other tables unaffected");
 }
 
 async fn mark_blocks_until_finish(env: Env) {
     let deps = [dep("post", &[("category_id", 3)])];
     let req = env.read_req("v", &deps);
-    let ReadReply::Miss(pre_mark) = env.backend.read(&req).await.expect("read") else {
-        panic!("miss")
-    };
-    let w = env.write_req(
-        Some("w1"),
-        "post",
-        vec![row(&[("id", 1), ("category_id", 3)])],
-        false,
-        LEASE,
-    );
+    let ReadReply::Miss(pre_mark) = env.backend.read(&req).await.expect("read") else { panic!("miss") };
+    let w = env.write_req(Some("w1"), "post", vec![row(&[("id", 1), ("category_id", 3)])], false, LEASE);
     env.backend.mark(&w).await.expect("mark");
-    assert_eq!(
-        env.read("v", &deps).await,
-        ReadReply::Bypass(BypassReason::Pending)
-    );
-    assert!(
-        !env.store(&req, &pre_mark, b"stale", MIN).await,
-        "store with pre-mark stamps refused"
-    );
+    assert_eq!(env.read("v", &deps).await, ReadReply::Bypass(BypassReason::Pending));
+    assert!(!env.store(&req, &pre_mark, b"stale", MIN).await, "store with pre-mark stamps refused");
     env.backend.finish(&w).await.expect("finish");
     assert!(is_miss(&env.read_store("v", &deps, b"fresh", MIN).await));
     assert_eq!(hit(&env.read("v", &deps).await), Some(&b"fresh"[..]));
@@ -186,20 +131,10 @@ async fn overlapping_writers(env: Env) {
     env.backend.mark(&a).await.expect("mark A");
     env.backend.mark(&b).await.expect("mark B");
     env.backend.finish(&a).await.expect("finish A");
-    assert_eq!(
-        env.read("v", &deps).await,
-        ReadReply::Bypass(BypassReason::Pending),
-        "B still in flight"
-    );
+    assert_eq!(env.read("v", &deps).await, ReadReply::Bypass(BypassReason::Pending), "B still in flight");
     // An explicit invalidation (no writer) leaves the other writer's marker alone.
-    env.backend
-        .finish(&env.write_req(None, "post", r(), false, LEASE))
-        .await
-        .expect("invalidate");
-    assert_eq!(
-        env.read("v", &deps).await,
-        ReadReply::Bypass(BypassReason::Pending)
-    );
+    env.backend.finish(&env.write_req(None, "post", r(), false, LEASE)).await.expect("invalidate");
+    assert_eq!(env.read("v", &deps).await, ReadReply::Bypass(BypassReason::Pending));
     env.backend.finish(&b).await.expect("finish B");
     assert!(is_miss(&env.read("v", &deps).await));
 }
@@ -208,31 +143,15 @@ async fn new_scheme_rule(env: Env) {
     let by_cat = [dep("post", &[("category_id", 3)])];
     let by_author = [dep("post", &[("author_id", 7)])];
     env.read_store("cat", &by_cat, b"c", MIN).await; // registers "category_id"
-    let w = env.write_req(
-        Some("w"),
-        "post",
-        vec![row(&[("id", 1), ("category_id", 3), ("author_id", 7)])],
-        false,
-        LEASE,
-    );
+    let w =
+        env.write_req(Some("w"), "post", vec![row(&[("id", 1), ("category_id", 3), ("author_id", 7)])], false, LEASE);
     env.backend.mark(&w).await.expect("mark");
     // "author_id" was never seen: the writer's marks do not cover it.
-    assert_eq!(
-        env.read("auth", &by_author).await,
-        ReadReply::Bypass(BypassReason::NewScheme)
-    );
-    assert_eq!(
-        env.read("auth", &by_author).await,
-        ReadReply::Bypass(BypassReason::NewScheme)
-    );
-    assert_eq!(
-        env.read("cat", &by_cat).await,
-        ReadReply::Bypass(BypassReason::Pending)
-    );
+    assert_eq!(env.read("auth", &by_author).await, ReadReply::Bypass(BypassReason::NewScheme));
+    assert_eq!(env.read("auth", &by_author).await, ReadReply::Bypass(BypassReason::NewScheme));
+    assert_eq!(env.read("cat", &by_cat).await, ReadReply::Bypass(BypassReason::Pending));
     env.backend.finish(&w).await.expect("finish");
-    assert!(is_miss(
-        &env.read_store("auth", &by_author, b"a", MIN).await
-    ));
+    assert!(is_miss(&env.read_store("auth", &by_author, b"a", MIN).await));
     assert_eq!(hit(&env.read("auth", &by_author).await), Some(&b"a"[..]));
 }
 
@@ -241,10 +160,7 @@ async fn new_scheme_on_unregistered_table(env: Env) {
     let w = env.write_req(Some("w"), "tag", vec![row(&[("id", 1)])], false, LEASE);
     env.backend.mark(&w).await.expect("mark");
     let deps = [dep("tag", &[("id", 1)])];
-    assert_eq!(
-        env.read("t", &deps).await,
-        ReadReply::Bypass(BypassReason::NewScheme)
-    );
+    assert_eq!(env.read("t", &deps).await, ReadReply::Bypass(BypassReason::NewScheme));
     env.backend.finish(&w).await.expect("finish");
     assert!(is_miss(&env.read("t", &deps).await));
 }
@@ -253,28 +169,16 @@ async fn lease_expiry_and_remark(env: Env) {
     let deps = [dep("post", &[("category_id", 3)])];
     env.read_store("v", &deps, b"old", MIN).await;
     let lease = Duration::from_millis(200);
-    let w = env.write_req(
-        Some("w"),
-        "post",
-        vec![row(&[("id", 1), ("category_id", 3)])],
-        false,
-        lease,
-    );
+    let w = env.write_req(Some("w"), "post", vec![row(&[("id", 1), ("category_id", 3)])], false, lease);
     env.backend.mark(&w).await.expect("mark");
-    assert_eq!(
-        env.read("v", &deps).await,
-        ReadReply::Bypass(BypassReason::Pending)
-    );
+    assert_eq!(env.read("v", &deps).await, ReadReply::Bypass(BypassReason::Pending));
     tokio::time::sleep(Duration::from_millis(400)).await;
     // Lease gone: the marker expired, so the stamp is new and the old value misses.
     assert!(is_miss(&env.read_store("v", &deps, b"during", MIN).await));
     assert!(hit(&env.read("v", &deps).await).is_some());
     // Re-mark before commit: the value stored meanwhile is dead.
     env.backend.mark(&w).await.expect("re-mark");
-    assert_eq!(
-        env.read("v", &deps).await,
-        ReadReply::Bypass(BypassReason::Pending)
-    );
+    assert_eq!(env.read("v", &deps).await, ReadReply::Bypass(BypassReason::Pending));
     env.backend.finish(&w).await.expect("finish");
     assert!(is_miss(&env.read("v", &deps).await));
 }
@@ -286,10 +190,7 @@ async fn invalidate_model(env: Env) {
     env.read_store("p", &post, b"p", MIN).await;
     env.read_store("pa", &post_any, b"pa", MIN).await;
     env.read_store("u", &user, b"u", MIN).await;
-    env.backend
-        .delete_stamps(&[env.ks.table("post")])
-        .await
-        .expect("delete_stamps");
+    env.backend.delete_stamps(&[env.ks.table("post")]).await.expect("delete_stamps");
     assert!(is_miss(&env.read("p", &post).await));
     assert!(is_miss(&env.read("pa", &post_any).await));
     assert!(hit(&env.read("u", &user).await).is_some());
@@ -300,18 +201,12 @@ async fn invalidate_all_respects_prefix(env: Env) {
     let deps = [dep("post", &[("id", 1)])];
     env.read_store("v", &deps, b"a", MIN).await;
     other.read_store("v", &deps, b"b", MIN).await;
-    env.backend
-        .delete_stamps(&[env.ks.epoch()])
-        .await
-        .expect("delete_stamps");
+    env.backend.delete_stamps(&[env.ks.epoch()]).await.expect("delete_stamps");
     assert!(is_miss(&env.read("v", &deps).await));
     assert_eq!(hit(&other.read("v", &deps).await), Some(&b"b"[..]));
     // Several namespaces at once (several slots on a cluster).
     env.read_store("v", &deps, b"a", MIN).await;
-    env.backend
-        .delete_stamps(&[env.ks.epoch(), other.ks.epoch()])
-        .await
-        .expect("delete_stamps");
+    env.backend.delete_stamps(&[env.ks.epoch(), other.ks.epoch()]).await.expect("delete_stamps");
     assert!(is_miss(&env.read("v", &deps).await));
     assert!(is_miss(&other.read("v", &deps).await));
 }
@@ -321,14 +216,8 @@ async fn delete_stamps_leaves_markers(env: Env) {
     env.read_store("v", &any, b"x", MIN).await;
     let w = env.write_req(Some("w"), "post", vec![], true, LEASE);
     env.backend.mark(&w).await.expect("table-level mark");
-    env.backend
-        .delete_stamps(&[env.ks.table("post")])
-        .await
-        .expect("delete_stamps");
-    assert_eq!(
-        env.read("v", &any).await,
-        ReadReply::Bypass(BypassReason::Pending)
-    );
+    env.backend.delete_stamps(&[env.ks.table("post")]).await.expect("delete_stamps");
+    assert_eq!(env.read("v", &any).await, ReadReply::Bypass(BypassReason::Pending));
     env.backend.finish(&w).await.expect("finish");
     assert!(is_miss(&env.read("v", &any).await));
 }
@@ -384,18 +273,11 @@ async fn stamp_eviction_only_misses(env: Env) {
     }
     let deps = [dep("post", &[("category_id", 3)])];
     let req = env.read_req("v", &deps);
-    for key in [
-        req.epoch_key.clone(),
-        req.tables[0].table_key.clone(),
-        req.tables[0].conjs[0].key.clone(),
-    ] {
+    for key in [req.epoch_key.clone(), req.tables[0].table_key.clone(), req.tables[0].conjs[0].key.clone()] {
         env.read_store("v", &deps, b"x", MIN).await;
         assert!(hit(&env.read("v", &deps).await).is_some());
         env.del(&key).await;
-        assert!(
-            is_miss(&env.read("v", &deps).await),
-            "evicting {key} must make the value miss"
-        );
+        assert!(is_miss(&env.read("v", &deps).await), "evicting {key} must make the value miss");
     }
 }
 
@@ -421,13 +303,7 @@ async fn stored_numbers_and_lease_ttls(env: Env) {
     let conj_key = env.read_req("v", &deps).tables[0].conjs[0].key.clone();
     assert!(env.pttl(&conj_key).await > 0, "a plain conj stamp has a TTL");
     // A table-level lease on a table stamp; the conj key of the row becomes a marker too.
-    let w = env.write_req(
-        Some("w1"),
-        "post",
-        vec![row(&[("id", 1), ("category_id", 3)])],
-        true,
-        LEASE,
-    );
+    let w = env.write_req(Some("w1"), "post", vec![row(&[("id", 1), ("category_id", 3)])], true, LEASE);
     env.backend.mark(&w).await.expect("mark");
     // Lease state never has a Redis TTL (so `volatile-*` eviction cannot touch it): the expiry
     // is in the value.
@@ -460,15 +336,8 @@ async fn stored_numbers_and_lease_ttls(env: Env) {
 
     let mut conn = env.redis.as_ref().expect("redis").connection();
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let seq: String = redis::cmd("GET")
-        .arg(env.ks.seq())
-        .query_async(&mut conn)
-        .await
-        .expect("GET seq");
-    assert!(
-        digits(&seq) && seq.len() >= 16,
-        "seq {seq:?} must be integer microseconds"
-    );
+    let seq: String = redis::cmd("GET").arg(env.ks.seq()).query_async(&mut conn).await.expect("GET seq");
+    assert!(digits(&seq) && seq.len() >= 16, "seq {seq:?} must be integer microseconds");
     let schemes = env.hgetall(&env.ks.schemes("post")).await;
     assert_eq!(schemes.len(), 2, "{schemes:?}");
     assert!(schemes.iter().all(|(_, v)| digits(v)), "{schemes:?}");
@@ -499,9 +368,7 @@ async fn expired_marker_is_absent(env: Env) {
 
     // store: stamps taken before the mark are refused after the marker expired.
     let req = env.read_req("v", &deps);
-    let ReadReply::Miss(pre_mark) = env.backend.read(&req).await.expect("read") else {
-        panic!("expected miss")
-    };
+    let ReadReply::Miss(pre_mark) = env.backend.read(&req).await.expect("read") else { panic!("expected miss") };
     let w1 = env.write_req(Some("w1"), "post", r(), false, SHORT_LEASE);
     env.backend.mark(&w1).await.expect("mark");
     assert_eq!(env.read("v", &deps).await, ReadReply::Bypass(BypassReason::Pending));
@@ -543,10 +410,7 @@ async fn expired_marker_is_absent(env: Env) {
     // finish (an invalidation, which leaves live markers alone) deletes an expired marker.
     env.backend.mark(&w1).await.expect("mark");
     tokio::time::sleep(PAST_LEASE).await;
-    env.backend
-        .finish(&env.write_req(None, "post", r(), false, LEASE))
-        .await
-        .expect("invalidate");
+    env.backend.finish(&env.write_req(None, "post", r(), false, LEASE)).await.expect("invalidate");
     if env.is_redis() {
         assert_eq!(env.get_raw(&conj_key).await, None, "expired marker deleted by finish");
     }
@@ -559,10 +423,7 @@ async fn expired_marker_is_absent(env: Env) {
     env.backend.mark(&t).await.expect("mark");
     assert_eq!(env.read("all", &any).await, ReadReply::Bypass(BypassReason::Pending));
     tokio::time::sleep(PAST_LEASE).await;
-    env.backend
-        .delete_stamps(&[env.ks.table("post")])
-        .await
-        .expect("delete_stamps");
+    env.backend.delete_stamps(&[env.ks.table("post")]).await.expect("delete_stamps");
     if env.is_redis() {
         assert_eq!(env.get_raw(&env.ks.table("post")).await, None);
     }
@@ -587,11 +448,7 @@ async fn expiry_is_per_writer(env: Env) {
     env.backend.mark(&b).await.expect("mark B");
     env.backend.mark(&a).await.expect("mark A");
     tokio::time::sleep(PAST_LEASE).await;
-    assert_eq!(
-        env.read("v", &deps).await,
-        ReadReply::Bypass(BypassReason::Pending),
-        "B's entry is live"
-    );
+    assert_eq!(env.read("v", &deps).await, ReadReply::Bypass(BypassReason::Pending), "B's entry is live");
     env.backend.finish(&b).await.expect("finish B");
     assert!(is_miss(&env.read("v", &deps).await), "A's entry expired: nothing left");
 }
@@ -605,17 +462,11 @@ async fn simple_cache(env: Env) {
     let k = env.ks.simple("k");
     assert_eq!(env.backend.get(&k).await.expect("get"), None);
     env.backend.set(&k, b"v", None).await.expect("set");
-    assert_eq!(
-        env.backend.get(&k).await.expect("get").as_deref(),
-        Some(&b"v"[..])
-    );
+    assert_eq!(env.backend.get(&k).await.expect("get").as_deref(), Some(&b"v"[..]));
     assert!(env.backend.delete(&k).await.expect("delete"));
     assert!(!env.backend.delete(&k).await.expect("delete"));
     assert_eq!(env.backend.get(&k).await.expect("get"), None);
-    env.backend
-        .set(&k, b"t", Some(Duration::from_millis(200)))
-        .await
-        .expect("set ttl");
+    env.backend.set(&k, b"t", Some(Duration::from_millis(200))).await.expect("set ttl");
     assert!(env.backend.get(&k).await.expect("get").is_some());
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(env.backend.get(&k).await.expect("get"), None);
@@ -623,10 +474,7 @@ async fn simple_cache(env: Env) {
 }
 
 async fn binary_round_trip(env: Env) {
-    let data: Vec<u8> = (0..=255u8)
-        .chain((0..=255u8).rev())
-        .chain(b"\n\n\r\n".iter().copied())
-        .collect();
+    let data: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).chain(b"\n\n\r\n".iter().copied()).collect();
     let deps = [dep("post", &[("id", 1)]), dep("user", &[("id", 2)])];
     env.read_store("bin", &deps, &data, MIN).await;
     assert_eq!(hit(&env.read("bin", &deps).await), Some(&data[..]));
@@ -639,47 +487,20 @@ async fn binary_round_trip(env: Env) {
 
 async fn multi_table_and_conj_values(env: Env) {
     // A join: post (category 3) × user (id 2); a write to either drops it.
-    let deps = [
-        dep("post", &[("category_id", 3)]),
-        dep("user", &[("id", 2)]),
-    ];
+    let deps = [dep("post", &[("category_id", 3)]), dep("user", &[("id", 2)])];
     env.read_store("j", &deps, b"j", MIN).await;
     assert!(hit(&env.read("j", &deps).await).is_some());
-    env.backend
-        .finish(&env.write_req(None, "user", vec![row(&[("id", 3)])], false, LEASE))
-        .await
-        .expect("finish");
-    assert!(
-        hit(&env.read("j", &deps).await).is_some(),
-        "user 3 is unrelated"
-    );
-    env.backend
-        .finish(&env.write_req(None, "user", vec![row(&[("id", 2)])], false, LEASE))
-        .await
-        .expect("finish");
+    env.backend.finish(&env.write_req(None, "user", vec![row(&[("id", 3)])], false, LEASE)).await.expect("finish");
+    assert!(hit(&env.read("j", &deps).await).is_some(), "user 3 is unrelated");
+    env.backend.finish(&env.write_req(None, "user", vec![row(&[("id", 2)])], false, LEASE)).await.expect("finish");
     assert!(is_miss(&env.read_store("j", &deps, b"j", MIN).await));
     // Two-column conj.
     let two = [dep("post", &[("category_id", 3), ("visible", 1)])];
     env.read_store("two", &two, b"2", MIN).await;
-    let w = env.write_req(
-        None,
-        "post",
-        vec![row(&[("id", 9), ("category_id", 3), ("visible", 0)])],
-        false,
-        LEASE,
-    );
+    let w = env.write_req(None, "post", vec![row(&[("id", 9), ("category_id", 3), ("visible", 0)])], false, LEASE);
     env.backend.finish(&w).await.expect("finish");
-    assert!(
-        hit(&env.read("two", &two).await).is_some(),
-        "visible=0 row does not touch visible=1"
-    );
-    let w = env.write_req(
-        None,
-        "post",
-        vec![row(&[("id", 9), ("category_id", 3), ("visible", 1)])],
-        false,
-        LEASE,
-    );
+    assert!(hit(&env.read("two", &two).await).is_some(), "visible=0 row does not touch visible=1");
+    let w = env.write_req(None, "post", vec![row(&[("id", 9), ("category_id", 3), ("visible", 1)])], false, LEASE);
     env.backend.finish(&w).await.expect("finish");
     assert!(is_miss(&env.read("two", &two).await));
 }
@@ -749,12 +570,8 @@ async fn cluster_keys_of_a_namespace_share_the_servers_slot() {
     let mut conn = env.redis.as_ref().expect("redis").connection();
     let mut slots = Vec::new();
     for k in &keys {
-        let server_slot: i64 = redis::cmd("CLUSTER")
-            .arg("KEYSLOT")
-            .arg(k)
-            .query_async(&mut conn)
-            .await
-            .expect("KEYSLOT");
+        let server_slot: i64 =
+            redis::cmd("CLUSTER").arg("KEYSLOT").arg(k).query_async(&mut conn).await.expect("KEYSLOT");
         assert_eq!(server_slot, i64::from(cacheops_redis::key_slot(k)), "{k}");
         slots.push(server_slot);
     }
@@ -803,11 +620,7 @@ async fn eager_build_names_the_url_and_hides_the_password() {
         .expect("lazy build");
     let t = std::time::Instant::now();
     assert!(lazy.ping().await.is_err());
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "an outage must cost little: {:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "an outage must cost little: {:?}", t.elapsed());
     assert!(!format!("{lazy:?}").contains("hunter2"));
 
     // The server comes up: the lazy backend recovers by itself.
@@ -823,10 +636,7 @@ async fn eager_build_names_the_url_and_hides_the_password() {
     let _server = common::spawn_server_on(port, &[]);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while plain.ping().await.is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "lazy backend did not reconnect"
-        );
+        assert!(std::time::Instant::now() < deadline, "lazy backend did not reconnect");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let deps = [dep("post", &[("id", 1)])];
@@ -861,10 +671,7 @@ async fn lazy_cluster_builds_while_down() {
         .await
         .expect_err("nothing listens");
     let msg = eager.to_string();
-    assert!(
-        msg.contains(&port.to_string()) && !msg.contains(":pw@"),
-        "{msg}"
-    );
+    assert!(msg.contains(&port.to_string()) && !msg.contains(":pw@"), "{msg}");
 }
 
 #[tokio::test]
@@ -878,10 +685,7 @@ async fn builder_validation() {
         RedisBackend::builder().response_timeout(Duration::ZERO),
     ];
     for b in cases {
-        assert!(matches!(
-            b.build_lazy().await,
-            Err(RedisBackendError::Config(_))
-        ));
+        assert!(matches!(b.build_lazy().await, Err(RedisBackendError::Config(_))));
     }
     assert!(matches!(
         RedisBackend::builder().url("http://:pw@host").build_lazy().await,
@@ -896,37 +700,18 @@ async fn builder_validation() {
 #[tokio::test]
 async fn host_port_db_and_password_settings() {
     common::Env::new(Kind::Standalone).await; // requires the server
-    let b = cacheops_redis::RedisBackend::builder()
-        .host("127.0.0.1")
-        .port(6379)
-        .db(1)
-        .build()
-        .await
-        .expect("db 1");
+    let b = cacheops_redis::RedisBackend::builder().host("127.0.0.1").port(6379).db(1).build().await.expect("db 1");
     let mut conn = b.connection();
     let key = format!("{{co:t{}}}:probe", common::unique());
-    b.set(&key, b"x", Some(Duration::from_secs(5)))
-        .await
-        .expect("set");
+    b.set(&key, b"x", Some(Duration::from_secs(5))).await.expect("set");
     // Written to db 1, not db 0.
-    let in_db1: i64 = redis::cmd("EXISTS")
-        .arg(&key)
-        .query_async(&mut conn)
-        .await
-        .expect("exists");
+    let in_db1: i64 = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.expect("exists");
     assert_eq!(in_db1, 1);
-    let b0 = cacheops_redis::RedisBackend::builder()
-        .url("redis://127.0.0.1:6379/0")
-        .build()
-        .await
-        .expect("db 0");
+    let b0 = cacheops_redis::RedisBackend::builder().url("redis://127.0.0.1:6379/0").build().await.expect("db 0");
     assert_eq!(b0.get(&key).await.expect("get"), None);
     b.delete(&key).await.expect("del");
     // A wrong password is a clear connect error that does not echo it.
-    let err = cacheops_redis::RedisBackend::builder()
-        .url("redis://default:wrong-secret@127.0.0.1:6379")
-        .build()
-        .await;
+    let err = cacheops_redis::RedisBackend::builder().url("redis://default:wrong-secret@127.0.0.1:6379").build().await;
     if let Err(e) = err {
         assert!(!e.to_string().contains("wrong-secret"), "{e}");
     }
@@ -936,18 +721,10 @@ async fn host_port_db_and_password_settings() {
 async fn unix_socket() {
     let server = common::spawn_server(&["--unixsocket", "redis.sock", "--unixsocketperm", "700"]);
     let path = server.dir.join("redis.sock");
-    let b = cacheops_redis::RedisBackend::builder()
-        .unix_socket(&path)
-        .build()
-        .await
-        .expect("unix socket");
+    let b = cacheops_redis::RedisBackend::builder().unix_socket(&path).build().await.expect("unix socket");
     b.ping().await.expect("ping");
     let url = format!("redis+unix://{}?db=2", path.display());
-    let b2 = cacheops_redis::RedisBackend::builder()
-        .url(url)
-        .build()
-        .await
-        .expect("unix url");
+    let b2 = cacheops_redis::RedisBackend::builder().url(url).build().await.expect("unix url");
     b2.set("k", b"v", None).await.expect("set");
     assert_eq!(b.get("k").await.expect("get"), None, "db 0 vs db 2");
     assert_eq!(b2.get("k").await.expect("get").as_deref(), Some(&b"v"[..]));
@@ -960,11 +737,7 @@ async fn scripts_reload_after_script_flush() {
     env.read_store("v", &deps, b"x", MIN).await;
     let mut conn = env.redis.as_ref().expect("redis").connection();
     // Flushing the script cache (of this shared server) only costs a reload.
-    let _: () = redis::cmd("SCRIPT")
-        .arg("FLUSH")
-        .query_async(&mut conn)
-        .await
-        .expect("SCRIPT FLUSH");
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut conn).await.expect("SCRIPT FLUSH");
     assert!(hit(&env.read("v", &deps).await).is_some());
 }
 
@@ -972,15 +745,11 @@ async fn scripts_reload_after_script_flush() {
 async fn custom_connection_manager() {
     Env::new(Kind::Standalone).await;
     let client = redis::Client::open(common::STANDALONE_URL).expect("client");
-    let manager = redis::aio::ConnectionManager::new(client)
-        .await
-        .expect("manager");
+    let manager = redis::aio::ConnectionManager::new(client).await.expect("manager");
     let b = cacheops_redis::RedisBackend::from_connection_manager(manager);
     b.ping().await.expect("ping");
     let nodes = common::cluster().nodes();
     let cc = redis::cluster::ClusterClient::new(nodes).expect("cluster client");
-    let c = cacheops_redis::RedisBackend::from_cluster_connection(
-        cc.get_async_connection().await.expect("conn"),
-    );
+    let c = cacheops_redis::RedisBackend::from_cluster_connection(cc.get_async_connection().await.expect("conn"));
     c.ping().await.expect("ping");
 }

@@ -44,7 +44,8 @@ async fn direct_connections_are_bounded_and_overflow_to_the_shared_one() {
     for i in 0..8 {
         assert!(common::is_miss(&env.read_store(&format!("v{i}"), &deps, format!("data {i}").as_bytes(), TTL).await));
     }
-    let calls = || common::command_calls(server.port, None, "mget") + common::command_calls(server.port, None, "evalsha");
+    let calls =
+        || common::command_calls(server.port, None, "mget") + common::command_calls(server.port, None, "evalsha");
     let before = calls();
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..64 {
@@ -132,7 +133,8 @@ async fn direct_connections_authenticate_and_select_the_database() {
     let deps = [dep("post", &[("id", 7)])];
     assert!(common::is_miss(&env.read_store("v", &deps, b"on db 3", TTL).await));
     let pw = Some("s3cret");
-    let (mget, evalsha) = (common::command_calls(server.port, pw, "mget"), common::command_calls(server.port, pw, "evalsha"));
+    let (mget, evalsha) =
+        (common::command_calls(server.port, pw, "mget"), common::command_calls(server.port, pw, "evalsha"));
     assert_eq!(hit(&env.read("v", &deps).await), Some(&b"on db 3"[..]));
     // One MGET and no script: the direct connection found the value on db 3.
     assert_eq!(common::command_calls(server.port, pw, "mget") - mget, 1);
@@ -143,7 +145,8 @@ async fn direct_connections_authenticate_and_select_the_database() {
     assert!(matches!(b.get("nothing").await, Ok(None)));
 
     // A wrong password fails when building (shared connection) and on a direct connection.
-    let wrong = RedisBackend::builder().host("127.0.0.1").port(server.port).password("nope").build_lazy().await.expect("lazy");
+    let wrong =
+        RedisBackend::builder().host("127.0.0.1").port(server.port).password("nope").build_lazy().await.expect("lazy");
     assert!(wrong.get("x").await.is_err());
     assert!(wrong.read(&env.read_req("v", &deps)).await.is_err());
     // Let the server's guard shut it down without a password.

@@ -25,14 +25,8 @@ fn payload(version: u64) -> Vec<u8> {
 }
 
 fn version_of(data: &[u8]) -> u64 {
-    let end = data
-        .iter()
-        .position(|b| *b == b':')
-        .expect("version prefix");
-    std::str::from_utf8(&data[..end])
-        .expect("utf8")
-        .parse()
-        .expect("number")
+    let end = data.iter().position(|b| *b == b':').expect("version prefix");
+    std::str::from_utf8(&data[..end]).expect("utf8").parse().expect("number")
 }
 
 /// Read; check a hit against `current`; store `current` on a miss. Returns whether it hit.
@@ -40,17 +34,12 @@ async fn read_check_store(b: &RedisBackend, req: &ReadRequest, current: u64, wha
     match b.read(req).await.expect("read") {
         ReadReply::Hit(data) => {
             let got = version_of(&data);
-            assert_eq!(
-                got, current,
-                "stale hit for {what}: version {got}, latest {current}"
-            );
+            assert_eq!(got, current, "stale hit for {what}: version {got}, latest {current}");
             true
         }
         ReadReply::Miss(stamps) => {
             // The "database" answer is read after the stamps were taken, as the engine does.
-            b.store(req, &stamps, &payload(current), TTL)
-                .await
-                .expect("store");
+            b.store(req, &stamps, &payload(current), TTL).await.expect("store");
             false
         }
         ReadReply::Bypass(_) => false,
@@ -77,11 +66,7 @@ async fn evicting_server(policy: &str, prefix: &str) -> (Server, RedisBackend, E
 
 async fn evicted_keys(b: &RedisBackend) -> u64 {
     let mut conn = b.connection();
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut conn)
-        .await
-        .expect("INFO");
+    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut conn).await.expect("INFO");
     info.lines()
         .find_map(|l| l.strip_prefix("evicted_keys:"))
         .and_then(|v| v.trim().parse().ok())
@@ -115,14 +100,7 @@ async fn rounds(b: &RedisBackend, env: &Env) {
                     let terms = [("id", r)];
                     let req = env.read_req(&format!("r{r}-{j}"), &[dep("post", &terms)]);
                     reads += 1;
-                    if read_check_store(
-                        b,
-                        &req,
-                        versions[r as usize],
-                        &format!("row {r} variant {j}"),
-                    )
-                    .await
-                    {
+                    if read_check_store(b, &req, versions[r as usize], &format!("row {r} variant {j}")).await {
                         hits += 1;
                     }
                 }
@@ -140,30 +118,19 @@ async fn rounds(b: &RedisBackend, env: &Env) {
         for r in (0..ROWS).filter(|r| (*r as usize + round).is_multiple_of(3)) {
             let rows = vec![row(&[("id", r)])];
             if round % 2 == 0 {
-                let w = env.write_req(
-                    Some(&format!("w{round}-{r}")),
-                    "post",
-                    rows,
-                    false,
-                    Duration::from_secs(30),
-                );
+                let w = env.write_req(Some(&format!("w{round}-{r}")), "post", rows, false, Duration::from_secs(30));
                 b.mark(&w).await.expect("mark");
                 versions[r as usize] += 1;
                 b.finish(&w).await.expect("finish");
             } else {
                 versions[r as usize] += 1;
-                b.finish(&env.write_req(None, "post", rows, false, Duration::from_secs(30)))
-                    .await
-                    .expect("finish");
+                b.finish(&env.write_req(None, "post", rows, false, Duration::from_secs(30))).await.expect("finish");
             }
         }
     }
 
     let evicted = evicted_keys(b).await;
-    assert!(
-        evicted > 0,
-        "the load must force eviction (evicted_keys = 0)"
-    );
+    assert!(evicted > 0, "the load must force eviction (evicted_keys = 0)");
     assert!(hits > 0, "some reads must hit ({reads} reads)");
     eprintln!("eviction: {reads} reads, {hits} hits, {evicted} keys evicted, no stale hit");
 }

@@ -22,41 +22,22 @@ async fn invalidate_with_dependents(kind: Kind, n: usize) -> (Env, FinishStats, 
             let req = env.read_req(&format!("v{i}"), &[dep("post", &[("category_id", 3)])]);
             let b = redis.clone();
             set.spawn(async move {
-                let ReadReply::Miss(stamps) = b.read(&req).await.expect("read") else {
-                    panic!("miss expected")
-                };
-                assert!(
-                    b.store(&req, &stamps, format!("value {i}").as_bytes(), TTL)
-                        .await
-                        .expect("store")
-                );
+                let ReadReply::Miss(stamps) = b.read(&req).await.expect("read") else { panic!("miss expected") };
+                assert!(b.store(&req, &stamps, format!("value {i}").as_bytes(), TTL).await.expect("store"));
             });
         }
         while let Some(r) = set.join_next().await {
             r.expect("task");
         }
     }
-    env.read_store("other", &[dep("post", &[("category_id", 4)])], b"4", TTL)
-        .await;
+    env.read_store("other", &[dep("post", &[("category_id", 4)])], b"4", TTL).await;
 
     let marked = redis
-        .mark_counted(&env.write_req(
-            Some("w"),
-            "post",
-            vec![row(&[("id", 1), ("category_id", 3)])],
-            false,
-            TTL,
-        ))
+        .mark_counted(&env.write_req(Some("w"), "post", vec![row(&[("id", 1), ("category_id", 3)])], false, TTL))
         .await
         .expect("mark");
     let stats = redis
-        .finish_counted(&env.write_req(
-            Some("w"),
-            "post",
-            vec![row(&[("id", 1), ("category_id", 3)])],
-            false,
-            TTL,
-        ))
+        .finish_counted(&env.write_req(Some("w"), "post", vec![row(&[("id", 1), ("category_id", 3)])], false, TTL))
         .await
         .expect("finish");
     (env, stats, marked)
@@ -65,14 +46,8 @@ async fn invalidate_with_dependents(kind: Kind, n: usize) -> (Env, FinishStats, 
 async fn check(kind: Kind, many: usize) {
     let (_, one, marked_one) = invalidate_with_dependents(kind, 1).await;
     let (env, lots, marked_lots) = invalidate_with_dependents(kind, many).await;
-    assert_eq!(
-        one, lots,
-        "finish cost must not depend on the number of dependents"
-    );
-    assert_eq!(
-        marked_one, marked_lots,
-        "mark cost must not depend on the number of dependents"
-    );
+    assert_eq!(one, lots, "finish cost must not depend on the number of dependents");
+    assert_eq!(marked_one, marked_lots, "mark cost must not depend on the number of dependents");
     assert_eq!(lots.touched, 2, "one conj key + one writer record");
 
     // The dependents are still stored (nothing enumerated them)…
@@ -81,11 +56,7 @@ async fn check(kind: Kind, many: usize) {
     let keys: Vec<String> = (0..many).map(|i| env.ks.value(&format!("v{i}"))).collect();
     let mut present = 0i64;
     for chunk in keys.chunks(1000) {
-        let n: i64 = redis::cmd("EXISTS")
-            .arg(chunk)
-            .query_async(&mut conn)
-            .await
-            .expect("EXISTS");
+        let n: i64 = redis::cmd("EXISTS").arg(chunk).query_async(&mut conn).await.expect("EXISTS");
         present += n;
     }
     assert_eq!(present, many as i64);
@@ -97,25 +68,14 @@ async fn check(kind: Kind, many: usize) {
         set.spawn(async move { matches!(b.read(&req).await.expect("read"), ReadReply::Miss(_)) });
         if set.len() >= 500 {
             while let Some(r) = set.join_next().await {
-                assert!(
-                    r.expect("task"),
-                    "a dependent hit after its row was invalidated"
-                );
+                assert!(r.expect("task"), "a dependent hit after its row was invalidated");
             }
         }
     }
     while let Some(r) = set.join_next().await {
-        assert!(
-            r.expect("task"),
-            "a dependent hit after its row was invalidated"
-        );
+        assert!(r.expect("task"), "a dependent hit after its row was invalidated");
     }
-    assert!(
-        hit(&env
-            .read("other", &[dep("post", &[("category_id", 4)])])
-            .await)
-        .is_some()
-    );
+    assert!(hit(&env.read("other", &[dep("post", &[("category_id", 4)])]).await).is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,11 +93,7 @@ async fn finish_cost_is_independent_of_dependents_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hit_runs_no_script() {
     let server = common::spawn_server(&[]);
-    let b = RedisBackend::builder()
-        .url(format!("redis://127.0.0.1:{}", server.port))
-        .build()
-        .await
-        .expect("connect");
+    let b = RedisBackend::builder().url(format!("redis://127.0.0.1:{}", server.port)).build().await.expect("connect");
     let env = Env::with_backend(b.clone());
     let deps = [dep("post", &[("category_id", 3)]), dep("category", &[("id", 3)])];
     assert!(common::is_miss(&env.read_store("v", &deps, b"data", TTL).await));
@@ -160,10 +116,7 @@ async fn a_hit_runs_no_script() {
     assert!(common::is_miss(&env.read_store("v", &deps, b"data2", TTL).await));
     let w = env.write_req(Some("w1"), "post", vec![row(&[("id", 1), ("category_id", 3)])], false, TTL);
     b.mark(&w).await.expect("mark");
-    assert!(matches!(
-        env.read("v", &deps).await,
-        ReadReply::Bypass(cacheops_core::protocol::BypassReason::Pending)
-    ));
+    assert!(matches!(env.read("v", &deps).await, ReadReply::Bypass(cacheops_core::protocol::BypassReason::Pending)));
     b.finish(&w).await.expect("finish");
     assert!(common::is_miss(&env.read("v", &deps).await));
 }

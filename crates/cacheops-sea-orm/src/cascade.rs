@@ -63,7 +63,10 @@ impl Graph {
             }
             DbBackend::Sqlite => {
                 let tables = conn
-                    .query_all_raw(Statement::from_string(backend, "SELECT name FROM sqlite_master WHERE type = 'table'"))
+                    .query_all_raw(Statement::from_string(
+                        backend,
+                        "SELECT name FROM sqlite_master WHERE type = 'table'",
+                    ))
                     .await?;
                 for t in tables {
                     let child: String = t.try_get("", "name")?;
@@ -103,7 +106,13 @@ impl Graph {
     /// cascading foreign keys, transitively (a cascaded delete cascades further; a `SET NULL`
     /// is an update of the child).
     /// With `every_fk` (`TRUNCATE … CASCADE`), every referencing table, whatever its actions.
-    pub(crate) async fn affected<C: ConnectionTrait>(&self, conn: &C, table: &str, delete: bool, every_fk: bool) -> Result<BTreeSet<String>, DbErr> {
+    pub(crate) async fn affected<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        table: &str,
+        delete: bool,
+        every_fk: bool,
+    ) -> Result<BTreeSet<String>, DbErr> {
         let fks = self.load(conn).await?;
         let mut out = BTreeSet::new();
         let mut todo = vec![(table.to_owned(), delete)];

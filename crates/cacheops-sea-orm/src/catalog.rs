@@ -123,7 +123,9 @@ async fn read_namespace<C: ConnectionTrait>(conn: &C) -> Result<Namespace, DbErr
         DbBackend::MySql => {
             "SELECT COALESCE(DATABASE(), '') AS ns, LOWER(COALESCE(DATABASE(), '')) AS nss, CAST(@@autocommit AS SIGNED) AS ac"
         }
-        _ => return Ok(Namespace { key: String::new(), schemas: vec!["main".to_owned()], implicit_transaction: false }),
+        _ => {
+            return Ok(Namespace { key: String::new(), schemas: vec!["main".to_owned()], implicit_transaction: false });
+        }
     };
     match conn.query_one_raw(Statement::from_string(backend, sql)).await? {
         Some(row) => {
@@ -288,7 +290,12 @@ async fn load_postgres<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>,
         let tm = opt_i64(&r, "tm")?.filter(|t| *t >= 0);
         let generated: bool = r.try_get("", "generated")?;
         let class = if generated { ColumnClass::Opaque } else { pg_class(&typ, &typtype, det, tm) };
-        out.push((r.try_get::<String>("", "nsp")?, r.try_get::<String>("", "tbl")?, r.try_get::<String>("", "col")?, class));
+        out.push((
+            r.try_get::<String>("", "nsp")?,
+            r.try_get::<String>("", "tbl")?,
+            r.try_get::<String>("", "col")?,
+            class,
+        ));
     }
     Ok(group(out, rels))
 }
@@ -301,14 +308,16 @@ fn pg_class(typ: &str, typtype: &str, deterministic: bool, typmod: Option<i64>) 
     }
     match typ {
         "int2" | "int4" | "int8" => ColumnClass::Integer,
-        "numeric" => ColumnClass::Decimal {
-            scale: typmod.and_then(|m| u32::try_from(m.checked_sub(4)? & 0xFFFF).ok()),
-        },
+        "numeric" => {
+            ColumnClass::Decimal { scale: typmod.and_then(|m| u32::try_from(m.checked_sub(4)? & 0xFFFF).ok()) }
+        }
         "bool" => ColumnClass::Bool,
         "uuid" => ColumnClass::Uuid,
         "text" | "varchar" | "bpchar" if !deterministic => ColumnClass::Opaque,
         "text" => ColumnClass::Text { fold: TextFold::Exact, max_chars: None },
-        "varchar" => ColumnClass::Text { fold: TextFold::Exact, max_chars: max_chars(typmod.and_then(|m| m.checked_sub(4))) },
+        "varchar" => {
+            ColumnClass::Text { fold: TextFold::Exact, max_chars: max_chars(typmod.and_then(|m| m.checked_sub(4))) }
+        }
         "bpchar" => ColumnClass::Text { fold: TextFold::TrimEnd, max_chars: None },
         "bytea" => ColumnClass::Bytes,
         "date" => ColumnClass::Date,
@@ -354,7 +363,13 @@ async fn load_mysql<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, Db
         let class = if extra.to_ascii_uppercase().contains("GENERATED") {
             ColumnClass::Opaque
         } else {
-            mysql_class(&typ.to_ascii_lowercase(), &coll.to_ascii_lowercase(), opt_i64(&r, "char_len")?, opt_i64(&r, "scale")?, opt_i64(&r, "dprec")?)
+            mysql_class(
+                &typ.to_ascii_lowercase(),
+                &coll.to_ascii_lowercase(),
+                opt_i64(&r, "char_len")?,
+                opt_i64(&r, "scale")?,
+                opt_i64(&r, "dprec")?,
+            )
         };
         let table: String = r.try_get("", "tbl")?;
         let col: String = r.try_get("", "col")?;
@@ -414,7 +429,11 @@ async fn load_sqlite<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, D
             _ => {}
         }
         // A view's columns carry neither affinity nor collation of their own.
-        let collations = if kind == "table" { cacheops_core::analysis::column_collations(cacheops::Dialect::Sqlite, &sql) } else { None };
+        let collations = if kind == "table" {
+            cacheops_core::analysis::column_collations(cacheops::Dialect::Sqlite, &sql)
+        } else {
+            None
+        };
         let pragma = format!("SELECT name, type, hidden FROM pragma_table_xinfo('{}')", name.replace('\'', "''"));
         for c in conn.query_all_raw(Statement::from_string(DbBackend::Sqlite, pragma)).await? {
             let col: String = c.try_get("", "name")?;
@@ -422,7 +441,9 @@ async fn load_sqlite<C: ConnectionTrait>(conn: &C) -> Result<Vec<TableSchema>, D
             let hidden: i64 = c.try_get("", "hidden")?;
             let col = col.to_ascii_lowercase();
             let class = match &collations {
-                Some(colls) if hidden == 0 => sqlite_class(&decl.to_ascii_uppercase(), colls.get(&col).map(String::as_str)),
+                Some(colls) if hidden == 0 => {
+                    sqlite_class(&decl.to_ascii_uppercase(), colls.get(&col).map(String::as_str))
+                }
                 _ => ColumnClass::Opaque,
             };
             out.push((String::new(), name.to_ascii_lowercase(), col, class));
@@ -453,7 +474,12 @@ fn sqlite_class(decl: &str, collation: Option<&str>) -> ColumnClass {
         };
         return ColumnClass::Text { fold, max_chars: None };
     }
-    if decl.is_empty() || decl.contains("BLOB") || decl.contains("REAL") || decl.contains("FLOA") || decl.contains("DOUB") {
+    if decl.is_empty()
+        || decl.contains("BLOB")
+        || decl.contains("REAL")
+        || decl.contains("FLOA")
+        || decl.contains("DOUB")
+    {
         return ColumnClass::Opaque;
     }
     ColumnClass::Integer
@@ -467,7 +493,10 @@ mod tests {
     fn sqlite_affinity() {
         assert_eq!(sqlite_class("INTEGER", None), ColumnClass::Integer);
         assert_eq!(sqlite_class("BOOLEAN", None), ColumnClass::Integer);
-        assert_eq!(sqlite_class("VARCHAR(20)", Some("NOCASE")), ColumnClass::Text { fold: TextFold::AsciiCase, max_chars: None });
+        assert_eq!(
+            sqlite_class("VARCHAR(20)", Some("NOCASE")),
+            ColumnClass::Text { fold: TextFold::AsciiCase, max_chars: None }
+        );
         assert_eq!(sqlite_class("TEXT", Some("MYCOLL")), ColumnClass::Opaque);
         assert_eq!(sqlite_class("DATETIME_TEXT", None), ColumnClass::Opaque);
         assert_eq!(sqlite_class("REAL", None), ColumnClass::Opaque);
@@ -477,7 +506,10 @@ mod tests {
     #[test]
     fn mysql_collations() {
         assert_eq!(mysql_class("varchar", "utf8mb4_general_ci", Some(10), None, None), ColumnClass::Opaque);
-        assert_eq!(mysql_class("varchar", "utf8mb4_bin", Some(10), None, None), ColumnClass::Text { fold: TextFold::TrimEnd, max_chars: None });
+        assert_eq!(
+            mysql_class("varchar", "utf8mb4_bin", Some(10), None, None),
+            ColumnClass::Text { fold: TextFold::TrimEnd, max_chars: None }
+        );
         assert_eq!(mysql_class("float", "", None, None, None), ColumnClass::Opaque);
         assert_eq!(mysql_class("datetime", "", None, None, Some(3)), ColumnClass::Timestamp { precision: 3 });
     }

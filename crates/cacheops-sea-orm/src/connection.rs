@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use cacheops::Cache;
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, IsolationLevel,
-    QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
+    Statement, StreamTrait, TransactionError, TransactionOptions, TransactionTrait,
 };
 
 use crate::engine::{self, Class, Output, ReadMode, Shared, WriteMode, err};
@@ -98,7 +98,12 @@ impl CachedConnection {
         &self.shared
     }
 
-    async fn autocommit_write(&self, stmt: Statement, analysis: &cacheops::Analysis, mode: WriteMode) -> Result<Output, DbErr> {
+    async fn autocommit_write(
+        &self,
+        stmt: Statement,
+        analysis: &cacheops::Analysis,
+        mode: WriteMode,
+    ) -> Result<Output, DbErr> {
         let txn = self.inner.begin().await?;
         let mut leases = Vec::new();
         let res: Result<(Output, Vec<engine::Saved>), DbErr> = async {
@@ -158,11 +163,15 @@ impl CachedConnection {
         // Writes run in boxed futures: this future (moved on every call) stays as small as a
         // read needs.
         match engine::classify(&self.shared, &stmt.sql, &params) {
-            Class::Write(a) if !cacheops::invalidation_suppressed() => Box::pin(self.autocommit_write(stmt, &a, mode)).await,
+            Class::Write(a) if !cacheops::invalidation_suppressed() => {
+                Box::pin(self.autocommit_write(stmt, &a, mode)).await
+            }
             Class::Unknown => Box::pin(self.unknown_write(stmt, mode)).await,
             Class::Read(a) if matches!(mode, WriteMode::One | WriteMode::All) => {
                 let read_mode = if mode == WriteMode::One { ReadMode::One } else { ReadMode::All };
-                Ok(Output::Rows(engine::read_analyzed(&self.shared, &self.inner, stmt, &params, &a, read_mode, true).await?))
+                Ok(Output::Rows(
+                    engine::read_analyzed(&self.shared, &self.inner, stmt, &params, &a, read_mode, true).await?,
+                ))
             }
             _ => {
                 if matches!(mode, WriteMode::One | WriteMode::All) {
@@ -217,7 +226,10 @@ impl StreamTrait for CachedConnection {
 
     /// Streams are not cached. A data-changing statement cannot be streamed through the cached
     /// connection (its invalidation could not be tied to the stream's end): that is an error.
-    fn stream_raw<'a>(&'a self, stmt: Statement) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+    fn stream_raw<'a>(
+        &'a self,
+        stmt: Statement,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
         Box::pin(async move {
             engine::refuse_stream_write(&self.shared, &stmt)?;
             self.inner.stream_raw(stmt).await

@@ -424,7 +424,10 @@ mod tests {
         for result in results {
             assert_eq!(result.column_names(), row.columns);
             let proxy = sea_orm::from_query_result_to_proxy_row(&result);
-            assert_eq!(proxy.to_ordered_pairs(), row.columns.iter().cloned().zip(row.values.clone()).collect::<Vec<_>>());
+            assert_eq!(
+                proxy.to_ordered_pairs(),
+                row.columns.iter().cloned().zip(row.values.clone()).collect::<Vec<_>>()
+            );
             assert_eq!(proxy.values.len(), row.columns.len(), "the map is filled for callers");
         }
     }
@@ -440,7 +443,10 @@ mod tests {
             SeaValue::Int(None),
         ];
         let rows = vec![CachedRow { columns, values }];
-        for result in [decode_query_results(&encoded(&rows)).expect("decodes").remove(0), rows[0].clone().into_query_result().expect("rebuilds")] {
+        for result in [
+            decode_query_results(&encoded(&rows)).expect("decodes").remove(0),
+            rows[0].clone().into_query_result().expect("rebuilds"),
+        ] {
             assert_eq!(result.try_get::<i32>("", "id").ok(), Some(42));
             assert_eq!(result.try_get::<i64>("", "id").ok(), Some(42));
             assert_eq!(result.try_get_by_index::<String>(1).ok(), Some("post".to_owned()));
@@ -498,8 +504,9 @@ mod tests {
     #[test]
     fn old_format_and_other_versions_are_misses() {
         let rows = vec![all_values_row()];
-        let old = serde_json::to_vec(&vec![CachedRow { columns: vec!["id".into()], values: vec![SeaValue::Int(Some(1))] }])
-            .expect("serde_json");
+        let old =
+            serde_json::to_vec(&vec![CachedRow { columns: vec!["id".into()], values: vec![SeaValue::Int(Some(1))] }])
+                .expect("serde_json");
         assert_eq!(decode(&old), None);
         #[cfg(feature = "transparent")]
         assert!(decode_query_results(&old).is_none());

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use cacheops::{
-    Analysis, Analyzer, AnalyzerConfig, Cache, CacheOp, Dialect, Row, StatementKind,
-    TableChange, WriteLease, WriteTarget,
+    Analysis, Analyzer, AnalyzerConfig, Cache, CacheOp, Dialect, Row, StatementKind, TableChange, WriteLease,
+    WriteTarget,
 };
 use cacheops_core::ReadShape;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, ExecResult, QueryResult, Statement};
@@ -208,7 +208,9 @@ impl Shared {
     /// connection: which tables unqualified names mean is no longer known, so reads through
     /// this connection are no longer cached.
     pub(crate) fn namespace_changed(&self) {
-        tracing::warn!("cacheops: the session's search_path/database/autocommit changed; reads through this connection bypass the cache");
+        tracing::warn!(
+            "cacheops: the session's search_path/database/autocommit changed; reads through this connection bypass the cache"
+        );
         self.catalog.namespace_changed();
     }
 
@@ -335,7 +337,8 @@ fn calls_writing_function(catalog: &cacheops::equality::CatalogSnapshot, a: &Ana
 /// foreign keys' actions.
 fn truncates_cascade(sql: &str) -> bool {
     let lower = sql.trim_start().to_ascii_lowercase();
-    lower.starts_with("truncate") && lower.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|w| w == "cascade")
+    lower.starts_with("truncate")
+        && lower.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|w| w == "cascade")
 }
 
 pub(crate) fn is_ddl(sql: &str) -> bool {
@@ -345,9 +348,7 @@ pub(crate) fn is_ddl(sql: &str) -> bool {
 
 fn may_change_data(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();
-    lower
-        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .any(|w| DATA_CHANGING.contains(&w))
+    lower.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|w| DATA_CHANGING.contains(&w))
 }
 
 pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -> Class {
@@ -374,14 +375,18 @@ pub(crate) fn classify(shared: &Shared, sql: &str, params: &[cacheops::Value]) -
         },
         // A relation the catalog does not know may be a view over anything (created behind
         // the connection's back): not cached until the catalog is loaded again.
-        Ok(a) if a.kind == StatementKind::Read && a.write.is_none() && reads_unknown_relation(&catalog, &a) => Class::Pass,
+        Ok(a) if a.kind == StatementKind::Read && a.write.is_none() && reads_unknown_relation(&catalog, &a) => {
+            Class::Pass
+        }
         Ok(a) => match a.kind {
             StatementKind::Read if a.write.is_none() => {
                 let plan = Arc::new(ReadPlan::new(a));
                 shared.plans.insert(key, Arc::clone(&plan));
                 Class::Read(plan)
             }
-            StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => Class::Write(Box::new(a)),
+            StatementKind::Insert | StatementKind::Update | StatementKind::Delete if a.write.is_some() => {
+                Class::Write(Box::new(a))
+            }
             // DDL changes what equality means in a column: every cached value goes, as for a
             // statement that cannot be attributed.
             StatementKind::Other if is_ddl(sql) => Class::Unknown,
@@ -681,10 +686,8 @@ pub(crate) async fn write_in<C: ConnectionTrait>(
     };
     let pre = match (&w.preimage_sql, analysis.kind) {
         (Some(sql), StatementKind::Update | StatementKind::Delete) => {
-            let values: Option<Vec<_>> = stmt
-                .values
-                .as_ref()
-                .map(|v| w.where_params.iter().filter_map(|i| v.0.get(*i).cloned()).collect());
+            let values: Option<Vec<_>> =
+                stmt.values.as_ref().map(|v| w.where_params.iter().filter_map(|i| v.0.get(*i).cloned()).collect());
             let count_ok = values.as_ref().is_none_or(|v| v.len() == w.where_params.len());
             if count_ok {
                 // At most `max_preimage_rows` (+1, to tell): past it the change is table-level
@@ -758,11 +761,7 @@ fn statement_rows(w: &WriteTarget) -> Vec<Row> {
     w.rows
         .iter()
         .map(|vals| {
-            w.columns
-                .iter()
-                .zip(vals)
-                .filter_map(|(c, v)| v.as_ref().map(|v| (c.clone(), v.clone())))
-                .collect()
+            w.columns.iter().zip(vals).filter_map(|(c, v)| v.as_ref().map(|v| (c.clone(), v.clone()))).collect()
         })
         .collect()
 }
@@ -799,8 +798,7 @@ fn target_change(
                 return TableChange::table(table);
             }
             let assigned = statement_rows(w).into_iter().next().unwrap_or_default();
-            let unknown: Vec<&String> =
-                w.columns.iter().filter(|c| !assigned.contains_key(c.as_str())).collect();
+            let unknown: Vec<&String> = w.columns.iter().filter(|c| !assigned.contains_key(c.as_str())).collect();
             // New rows: the old rows with the assignments applied (columns set from expressions
             // unknown), then what RETURNING reported on top: whole rows replace them, a partial
             // RETURNING of a single row is overlaid (several partial rows cannot be matched up).
@@ -909,10 +907,16 @@ pub(crate) async fn cache_saved<C: ConnectionTrait>(shared: &Shared, conn: &C, s
     if !cfg!(feature = "transparent") {
         return Ok(()); // rows are not cached (see `say_rows_are_not_cached`)
     }
-    use sea_orm::sea_query::{Alias, Expr, ExprTrait, MysqlQueryBuilder, PostgresQueryBuilder, Query, SqliteQueryBuilder};
+    use sea_orm::sea_query::{
+        Alias, Expr, ExprTrait, MysqlQueryBuilder, PostgresQueryBuilder, Query, SqliteQueryBuilder,
+    };
     for s in saved {
         let column = if s.column.is_empty() {
-            if s.row.columns.iter().any(|c| c == "id") { "id".to_owned() } else { s.row.columns.first().cloned().unwrap_or_default() }
+            if s.row.columns.iter().any(|c| c == "id") {
+                "id".to_owned()
+            } else {
+                s.row.columns.first().cloned().unwrap_or_default()
+            }
         } else {
             s.column.clone()
         };

@@ -25,9 +25,9 @@
 //! version is `None`, which the caller treats as a miss.
 
 use chrono::{DateTime, Datelike, FixedOffset, Local, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
+use sea_orm::DbErr;
 use sea_orm::prelude::{Decimal, Uuid};
 use sea_orm::sea_query::{EnumTypeName, OptionEnum, Value as SeaValue};
-use sea_orm::DbErr;
 
 use crate::convert::CachedRow;
 

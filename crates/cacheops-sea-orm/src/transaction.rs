@@ -21,9 +21,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use cacheops::WriteLease;
 use sea_orm::{
-    AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel,
-    QueryResult, Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession,
-    TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult, IsolationLevel, QueryResult,
+    Statement, StreamTrait, TransactionError, TransactionOptions, TransactionSession, TransactionTrait,
 };
 
 use crate::engine::{self, Class, Output, ReadMode, Shared, WriteMode, err};
@@ -140,7 +139,8 @@ impl CachedTransaction {
         shared: Arc<Shared>,
         isolation: Isolation,
     ) -> Self {
-        let state = Arc::new(TxState { levels: Mutex::new(vec![Level::default()]), isolation: AtomicU8::new(isolation as u8) });
+        let state =
+            Arc::new(TxState { levels: Mutex::new(vec![Level::default()]), isolation: AtomicU8::new(isolation as u8) });
         CachedTransaction { inner: Some(inner), outer_conn: Some(conn), shared, state, depth: 0 }
     }
 
@@ -265,7 +265,13 @@ impl CachedTransaction {
             levels.push(Level::default());
             levels.len() - 1
         };
-        Ok(CachedTransaction { inner: Some(inner), outer_conn: None, shared: self.shared.clone(), state: self.state.clone(), depth })
+        Ok(CachedTransaction {
+            inner: Some(inner),
+            outer_conn: None,
+            shared: self.shared.clone(),
+            state: self.state.clone(),
+            depth,
+        })
     }
 
     fn take_level(&self) -> Level {
@@ -425,7 +431,10 @@ impl StreamTrait for CachedTransaction {
         self.shared.backend
     }
 
-    fn stream_raw<'a>(&'a self, stmt: Statement) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
+    fn stream_raw<'a>(
+        &'a self,
+        stmt: Statement,
+    ) -> Pin<Box<dyn Future<Output = Result<Self::Stream<'a>, DbErr>> + 'a + Send>> {
         Box::pin(async move {
             engine::refuse_stream_write(&self.shared, &stmt)?;
             self.txn()?.stream_raw(stmt).await

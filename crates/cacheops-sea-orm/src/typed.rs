@@ -7,8 +7,8 @@ use std::pin::Pin;
 
 use sea_orm::sea_query::Value as SeaValue;
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Iterable, ModelTrait, PaginatorTrait, QuerySelect, QueryTrait,
-    Select, Statement, TryIntoModel,
+    ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Iterable, ModelTrait, PaginatorTrait, QuerySelect,
+    QueryTrait, Select, Statement, TryIntoModel,
 };
 
 use crate::connection::CachedConnection;
@@ -76,21 +76,27 @@ where
     /// All rows, as models (cached as the models' column values: works with stock SeaORM).
     pub async fn all<C: CacheTarget>(self, db: &C) -> Result<Vec<E::Model>, DbErr> {
         let stmt = self.select.clone().build(db.get_database_backend());
-        let compute = || async { nocache(self.select.clone().all(db)).await.map(|models| models.iter().map(model_values::<E>).collect()) };
+        let compute = || async {
+            nocache(self.select.clone().all(db)).await.map(|models| models.iter().map(model_values::<E>).collect())
+        };
         let rows = typed(db, stmt, "all", &type_key::<E::Model>(), self.options, compute).await?;
         rows.into_iter().map(model_from_values::<E>).collect()
     }
     /// The first row (see [`WithCache::all`]).
     pub async fn one<C: CacheTarget>(self, db: &C) -> Result<Option<E::Model>, DbErr> {
         let stmt = self.select.clone().limit(1).build(db.get_database_backend());
-        let compute = || async { nocache(self.select.clone().one(db)).await.map(|model| model.iter().map(model_values::<E>).collect()) };
+        let compute = || async {
+            nocache(self.select.clone().one(db)).await.map(|model| model.iter().map(model_values::<E>).collect())
+        };
         let rows = typed(db, stmt, "one", &type_key::<E::Model>(), self.options, compute).await?;
         rows.into_iter().next().map(model_from_values::<E>).transpose()
     }
     /// The number of rows (see [`WithCache::all`]).
     pub async fn count<C: CacheTarget>(self, db: &C) -> Result<u64, DbErr> {
         let stmt = self.select.clone().build(db.get_database_backend());
-        let compute = || async { nocache(self.select.clone().count(db)).await.map(|n| vec![vec![SeaValue::BigUnsigned(Some(n))]]) };
+        let compute = || async {
+            nocache(self.select.clone().count(db)).await.map(|n| vec![vec![SeaValue::BigUnsigned(Some(n))]])
+        };
         let rows = typed(db, stmt, "count", "u64", self.options, compute).await?;
         match rows.first().and_then(|r| r.first()) {
             Some(SeaValue::BigUnsigned(Some(n))) => Ok(*n),
@@ -162,7 +168,8 @@ where
     let mut active = <E::ActiveModel as ActiveModelTrait>::default();
     let mut columns = E::Column::iter();
     for value in values {
-        let column = columns.next().ok_or_else(|| DbErr::Custom("cacheops: a cached model with too many values".into()))?;
+        let column =
+            columns.next().ok_or_else(|| DbErr::Custom("cacheops: a cached model with too many values".into()))?;
         active.try_set(column, value)?;
     }
     if columns.next().is_some() {
@@ -257,13 +264,20 @@ where
     let profiles = shared.cache.profiles();
     let disabled = analysis.reads.tables().any(|t| profiles.is_configured(t) && !profiles.for_table(t).enabled);
     let off = matches!(scope::current(), Some(Override::Off));
-    if !target.allowed || disabled || off || analysis.locking || analysis.volatile || !shared.catalog.namespace_known() {
+    if !target.allowed || disabled || off || analysis.locking || analysis.volatile || !shared.catalog.namespace_known()
+    {
         return compute().await;
     }
     let tables: Vec<&str> = analysis.reads.tables().collect();
     let Some(cache) = shared.cache_for(&tables)? else { return compute().await };
     let namespace = shared.catalog.namespace().unwrap_or_default();
-    let mut query = cache.sql_query(&stmt.sql, &params, analysis, &shared.db, &format!("model:{shape}:{type_name}\u{0}{namespace}"));
+    let mut query = cache.sql_query(
+        &stmt.sql,
+        &params,
+        analysis,
+        &shared.db,
+        &format!("model:{shape}:{type_name}\u{0}{namespace}"),
+    );
     if let Some(t) = options.timeout {
         query = query.with_timeout(t);
     }
@@ -291,7 +305,8 @@ where
 fn encode_values(rows: &[Vec<SeaValue>]) -> Result<Vec<u8>, DbErr> {
     let width = rows.first().map_or(0, Vec::len);
     let columns: Vec<String> = (0..width).map(|i| i.to_string()).collect();
-    let rows: Vec<CachedRow> = rows.iter().map(|values| CachedRow { columns: columns.clone(), values: values.clone() }).collect();
+    let rows: Vec<CachedRow> =
+        rows.iter().map(|values| CachedRow { columns: columns.clone(), values: values.clone() }).collect();
     crate::convert::encode(&rows)
 }
 

@@ -44,16 +44,20 @@ async fn cached(e: &Env) {
 /// when it rolls back.
 async fn hold_key(e: &Env, key: &str, hold: Duration) -> tokio::task::JoinHandle<()> {
     e.raw
-        .execute_unprepared("ALTER TABLE post ADD CONSTRAINT post_title_key UNIQUE (title) DEFERRABLE INITIALLY DEFERRED")
+        .execute_unprepared(
+            "ALTER TABLE post ADD CONSTRAINT post_title_key UNIQUE (title) DEFERRABLE INITIALLY DEFERRED",
+        )
         .await
         .expect("constraint");
     e.db.load_catalog().await.expect("catalog");
     let url = format!("{PG}?options=-c%20search_path%3D{}", e.schema);
     let other = Database::connect(&url).await.expect("connect");
     let txn = other.begin().await.expect("begin");
-    txn.execute_unprepared(&format!("INSERT INTO post (title, category_id, author_id, visible) VALUES ('{key}', 3, 1, true)"))
-        .await
-        .expect("insert");
+    txn.execute_unprepared(&format!(
+        "INSERT INTO post (title, category_id, author_id, visible) VALUES ('{key}', 3, 1, true)"
+    ))
+    .await
+    .expect("insert");
     tokio::spawn(async move {
         tokio::time::sleep(hold).await;
         txn.rollback().await.expect("rollback");
@@ -94,7 +98,10 @@ async fn autocommit_write_dropped_during_commit() {
     cached(&e).await;
     let holder = hold_key(&e, "slow", Duration::from_millis(800)).await;
     let write = e.db.execute_unprepared("UPDATE post SET title = 'slow' WHERE id = 1");
-    assert!(tokio::time::timeout(Duration::from_millis(300), write).await.is_err(), "the COMMIT must be slow (test setup)");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), write).await.is_err(),
+        "the COMMIT must be slow (test setup)"
+    );
     reads_stay_fresh(&e, holder, "slow").await;
 }
 
@@ -105,7 +112,10 @@ async fn transaction_commit_dropped() {
     let holder = hold_key(&e, "slow-txn", Duration::from_millis(800)).await;
     let txn = e.db.begin().await.expect("begin");
     txn.execute_unprepared("UPDATE post SET title = 'slow-txn' WHERE id = 1").await.expect("update");
-    assert!(tokio::time::timeout(Duration::from_millis(300), txn.commit()).await.is_err(), "the COMMIT must be slow (test setup)");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), txn.commit()).await.is_err(),
+        "the COMMIT must be slow (test setup)"
+    );
     reads_stay_fresh(&e, holder, "slow-txn").await;
 }
 
@@ -124,6 +134,9 @@ async fn unattributable_write_dropped() {
     let holder = hold_key(&e, "slow-unknown", Duration::from_millis(800)).await;
     cached(&e).await;
     let write = e.db.execute_unprepared("UPDATE post SET title = 'slow-unknown' WHERE id = 1");
-    assert!(tokio::time::timeout(Duration::from_millis(300), write).await.is_err(), "the COMMIT must be slow (test setup)");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), write).await.is_err(),
+        "the COMMIT must be slow (test setup)"
+    );
     reads_stay_fresh(&e, holder, "slow-unknown").await;
 }

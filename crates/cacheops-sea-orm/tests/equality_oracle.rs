@@ -50,17 +50,37 @@ const PG_CASES: &[Case] = &[
         ],
         "'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
     ),
-    case("date", &["'2024-01-05'", "'20240105'", "'Jan 5 2024'", "'2024-01-05 10:30'", "DATE '2024-01-05'"], "'2020-01-01'"),
+    case(
+        "date",
+        &["'2024-01-05'", "'20240105'", "'Jan 5 2024'", "'2024-01-05 10:30'", "DATE '2024-01-05'"],
+        "'2020-01-01'",
+    ),
     case("time", &["'10:30'", "'10:30:00'", "'10:30:00.000001'", "'10:30 AM'"], "'01:00'"),
     case(
         "timestamp",
-        &["'2024-01-05 10:00'", "'2024-01-05T10:00:00'", "'2024-01-05 10:00:00+05'", "'2024-01-05 10:00:00.0000004'", "'2024-01-05'::date"],
+        &[
+            "'2024-01-05 10:00'",
+            "'2024-01-05T10:00:00'",
+            "'2024-01-05 10:00:00+05'",
+            "'2024-01-05 10:00:00.0000004'",
+            "'2024-01-05'::date",
+        ],
         "'2020-01-01 00:00'",
     ),
-    case("timestamp(0)", &["'2024-01-05 10:00:00'", "'2024-01-05 10:00:00.4'", "'2024-01-05 09:59:59.6'"], "'2020-01-01 00:00'"),
+    case(
+        "timestamp(0)",
+        &["'2024-01-05 10:00:00'", "'2024-01-05 10:00:00.4'", "'2024-01-05 09:59:59.6'"],
+        "'2020-01-01 00:00'",
+    ),
     case(
         "timestamptz",
-        &["'2024-01-05 10:00:00+05'", "'2024-01-05 05:00:00Z'", "'2024-01-05 05:00:00'", "'2024-01-05 06:00:00+01'", "'2024-01-05 05:00:00.0000001Z'"],
+        &[
+            "'2024-01-05 10:00:00+05'",
+            "'2024-01-05 05:00:00Z'",
+            "'2024-01-05 05:00:00'",
+            "'2024-01-05 06:00:00+01'",
+            "'2024-01-05 05:00:00.0000001Z'",
+        ],
         "'2020-01-01 00:00Z'",
     ),
     case("interval", &["'1 hour'", "'60 minutes'", "'3600 seconds'"], "'1 day'"),
@@ -83,11 +103,19 @@ const MYSQL_CASES: &[Case] = &[
     case("float", &["0.1", "'0.1'"], "2"),
     case("boolean", &["true", "1", "'1'", "'true'"], "0"),
     case("date", &["'2024-01-05'", "'20240105'", "'2024-01-05 00:00:00'", "'2024/1/5'"], "'2020-01-01'"),
-    case("datetime", &["'2024-01-05 10:00:00'", "'2024-01-05T10:00'", "'2024-01-05 10:00:00.4'", "20240105100000"], "'2020-01-01 00:00:00'"),
+    case(
+        "datetime",
+        &["'2024-01-05 10:00:00'", "'2024-01-05T10:00'", "'2024-01-05 10:00:00.4'", "20240105100000"],
+        "'2020-01-01 00:00:00'",
+    ),
     case("datetime(3)", &["'2024-01-05 10:00:00.123'", "'2024-01-05 10:00:00.1234'"], "'2020-01-01 00:00:00'"),
     case("timestamp NULL", &["'2024-01-05 10:00:00'", "'2024-01-05 10:00'"], "'2020-01-01 00:00:00'"),
     case("enum('a','b')", &["'a'", "'A'", "1", "'a '"], "'b'"),
-    case("uuid", &["'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'A0EEBC999C0B4EF8BB6D6BB9BD380A11'"], "'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'"),
+    case(
+        "uuid",
+        &["'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "'A0EEBC999C0B4EF8BB6D6BB9BD380A11'"],
+        "'b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+    ),
     case("varbinary(10)", &["'ab'", "0x6162", "X'6162'"], "'zz'"),
     case("binary(4)", &["'ab'", "X'61620000'"], "'zz'"),
     case("json", &[r#"'{"a":1}'"#, r#"'{"a": 1}'"#], "'[]'"),
@@ -152,7 +180,11 @@ impl Oracle {
     }
 
     fn stmt_with(&self, sql: &str, values: &[sea_orm::Value]) -> Statement {
-        if values.is_empty() { self.stmt(sql) } else { Statement::from_sql_and_values(self.backend, sql, values.to_vec()) }
+        if values.is_empty() {
+            self.stmt(sql)
+        } else {
+            Statement::from_sql_and_values(self.backend, sql, values.to_vec())
+        }
     }
 
     /// The ids of rows with `k` whose column equals `a`, through the cache and through the raw
@@ -160,12 +192,18 @@ impl Oracle {
     async fn read(&self, table: &str, k: usize, a: &Arg) -> Option<(Vec<i64>, Vec<i64>)> {
         let sql = format!("SELECT id FROM {table} WHERE k = {k} AND col = {}", a.sql);
         let ids = |rows: Vec<sea_orm::QueryResult>| -> Vec<i64> {
-            let mut v: Vec<i64> = rows.iter().map(|r| r.try_get_by_index::<i64>(0).or_else(|_| r.try_get_by_index::<i32>(0).map(i64::from)).expect("id")).collect();
+            let mut v: Vec<i64> = rows
+                .iter()
+                .map(|r| {
+                    r.try_get_by_index::<i64>(0).or_else(|_| r.try_get_by_index::<i32>(0).map(i64::from)).expect("id")
+                })
+                .collect();
             v.sort_unstable();
             v
         };
         let raw = ids(self.raw.query_all_raw(self.stmt_with(&sql, &a.values)).await.ok()?);
-        let cached = ids(self.db.query_all_raw(self.stmt_with(&sql, &a.values)).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
+        let cached =
+            ids(self.db.query_all_raw(self.stmt_with(&sql, &a.values)).await.unwrap_or_else(|e| panic!("{sql}: {e}")));
         Some((cached, raw))
     }
 
@@ -178,7 +216,12 @@ impl Oracle {
         self.take();
         let sql = format!("SELECT id FROM {table} WHERE k = {k} AND col = {}", a.sql);
         self.db.query_all_raw(self.stmt_with(&sql, &a.values)).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-        assert_eq!(self.take(), 0, "{sql} {:?}: the second read must be a hit (else the test proves nothing)", a.values);
+        assert_eq!(
+            self.take(),
+            0,
+            "{sql} {:?}: the second read must be a hit (else the test proves nothing)",
+            a.values
+        );
         true
     }
 
@@ -219,7 +262,11 @@ impl Oracle {
                     }
                     // UPDATE a row to b.
                     let k2 = k();
-                    assert!(self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k2}, {})", c.other)).await, "{}: other", c.ty);
+                    assert!(
+                        self.write(&format!("INSERT INTO {table} (k, col) VALUES ({k2}, {})", c.other)).await,
+                        "{}: other",
+                        c.ty
+                    );
                     self.cache_read(&table, k2, &a).await;
                     if self.write(&format!("UPDATE {table} SET col = {b} WHERE k = {k2}")).await {
                         let (cached, raw) = self.read(&table, k2, &a).await.expect("read");
@@ -309,7 +356,10 @@ where
         _ => "id INTEGER PRIMARY KEY AUTOINCREMENT",
     };
     for (i, c) in &indexed {
-        setup.execute_unprepared(&format!("CREATE TABLE eq_{i} ({id}, k int, col {})", c.ty)).await.unwrap_or_else(|e| panic!("{}: {e}", c.ty));
+        setup
+            .execute_unprepared(&format!("CREATE TABLE eq_{i} ({id}, k int, col {})", c.ty))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", c.ty));
     }
     for chunk in indexed.chunks(parallel) {
         let runs = chunk.iter().map(|(i, c)| {
@@ -364,8 +414,13 @@ async fn postgres_equality_matrix() {
 #[tokio::test]
 async fn mariadb_equality_matrix() {
     let name = format!("cacheops_eq{}", std::process::id());
-    let admin = Database::connect("mysql://root@127.0.0.1:3306/mysql").await.expect("MariaDB must be running on 127.0.0.1:3306 (see .ci/run)");
-    admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}")).await.expect("database");
+    let admin = Database::connect("mysql://root@127.0.0.1:3306/mysql")
+        .await
+        .expect("MariaDB must be running on 127.0.0.1:3306 (see .ci/run)");
+    admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"))
+        .await
+        .expect("database");
     let url = format!("mysql://root@127.0.0.1:3306/{name}");
     let t = run_matrix(MYSQL_CASES, "eq-my", 8, || async { Database::connect(&url).await.expect("connect") }).await;
     report("MariaDB", &t);

@@ -73,7 +73,11 @@ async fn search_path_separates_and_set_search_path_bypasses() {
     let db_s = CachedConnection::new(single, e.db.cache().clone());
     assert_eq!(rows(&db_s, read).await, vec!["p1"]);
     db_s.execute_unprepared(&format!("SET search_path = {other}")).await.unwrap();
-    assert_eq!(rows(&db_s, read).await, vec!["other"], "after SET search_path the cached connection reads what the database says");
+    assert_eq!(
+        rows(&db_s, read).await,
+        vec!["other"],
+        "after SET search_path the cached connection reads what the database says"
+    );
     assert_eq!(rows(&db_s, read).await, vec!["other"]);
     e.raw.execute_unprepared(&format!("DROP SCHEMA {other} CASCADE")).await.unwrap();
 }
@@ -211,7 +215,8 @@ async fn triggers_and_rules_reach_the_tables_they_touch() {
         "CREATE FUNCTION upper_title() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.title := upper(NEW.title); RETURN NEW; END $$",
     )
     .await;
-    exec(&e, "CREATE TRIGGER post_upper BEFORE INSERT OR UPDATE ON post FOR EACH ROW EXECUTE FUNCTION upper_title()").await;
+    exec(&e, "CREATE TRIGGER post_upper BEFORE INSERT OR UPDATE ON post FOR EACH ROW EXECUTE FUNCTION upper_title()")
+        .await;
     let upper = "SELECT id::text FROM post WHERE title = 'LOUD'";
     assert!(cache(&e, upper).await.is_empty());
     exec(&e, "UPDATE post SET title = 'loud' WHERE id = 2").await;
@@ -232,7 +237,9 @@ async fn prepared_statements_executed_through_the_connection() {
     cache(&e, read).await;
     // One pooled connection for PREPARE and EXECUTE: inside a transaction.
     let txn = sea_orm::TransactionTrait::begin(&e.db).await.unwrap();
-    txn.execute_unprepared("PREPARE rename_post (int) AS UPDATE post SET title = 'prepared' WHERE id = $1").await.unwrap();
+    txn.execute_unprepared("PREPARE rename_post (int) AS UPDATE post SET title = 'prepared' WHERE id = $1")
+        .await
+        .unwrap();
     txn.execute_unprepared("EXECUTE rename_post (4)").await.unwrap();
     txn.commit().await.unwrap();
     assert_eq!(fresh(&e, read).await, vec!["prepared"]);
@@ -267,7 +274,8 @@ async fn reads_that_match_nothing_are_cached_and_emit_read_events() {
 #[tokio::test]
 async fn call_of_a_procedure_invalidates() {
     let e = env_all("call").await;
-    exec(&e, "CREATE PROCEDURE rename_post(i int) LANGUAGE sql AS $$ UPDATE post SET title = 'called' WHERE id = i $$").await;
+    exec(&e, "CREATE PROCEDURE rename_post(i int) LANGUAGE sql AS $$ UPDATE post SET title = 'called' WHERE id = i $$")
+        .await;
     let read = "SELECT title FROM post WHERE id = 3";
     cache(&e, read).await;
     exec(&e, "CALL rename_post(3)").await;

@@ -87,7 +87,9 @@ async fn sqlite_names_views_and_triggers() {
 async fn mariadb_names_views_triggers_and_other_databases() {
     let name = format!("cacheops_hd{}", std::process::id());
     let other = format!("{name}_o");
-    let admin = Database::connect("mysql://root@127.0.0.1:3306/mysql").await.expect("MariaDB must be running on 127.0.0.1:3306 (see .ci/run)");
+    let admin = Database::connect("mysql://root@127.0.0.1:3306/mysql")
+        .await
+        .expect("MariaDB must be running on 127.0.0.1:3306 (see .ci/run)");
     admin
         .execute_unprepared(&format!(
             "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}; DROP DATABASE IF EXISTS {other}; CREATE DATABASE {other};

@@ -118,7 +118,9 @@ async fn postgres_session_characteristics() {
     let cache = redis_cache("pg-session").await;
     let e = env_with("iso_session", cache.clone()).await;
     let (db, n) = pg_connection(&e, "", &cache).await;
-    db.execute_unprepared("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE").await.expect("set");
+    db.execute_unprepared("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+        .await
+        .expect("set");
     snapshot_read_is_not_stored(&e, &db, &n, &[], "via-session").await;
 }
 
@@ -143,7 +145,9 @@ const MYSQL: &str = "mysql://root@127.0.0.1:3306";
 #[tokio::test]
 async fn mysql_autocommit_off_reads_are_not_stored() {
     let dbname = format!("cacheops_iso{}", std::process::id());
-    let admin = Database::connect(format!("{MYSQL}/mysql")).await.expect("MariaDB/MySQL must be running on 127.0.0.1:3306 (see .ci/run)");
+    let admin = Database::connect(format!("{MYSQL}/mysql"))
+        .await
+        .expect("MariaDB/MySQL must be running on 127.0.0.1:3306 (see .ci/run)");
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {dbname}; CREATE DATABASE {dbname}")).await.expect("db");
     let url = format!("{MYSQL}/{dbname}");
     let writer_raw = Database::connect(&url).await.expect("connect");

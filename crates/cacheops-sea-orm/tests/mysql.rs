@@ -16,7 +16,9 @@ const MYSQL: &str = "mysql://root@127.0.0.1:3306";
 #[tokio::test]
 async fn mysql_reads_are_cached_and_writes_invalidate() {
     let dbname = format!("cacheops_t{}", std::process::id());
-    let admin = Database::connect(format!("{MYSQL}/mysql")).await.expect("MariaDB/MySQL must be running on 127.0.0.1:3306 (see .ci/run)");
+    let admin = Database::connect(format!("{MYSQL}/mysql"))
+        .await
+        .expect("MariaDB/MySQL must be running on 127.0.0.1:3306 (see .ci/run)");
     admin.execute_unprepared(&format!("DROP DATABASE IF EXISTS {dbname}; CREATE DATABASE {dbname}")).await.unwrap();
     let mut raw = Database::connect(format!("{MYSQL}/{dbname}")).await.unwrap();
     for sql in [
@@ -43,7 +45,8 @@ async fn mysql_reads_are_cached_and_writes_invalidate() {
     db.load_catalog().await.unwrap();
     n.store(0, Ordering::SeqCst);
     let take = || n.swap(0, Ordering::SeqCst);
-    let cat = |c: i32| post::Entity::find().filter(post::Column::CategoryId.eq(c)).order_by_asc(post::Column::Id).all(&db);
+    let cat =
+        |c: i32| post::Entity::find().filter(post::Column::CategoryId.eq(c)).order_by_asc(post::Column::Id).all(&db);
 
     let c3 = cat(3).await.unwrap();
     assert_eq!(c3.len(), 2);
@@ -62,10 +65,16 @@ async fn mysql_reads_are_cached_and_writes_invalidate() {
     assert_eq!(cat(4).await.unwrap().len(), 3);
     assert_eq!(take(), 2, "old and new category invalidated");
 
-    post::ActiveModel { title: Set("n".into()), category_id: Set(3), author_id: Set(1), visible: Set(true), ..Default::default() }
-        .insert(&db)
-        .await
-        .unwrap();
+    post::ActiveModel {
+        title: Set("n".into()),
+        category_id: Set(3),
+        author_id: Set(1),
+        visible: Set(true),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await
+    .unwrap();
     take();
     assert_eq!(cat(3).await.unwrap().len(), 2);
     assert_eq!(take(), 1);
@@ -80,10 +89,16 @@ async fn mysql_reads_are_cached_and_writes_invalidate() {
     assert!(by_title().await.unwrap().is_empty());
     assert_eq!(take(), 0, "the typed read is a hit");
     for (i, title) in ["ABC", "abc ", "àbc"].into_iter().enumerate() {
-        post::ActiveModel { title: Set(title.into()), category_id: Set(4), author_id: Set(1), visible: Set(true), ..Default::default() }
-            .insert(&db)
-            .await
-            .unwrap();
+        post::ActiveModel {
+            title: Set(title.into()),
+            category_id: Set(4),
+            author_id: Set(1),
+            visible: Set(true),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
         assert_eq!(by_title().await.unwrap().len(), i + 1, "after inserting {title:?}");
         by_title().await.unwrap();
     }

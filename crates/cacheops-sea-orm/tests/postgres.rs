@@ -29,7 +29,12 @@ async fn get_is_cached_and_saving_another_row_keeps_it() {
 }
 
 async fn list(e: &Env, cat: i32) -> Vec<post::Model> {
-    post::Entity::find().filter(post::Column::CategoryId.eq(cat)).order_by_asc(post::Column::Id).all(&e.db).await.unwrap()
+    post::Entity::find()
+        .filter(post::Column::CategoryId.eq(cat))
+        .order_by_asc(post::Column::Id)
+        .all(&e.db)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -38,10 +43,16 @@ async fn foreign_key_invalidation_is_granular() {
     assert_eq!(list(&e, 3).await.len(), 2);
     assert_eq!(list(&e, 4).await.len(), 2);
     e.take();
-    post::ActiveModel { title: Set("new".into()), category_id: Set(3), author_id: Set(9), visible: Set(true), ..Default::default() }
-        .insert(&e.db)
-        .await
-        .unwrap();
+    post::ActiveModel {
+        title: Set("new".into()),
+        category_id: Set(3),
+        author_id: Set(9),
+        visible: Set(true),
+        ..Default::default()
+    }
+    .insert(&e.db)
+    .await
+    .unwrap();
     e.take();
     assert_eq!(list(&e, 4).await.len(), 2);
     assert_eq!(e.take(), 0, "category 4 untouched");
@@ -52,7 +63,8 @@ async fn foreign_key_invalidation_is_granular() {
 #[tokio::test]
 async fn boolean_column_invalidation() {
     let e = env("bool").await;
-    let visible = || post::Entity::find().filter(post::Column::Visible.eq(true)).order_by_asc(post::Column::Id).all(&e.db);
+    let visible =
+        || post::Entity::find().filter(post::Column::Visible.eq(true)).order_by_asc(post::Column::Id).all(&e.db);
     assert_eq!(visible().await.unwrap().len(), 3);
     e.take();
     let mut p2 = post::Entity::find_by_id(2).one(&e.db).await.unwrap().unwrap().into_active_model();
@@ -71,8 +83,20 @@ async fn bulk_insert_update_many_and_delete_many_invalidate() {
     }
     e.take();
     post::Entity::insert_many([
-        post::ActiveModel { title: Set("a".into()), category_id: Set(5), author_id: Set(1), visible: Set(true), ..Default::default() },
-        post::ActiveModel { title: Set("b".into()), category_id: Set(5), author_id: Set(1), visible: Set(true), ..Default::default() },
+        post::ActiveModel {
+            title: Set("a".into()),
+            category_id: Set(5),
+            author_id: Set(1),
+            visible: Set(true),
+            ..Default::default()
+        },
+        post::ActiveModel {
+            title: Set("b".into()),
+            category_id: Set(5),
+            author_id: Set(1),
+            visible: Set(true),
+            ..Default::default()
+        },
     ])
     .exec(&e.db)
     .await
@@ -187,9 +211,13 @@ async fn raw_union_and_subquery_reads_are_cached_and_invalidated() {
         e.db.query_all_raw(s.clone()).await.unwrap();
     }
     assert_eq!(e.take(), 2, "both cached");
-    e.db.execute_raw(Statement::from_sql_and_values(be, "UPDATE post SET author_id = $1 WHERE id = $2", [2.into(), 1.into()]))
-        .await
-        .unwrap();
+    e.db.execute_raw(Statement::from_sql_and_values(
+        be,
+        "UPDATE post SET author_id = $1 WHERE id = $2",
+        [2.into(), 1.into()],
+    ))
+    .await
+    .unwrap();
     e.take();
     assert_eq!(e.db.query_all_raw(union.clone()).await.unwrap().len(), 4, "post 1 now has author 2");
     assert_eq!(e.take(), 1, "the union depends on author_id = 2");
@@ -219,21 +247,40 @@ async fn transactions_hide_writes_until_commit_and_rollbacks_leave_nothing_stale
 
     // Rollback.
     let txn = e.db.begin().await.unwrap();
-    post::Entity::update_many().col_expr(post::Column::Title, Expr::value("rolled back")).filter(post::Column::Id.eq(1)).exec(&txn).await.unwrap();
+    post::Entity::update_many()
+        .col_expr(post::Column::Title, Expr::value("rolled back"))
+        .filter(post::Column::Id.eq(1))
+        .exec(&txn)
+        .await
+        .unwrap();
     txn.rollback().await.unwrap();
     assert_eq!(title(&e.db).await, "in txn");
 
     // A rolled-back savepoint.
     let txn = e.db.begin().await.unwrap();
     let sp = txn.begin().await.unwrap();
-    post::Entity::update_many().col_expr(post::Column::Title, Expr::value("sp")).filter(post::Column::Id.eq(1)).exec(&sp).await.unwrap();
+    post::Entity::update_many()
+        .col_expr(post::Column::Title, Expr::value("sp"))
+        .filter(post::Column::Id.eq(1))
+        .exec(&sp)
+        .await
+        .unwrap();
     sp.rollback().await.unwrap();
     let sp2 = txn.begin().await.unwrap();
-    post::Entity::update_many().col_expr(post::Column::Title, Expr::value("sp2")).filter(post::Column::Id.eq(2)).exec(&sp2).await.unwrap();
+    post::Entity::update_many()
+        .col_expr(post::Column::Title, Expr::value("sp2"))
+        .filter(post::Column::Id.eq(2))
+        .exec(&sp2)
+        .await
+        .unwrap();
     sp2.commit().await.unwrap();
     txn.commit().await.unwrap();
     assert_eq!(title(&e.db).await, "in txn");
-    assert_eq!(post::Entity::find_by_id(2).one(&e.db).await.unwrap().unwrap().title, "sp2", "released savepoint's write invalidated at outer commit");
+    assert_eq!(
+        post::Entity::find_by_id(2).one(&e.db).await.unwrap().unwrap().title,
+        "sp2",
+        "released savepoint's write invalidated at outer commit"
+    );
 
     // A clean transaction's reads hit.
     title(&e.db).await;
@@ -250,10 +297,16 @@ async fn no_invalidation_suppresses_and_explicit_invalidation_restores() {
     assert_eq!(list(&e, 3).await.len(), 2);
     let db = e.db.clone();
     cacheops::no_invalidation(async move {
-        post::ActiveModel { title: Set("quiet".into()), category_id: Set(3), author_id: Set(1), visible: Set(true), ..Default::default() }
-            .insert(&db)
-            .await
-            .unwrap();
+        post::ActiveModel {
+            title: Set("quiet".into()),
+            category_id: Set(3),
+            author_id: Set(1),
+            visible: Set(true),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
     })
     .await;
     e.take();
@@ -273,10 +326,16 @@ async fn concurrent_reader_sees_commit() {
     };
     assert_eq!(read().await, 2);
     let txn = e.db.begin().await.unwrap();
-    post::ActiveModel { title: Set("x".into()), category_id: Set(4), author_id: Set(1), visible: Set(true), ..Default::default() }
-        .insert(&txn)
-        .await
-        .unwrap();
+    post::ActiveModel {
+        title: Set("x".into()),
+        category_id: Set(4),
+        author_id: Set(1),
+        visible: Set(true),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await
+    .unwrap();
     let r = tokio::spawn(read()).await.unwrap();
     assert_eq!(r, 2, "uncommitted insert invisible");
     txn.commit().await.unwrap();
@@ -340,10 +399,16 @@ async fn manual_cache_nocache_and_typed_caching() {
     assert_eq!(e.db.typed_count(q()).await.unwrap(), 2);
     assert_eq!(e.db.typed_one(post::Entity::find_by_id(1)).await.unwrap().map(|p| p.id), Some(1));
     assert_eq!(e.take(), 1, "typed_* is .cache(): the list and the count were cached already");
-    post::ActiveModel { title: sea_orm::ActiveValue::Set("t".into()), category_id: sea_orm::ActiveValue::Set(3), author_id: sea_orm::ActiveValue::Set(1), visible: sea_orm::ActiveValue::Set(true), ..Default::default() }
-        .insert(&e.db)
-        .await
-        .unwrap();
+    post::ActiveModel {
+        title: sea_orm::ActiveValue::Set("t".into()),
+        category_id: sea_orm::ActiveValue::Set(3),
+        author_id: sea_orm::ActiveValue::Set(1),
+        visible: sea_orm::ActiveValue::Set(true),
+        ..Default::default()
+    }
+    .insert(&e.db)
+    .await
+    .unwrap();
     e.take();
     assert_eq!(e.db.typed_all(q()).await.unwrap().len(), 3);
     assert_eq!(q().cache().all(&e.db).await.unwrap().len(), 3);
@@ -357,7 +422,8 @@ async fn manual_cache_nocache_and_typed_caching() {
 async fn db_agnostic_decides_whether_databases_share_entries() {
     use cacheops::{Profile, Profiles};
     for agnostic in [true, false] {
-        let profiles = Profiles::builder().profile("*", Profile::builder().ops(["all"]).db_agnostic(agnostic)).build().unwrap();
+        let profiles =
+            Profiles::builder().profile("*", Profile::builder().ops(["all"]).db_agnostic(agnostic)).build().unwrap();
         let name = if agnostic { "agn" } else { "nagn" };
         let a = env_profiles(name, profiles).await;
         // Two database names over connections that resolve names alike (same search_path: a
@@ -396,10 +462,16 @@ async fn cache_on_save_primes_the_next_get() {
     assert_eq!(got.title, "saved");
     assert_eq!(e.take(), 0, "the saved row was cached for the next get by primary key");
 
-    let inserted = post::ActiveModel { title: Set("new".into()), category_id: Set(4), author_id: Set(1), visible: Set(true), ..Default::default() }
-        .insert(&e.db)
-        .await
-        .unwrap();
+    let inserted = post::ActiveModel {
+        title: Set("new".into()),
+        category_id: Set(4),
+        author_id: Set(1),
+        visible: Set(true),
+        ..Default::default()
+    }
+    .insert(&e.db)
+    .await
+    .unwrap();
     e.take();
     assert_eq!(post::Entity::find_by_id(inserted.id).one(&e.db).await.unwrap().unwrap(), inserted);
     assert_eq!(e.take(), 0, "an inserted row too");
@@ -421,7 +493,12 @@ async fn cache_on_save_primes_the_next_get() {
     e.take();
     assert_eq!(post::Entity::find_by_id(2).one(&e.db).await.unwrap().unwrap().title, "txn saved");
     assert_eq!(e.take(), 0);
-    post::Entity::update_many().col_expr(post::Column::Title, Expr::value("bulk")).filter(post::Column::Id.eq(2)).exec(&e.db).await.unwrap();
+    post::Entity::update_many()
+        .col_expr(post::Column::Title, Expr::value("bulk"))
+        .filter(post::Column::Id.eq(2))
+        .exec(&e.db)
+        .await
+        .unwrap();
     e.take();
     assert_eq!(post::Entity::find_by_id(2).one(&e.db).await.unwrap().unwrap().title, "bulk");
     assert_eq!(e.take(), 1);
@@ -432,7 +509,13 @@ async fn prefix_callback_sees_database_and_tables() {
     let e = env("prefix").await;
     // post and category share a prefix per database; tag lives alone.
     let db = e.db.clone().with_prefix_fn(|q| {
-        let group = if q.tables.iter().all(|t| *t == "tag") { "tags" } else if q.tables.iter().all(|t| *t != "tag") { "blog" } else { "mixed" };
+        let group = if q.tables.iter().all(|t| *t == "tag") {
+            "tags"
+        } else if q.tables.iter().all(|t| *t != "tag") {
+            "blog"
+        } else {
+            "mixed"
+        };
         format!("p-{}-{group}-{}", q.db, std::process::id())
     });
     let by_cat = || post::Entity::find_by_id(1).find_also_related(category::Entity).one(&db);
@@ -477,7 +560,12 @@ async fn local_get_keeps_a_copy_that_other_processes_invalidate() {
                 .redis_url(REDIS)
                 .prefix(prefix)
                 .degrade(false)
-                .profiles(Profiles::builder().profile("post", Profile::builder().ops(["get"]).local_get(true)).build().unwrap())
+                .profiles(
+                    Profiles::builder()
+                        .profile("post", Profile::builder().ops(["get"]).local_get(true))
+                        .build()
+                        .unwrap(),
+                )
                 .build()
                 .await
                 .unwrap()
@@ -509,9 +597,12 @@ async fn partial_returning_stays_granular() {
     list(&e, 4).await;
     e.take();
     let be = e.db.get_database_backend();
-    let rows = e
-        .db
-        .query_all_raw(Statement::from_sql_and_values(be, "UPDATE post SET title = $1 WHERE id = $2 RETURNING id", ["t".into(), 1.into()]))
+    let rows =
+        e.db.query_all_raw(Statement::from_sql_and_values(
+            be,
+            "UPDATE post SET title = $1 WHERE id = $2 RETURNING id",
+            ["t".into(), 1.into()],
+        ))
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);

@@ -45,7 +45,8 @@ async fn sqlite() -> (CachedConnection, Arc<AtomicUsize>) {
 async fn sqlite_reads_are_cached_and_writes_invalidate() {
     let (db, n) = sqlite().await;
     let take = || n.swap(0, Ordering::SeqCst);
-    let cat = |c: i32| post::Entity::find().filter(post::Column::CategoryId.eq(c)).order_by_asc(post::Column::Id).all(&db);
+    let cat =
+        |c: i32| post::Entity::find().filter(post::Column::CategoryId.eq(c)).order_by_asc(post::Column::Id).all(&db);
     let c3 = cat(3).await.unwrap();
     assert_eq!(c3.len(), 2);
     cat(4).await.unwrap();

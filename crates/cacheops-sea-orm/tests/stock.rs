@@ -7,7 +7,10 @@ mod common;
 
 use cacheops_sea_orm::SelectCacheExt;
 use common::{env, post};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
+};
 
 fn q(category: i32) -> sea_orm::Select<post::Entity> {
     post::Entity::find().filter(post::Column::CategoryId.eq(category)).order_by_asc(post::Column::Id)
@@ -25,10 +28,16 @@ async fn cached_models_equal_the_database_and_follow_every_kind_of_write() {
     q(4).cache().all(&e.db).await.unwrap();
 
     // An insert through the model API.
-    post::ActiveModel { title: Set("new".into()), category_id: Set(3), author_id: Set(1), visible: Set(true), ..Default::default() }
-        .insert(&e.db)
-        .await
-        .unwrap();
+    post::ActiveModel {
+        title: Set("new".into()),
+        category_id: Set(3),
+        author_id: Set(1),
+        visible: Set(true),
+        ..Default::default()
+    }
+    .insert(&e.db)
+    .await
+    .unwrap();
     let hits = e.db.cache().stats().hits;
     assert_eq!(q(3).cache().all(&e.db).await.unwrap(), q(3).all(&e.raw).await.unwrap());
     assert_eq!(e.db.cache().stats().hits, hits, "invalidated: a miss");
@@ -94,7 +103,8 @@ async fn a_write_refused_for_want_of_a_lease_says_so_and_is_rolled_back() {
         .expect("degrade on: builds while Redis is down");
     let e = common::env_with("stock_refused", cache).await;
     let before = q(3).all(&e.raw).await.unwrap();
-    let err = e.db.execute_unprepared("UPDATE post SET title = 'lost' WHERE category_id = 3").await.expect_err("refused");
+    let err =
+        e.db.execute_unprepared("UPDATE post SET title = 'lost' WHERE category_id = 3").await.expect_err("refused");
     let cause = cacheops_sea_orm::cache_error(&err).expect("a cacheops error inside the DbErr");
     assert!(matches!(cause, cacheops::Error::LeaseUnavailable(_)), "{cause:?}");
     assert!(cause.is_unavailable(), "{cause:?}");

@@ -17,8 +17,8 @@ use cacheops::{Cache, Profile, Profiles};
 use cacheops_sea_orm::CachedConnection;
 use common::{REDIS, env_with};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
-    EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Statement, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    IntoActiveModel, QueryFilter, QuerySelect, Statement, TransactionTrait,
 };
 
 mod item {
@@ -75,8 +75,11 @@ async fn checked_read(db: &CachedConnection, raw: &DatabaseConnection, list: boo
     }
     let got: Vec<item::Model> = item::Entity::find().filter(item::Column::Grp.eq(key)).all(db).await.expect("list");
     let mut stale = got.iter().any(|m| m.version < before[&m.id].0);
-    let missing: Vec<i32> =
-        before.iter().filter(|(id, (_, g))| *g == key && !got.iter().any(|m| m.id == **id)).map(|(id, _)| *id).collect();
+    let missing: Vec<i32> = before
+        .iter()
+        .filter(|(id, (_, g))| *g == key && !got.iter().any(|m| m.id == **id))
+        .map(|(id, _)| *id)
+        .collect();
     if !missing.is_empty() {
         let now = snapshot(raw).await;
         stale |= missing.iter().any(|id| now[id].0 == before[id].0);
@@ -204,7 +207,8 @@ impl Drop for OwnRedis {
 
 /// A write the system refused on purpose (its lease could not be placed while Redis was down).
 fn refused(e: &sea_orm::DbErr) -> bool {
-    cacheops_sea_orm::cache_error(e).is_some_and(|c| matches!(c, cacheops::Error::LeaseUnavailable(_)) && c.is_unavailable())
+    cacheops_sea_orm::cache_error(e)
+        .is_some_and(|c| matches!(c, cacheops::Error::LeaseUnavailable(_)) && c.is_unavailable())
 }
 
 async fn stress(variant: Variant) {

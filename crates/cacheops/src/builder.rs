@@ -18,7 +18,9 @@ pub const DEFAULT_MAX_PREIMAGE_ROWS: usize = 1_000;
 
 #[derive(Debug, Clone)]
 enum BackendChoice {
-    Memory { max_entries: usize },
+    Memory {
+        max_entries: usize,
+    },
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     RedisUrl(String),
     Custom(Arc<dyn Backend>),
@@ -285,7 +287,8 @@ impl CacheBuilder {
     /// Validates the settings, connects, and builds the cache.
     pub async fn build(self) -> Result<Cache, Error> {
         let keys = KeySpace::new(&self.prefix).map_err(ConfigError::from)?;
-        let invalid = |setting, reason: &str| Error::Config(ConfigError::Invalid { setting, reason: reason.to_owned() });
+        let invalid =
+            |setting, reason: &str| Error::Config(ConfigError::Invalid { setting, reason: reason.to_owned() });
         if self.lease.is_zero() {
             return Err(invalid("lease", "must be greater than zero"));
         }

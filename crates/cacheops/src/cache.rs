@@ -2,14 +2,13 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cacheops_core::keys::{conj_ttl, hash_parts};
 use cacheops_core::protocol::{
-    Backend, BackendError, BypassReason, ConjRef, ReadReply, ReadRequest, Stamps, TableRead,
-    TableWrite, WriteRequest,
+    Backend, BackendError, BypassReason, ConjRef, ReadReply, ReadRequest, Stamps, TableRead, TableWrite, WriteRequest,
 };
 use cacheops_core::{Analysis, Analyzer, Dependencies, KeySpace, Profiles, Row, Value};
 
@@ -430,13 +429,7 @@ impl Cache {
         let agnostic = analysis.reads.tables().all(|t| self.inner.profiles.for_table(t).db_agnostic);
         let db = if agnostic { "" } else { db };
         let encoded = encode_params(params);
-        let hash = hash_parts([
-            b"sql".as_ref(),
-            sql.as_bytes(),
-            encoded.as_slice(),
-            db.as_bytes(),
-            shape.as_bytes(),
-        ]);
+        let hash = hash_parts([b"sql".as_ref(), sql.as_bytes(), encoded.as_slice(), db.as_bytes(), shape.as_bytes()]);
         let timeout = self.timeout_for(&analysis.reads);
         Query::new(hash, analysis.reads.clone(), timeout, None)
     }
@@ -463,7 +456,10 @@ impl Cache {
                     writers_key: ks.writers(table),
                     conjs: conjs
                         .iter()
-                        .map(|(scheme, rendered)| ConjRef { scheme: scheme.clone(), key: format!("{prefix}{rendered}") })
+                        .map(|(scheme, rendered)| ConjRef {
+                            scheme: scheme.clone(),
+                            key: format!("{prefix}{rendered}"),
+                        })
                         .collect(),
                 }
             })
@@ -608,7 +604,13 @@ impl Cache {
         self.inner.subscribers.read(event);
     }
 
-    async fn lookup_inner(&self, shape: &Shape, mut req: ReadRequest, timeout: Duration, local: bool) -> Result<Lookup, Error> {
+    async fn lookup_inner(
+        &self,
+        shape: &Shape,
+        mut req: ReadRequest,
+        timeout: Duration,
+        local: bool,
+    ) -> Result<Lookup, Error> {
         if crate::deps_scope::active() {
             crate::deps_scope::record_shape(self, shape).await;
         }
@@ -663,7 +665,13 @@ impl Cache {
         Ok(stored)
     }
 
-    pub(crate) async fn store_raw(&self, req: &ReadRequest, stamps: &Stamps, data: &[u8], ttl: Duration) -> Result<bool, Error> {
+    pub(crate) async fn store_raw(
+        &self,
+        req: &ReadRequest,
+        stamps: &Stamps,
+        data: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, Error> {
         if !self.inner.enabled || !self.inner.health.closed() || self.inner.health.needs_sync() {
             return Ok(false);
         }
@@ -739,14 +747,8 @@ impl Cache {
         }
         let (items, fence) = self.inner.health.take();
         if fence {
-            let epochs: Vec<String> = self
-                .inner
-                .epochs
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .iter()
-                .cloned()
-                .collect();
+            let epochs: Vec<String> =
+                self.inner.epochs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
             if let Err(e) = self.inner.backend.delete_stamps(&epochs).await {
                 self.inner.health.put_back(items, true);
                 self.backend_failed(e)?;
@@ -778,7 +780,10 @@ impl Cache {
 
     /// `changes` and what they change through table inheritance (partitions): a parent's reads
     /// see the rows written to a child; a write to a parent may change any descendant's rows.
-    fn with_relatives<'c>(catalog: &cacheops_core::CatalogSnapshot, changes: &'c [TableChange]) -> std::borrow::Cow<'c, [TableChange]> {
+    fn with_relatives<'c>(
+        catalog: &cacheops_core::CatalogSnapshot,
+        changes: &'c [TableChange],
+    ) -> std::borrow::Cow<'c, [TableChange]> {
         let mut extra: Vec<TableChange> = Vec::new();
         for c in changes {
             for a in catalog.ancestors(&c.table) {
@@ -813,7 +818,11 @@ impl Cache {
                         schemes_key: ks.schemes(&c.table),
                         writers_key: ks.writers(&c.table),
                         conj_prefix: ks.conj_prefix(&c.table),
-                        rows: if over { Vec::new() } else { c.rows.iter().map(|r| catalog.render_row(&c.table, r)).collect() },
+                        rows: if over {
+                            Vec::new()
+                        } else {
+                            c.rows.iter().map(|r| catalog.render_row(&c.table, r)).collect()
+                        },
                         table_level: c.table_level || over,
                     }
                 })
@@ -914,11 +923,11 @@ impl Cache {
             return Ok(());
         }
         let span = tracing::debug_span!("cacheops.invalidate", table = "*");
-        let res = tracing::Instrument::instrument(self.deliver(Pending::DeleteStamps(vec![self.keys.epoch()])), span).await;
+        let res =
+            tracing::Instrument::instrument(self.deliver(Pending::DeleteStamps(vec![self.keys.epoch()])), span).await;
         if self.inner.enabled {
             self.emit_invalidate(&InvalidateEvent::All);
         }
         res
     }
-
 }

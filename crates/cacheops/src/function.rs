@@ -398,7 +398,8 @@ impl<S: Serializer> CachedAs<S> {
                             return Ok(v);
                         }
                         Err(_) => {
-                            let _ = self.cache.gate(self.cache.inner.backend.delete(&self.cache.keys().value(&hash))).await;
+                            let _ =
+                                self.cache.gate(self.cache.inner.backend.delete(&self.cache.keys().value(&hash))).await;
                         }
                     },
                     Lookup::Bypass(_) => {
@@ -454,7 +455,8 @@ impl<S: Serializer> CachedAs<S> {
                 self.cache.simple_set_raw(&self.deps_key(hash), &rec, Some(ttl)).await?;
             }
             let req = self.cache.shape_request(&shape, self.cache.keys().value(hash), timeout);
-            let vector: Option<Vec<&str>> = req.stamp_keys().iter().map(|k| stamps.get(*k).map(String::as_str)).collect();
+            let vector: Option<Vec<&str>> =
+                req.stamp_keys().iter().map(|k| stamps.get(*k).map(String::as_str)).collect();
             if let Some(vector) = vector {
                 let stored = self.cache.store_raw(&req, &Stamps(vector.join(" ")), &bytes, timeout).await?;
                 if stored && let Some(w) = opts.stale {

@@ -98,7 +98,8 @@ impl Health {
     pub(crate) fn failed(&self, err: &BackendError) -> bool {
         let until = self.now_ms().saturating_add(u64::try_from(self.retry_interval.as_millis()).unwrap_or(u64::MAX));
         self.open_until_ms.store(until, Ordering::Release);
-        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(cacheops_core::error_chain(err));
+        *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(cacheops_core::error_chain(err));
         !self.degraded.swap(true, Ordering::AcqRel)
     }
 

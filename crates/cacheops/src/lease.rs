@@ -121,18 +121,16 @@ impl WriteLease {
                 }
                 Ok(())
             }
-            Err(e) => {
-                match inner.mark_failure {
-                    MarkFailure::RefuseWrite => Err(Error::LeaseUnavailable(e)),
-                    MarkFailure::Proceed => {
-                        if !self.unmarked {
-                            self.unmarked = true;
-                            inner.unmarked.fetch_add(1, Ordering::AcqRel);
-                        }
-                        if inner.degrade { Ok(()) } else { Err(Error::LeaseUnavailable(e)) }
+            Err(e) => match inner.mark_failure {
+                MarkFailure::RefuseWrite => Err(Error::LeaseUnavailable(e)),
+                MarkFailure::Proceed => {
+                    if !self.unmarked {
+                        self.unmarked = true;
+                        inner.unmarked.fetch_add(1, Ordering::AcqRel);
                     }
+                    if inner.degrade { Ok(()) } else { Err(Error::LeaseUnavailable(e)) }
                 }
-            }
+            },
         }
     }
 

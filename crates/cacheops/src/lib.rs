@@ -46,24 +46,24 @@ mod simple;
 
 pub use builder::{CacheBuilder, DEFAULT_MAX_PREIMAGE_ROWS};
 pub use cache::{Cache, Lookup, MissTicket, Query, Stats, TableChange};
-pub use health::HealthReport;
-pub use lease::{MarkFailure, WriteLease};
+pub use cacheops_core::protocol::{Backend, BackendError, BypassReason};
+pub use cacheops_core::{
+    Analysis, AnalysisError, Analyzer, AnalyzerConfig, CacheOp, Catalog, ColumnClass, ConfigError, Conj, Dependencies,
+    Dialect, Dnf, KeySpace, MemoryBackend, Profile, Profiles, ProfilesBuilder, Row, StatementKind, TableSchema,
+    TextFold, Value, WriteTarget, equality,
+};
+/// `#[cached_as(...)]` and `#[cached(...)]`: see `docs/functions.md` and the crate docs.
+pub use cacheops_macros::{cached, cached_as};
+pub use error::{CacheMiss, Error};
 pub use events::{InvalidateEvent, ReadEvent, ReadOutcome, ReadSource};
 pub use file::{FileCache, cleanfilecache};
 pub use function::{CachedAs, Dep, Deps, FnKey};
+pub use health::HealthReport;
+pub use lease::{MarkFailure, WriteLease};
 pub use lock::LockOpts;
+pub use scope::{invalidation_suppressed, no_invalidation};
 pub use serial::{DefaultSerializer, Json, Postcard, Serializer};
 pub use simple::{Cached, SimpleCache, SimpleKey, SimpleStore, SimpleTarget};
-/// `#[cached_as(...)]` and `#[cached(...)]`: see `docs/functions.md` and the crate docs.
-pub use cacheops_macros::{cached, cached_as};
-pub use cacheops_core::protocol::{Backend, BackendError, BypassReason};
-pub use cacheops_core::{
-    Analysis, AnalysisError, Analyzer, AnalyzerConfig, CacheOp, Catalog, ColumnClass, ConfigError, Conj,
-    Dependencies, Dialect, Dnf, KeySpace, MemoryBackend, Profile, Profiles, ProfilesBuilder, Row,
-    StatementKind, TableSchema, TextFold, Value, WriteTarget, equality,
-};
-pub use error::{CacheMiss, Error};
-pub use scope::{invalidation_suppressed, no_invalidation};
 
 /// The Redis backend, for building one by hand (custom clients, cluster). Feature `redis`.
 #[cfg(feature = "redis")]
@@ -103,4 +103,3 @@ impl AsRef<Cache> for Cache {
 }
 
 // The README's examples are compiled as doctests by `cacheops-sea-orm` (they use both crates).
-

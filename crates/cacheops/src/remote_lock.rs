@@ -67,7 +67,12 @@ impl RemoteLock {
         Some(RemoteLock { conn, client, pool: Mutex::new(Vec::new()) })
     }
 
-    pub(crate) async fn try_acquire(&self, lock_key: &str, signal_key: &str, ttl: Duration) -> Result<Remote, BackendError> {
+    pub(crate) async fn try_acquire(
+        &self,
+        lock_key: &str,
+        signal_key: &str,
+        ttl: Duration,
+    ) -> Result<Remote, BackendError> {
         let token = format!("{:016x} {}", rand::random::<u64>(), now_ms());
         let mut conn = self.conn.clone();
         let v: redis::Value = redis::Script::new(ACQUIRE)

@@ -80,7 +80,10 @@ async fn granular(cache: Cache) {
     fetch(&cache, &q3, "a2").await;
     let mut lease = cache.write_lease();
     lease
-        .mark(TableChange::rows("post", [row(&[("id", 11), ("category_id", 4)]), row(&[("id", 11), ("category_id", 5)])]))
+        .mark(TableChange::rows(
+            "post",
+            [row(&[("id", 11), ("category_id", 4)]), row(&[("id", 11), ("category_id", 5)])],
+        ))
         .await
         .unwrap();
     lease.before_commit().await.unwrap();

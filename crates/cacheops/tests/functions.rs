@@ -110,7 +110,13 @@ async fn invalidation_during_first_call(cache: Cache) {
     assert_eq!(v, "computed before the write");
     assert!(f.key(&()).get::<String>().await.unwrap_err().is_cache_miss(), "that result must not be served");
     let n = AtomicUsize::new(0);
-    let v = f.get_or_compute(&(), || async { n.fetch_add(1, Ordering::SeqCst); Ok::<_, Error>("fresh".to_owned()) }).await.unwrap();
+    let v = f
+        .get_or_compute(&(), || async {
+            n.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, Error>("fresh".to_owned())
+        })
+        .await
+        .unwrap();
     assert_eq!((v.as_str(), n.load(Ordering::SeqCst)), ("fresh", 1));
 }
 both_backends!(invalidation_during_first_call_, invalidation_during_first_call);
@@ -236,13 +242,18 @@ async fn panicking_holder(cache: Cache) {
     let mut waiters = Vec::new();
     for _ in 0..5 {
         let f = f.clone();
-        waiters.push(tokio::spawn(async move { f.get_or_compute(&1, || async { Ok::<u32, Error>(7) }).await.unwrap() }));
+        waiters
+            .push(tokio::spawn(async move { f.get_or_compute(&1, || async { Ok::<u32, Error>(7) }).await.unwrap() }));
     }
     for w in waiters {
         assert_eq!(w.await.unwrap(), 7);
     }
     assert!(holder.await.is_err(), "the holder panicked");
-    assert!(start.elapsed() < Duration::from_secs(3), "waiters released long before the bounded wait: {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "waiters released long before the bounded wait: {:?}",
+        start.elapsed()
+    );
 }
 both_backends!(panicking_holder_, panicking_holder);
 
@@ -262,7 +273,8 @@ async fn crashed_process_lock_expires_and_waiters_are_bounded() {
     let lock_key = cache.keys().lock(f.key(&1).hash_str().unwrap());
     let client = redis::Client::open(SHARED_REDIS).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: () = redis::cmd("SET").arg(&lock_key).arg("dead 0").arg("PX").arg(1500).query_async(&mut conn).await.unwrap();
+    let _: () =
+        redis::cmd("SET").arg(&lock_key).arg("dead 0").arg("PX").arg(1500).query_async(&mut conn).await.unwrap();
     let start = Instant::now();
     let v = f.get_or_compute(&1, || async { Ok::<u32, Error>(1) }).await.unwrap();
     let waited = start.elapsed();

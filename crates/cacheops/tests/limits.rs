@@ -53,13 +53,19 @@ async fn duration_max_in_process() {
 #[tokio::test]
 async fn duration_max_on_redis() {
     require_shared_redis();
-    let cache = forever(support::builder()).redis_url(SHARED_REDIS).prefix(unique_prefix("forever")).build().await.expect("build");
+    let cache = forever(support::builder())
+        .redis_url(SHARED_REDIS)
+        .prefix(unique_prefix("forever"))
+        .build()
+        .await
+        .expect("build");
     exercise(cache).await;
 }
 
 fn deps2(table: &str, a: (&str, i64), b: (&str, i64)) -> cacheops::Dependencies {
     let mut d = cacheops::Dependencies::new();
-    let conj = cacheops::Conj::from_terms([(a.0, cacheops::Value::Int(a.1)), (b.0, cacheops::Value::Int(b.1))]).unwrap();
+    let conj =
+        cacheops::Conj::from_terms([(a.0, cacheops::Value::Int(a.1)), (b.0, cacheops::Value::Int(b.1))]).unwrap();
     d.add(table, cacheops::Dnf::from_conjs([conj], 64), 64);
     d
 }

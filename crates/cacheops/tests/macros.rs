@@ -164,7 +164,8 @@ async fn macros() {
         assert_eq!(key("news").get::<Vec<String>>().await.unwrap().len(), 1);
         key("news").set(&vec!["manual".to_owned()]).await.unwrap();
         assert_eq!(run("news").await.unwrap(), ["manual"]);
-        let invalidated = if file { file_top::invalidate("news".into()).await } else { top::invalidate("news".into()).await };
+        let invalidated =
+            if file { file_top::invalidate("news".into()).await } else { top::invalidate("news".into()).await };
         assert!(invalidated.unwrap());
         assert!(key("news").get::<Vec<String>>().await.unwrap_err().is_cache_miss());
         assert!(key("sport").delete().await.unwrap());

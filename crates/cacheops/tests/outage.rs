@@ -78,7 +78,11 @@ async fn outage_scenario(frozen: bool) {
     read(&cache, &db, &q4, 4).await;
     assert_eq!(read(&cache, &db, &q3, 3).await, ("1@1".into(), true));
 
-    if frozen { server.freeze() } else { server.stop() }
+    if frozen {
+        server.freeze()
+    } else {
+        server.stop()
+    }
 
     // Outage: writes go on, reads go to the database and are fresh, and quickly (breaker).
     write(&cache, &db, 1, 3).await; // version 2 of row 1
@@ -89,7 +93,11 @@ async fn outage_scenario(frozen: bool) {
     }
     assert!(started.elapsed() < Duration::from_secs(2), "the circuit breaker spares callers the timeouts");
 
-    if frozen { server.thaw() } else { server.restart() }
+    if frozen {
+        server.thaw()
+    } else {
+        server.restart()
+    }
     // The old value is still in Redis (the server kept its data), yet it is never served.
     tokio::time::sleep(Duration::from_millis(250)).await;
     let mut saw_hit = false;

@@ -28,7 +28,8 @@ async fn cached_category_3(writer: &Cache, reader: &Cache, db: &CategoryDb) -> Q
 
 async fn two_processes(server: &OwnRedis) -> (Cache, Cache) {
     let prefix = unique_prefix("restart");
-    let mk = || support::builder().redis_url(server.url()).prefix(&prefix).retry_interval(Duration::from_millis(50)).build();
+    let mk =
+        || support::builder().redis_url(server.url()).prefix(&prefix).retry_interval(Duration::from_millis(50)).build();
     (mk().await.expect("build"), mk().await.expect("build"))
 }
 

@@ -5,7 +5,9 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cacheops::{Cache, Error, FileCache, InvalidateEvent, ReadEvent, ReadOutcome, ReadSource, SimpleStore, TableChange};
+use cacheops::{
+    Cache, Error, FileCache, InvalidateEvent, ReadEvent, ReadOutcome, ReadSource, SimpleStore, TableChange,
+};
 use support::*;
 
 async fn simple_cache_behaves(cache: Cache) {
@@ -61,8 +63,10 @@ async fn simple_in_process() {
 #[tokio::test]
 async fn simple_redis() {
     require_shared_redis();
-    simple_cache_behaves(support::builder().redis_url(SHARED_REDIS).prefix(unique_prefix("simple")).build().await.unwrap())
-        .await;
+    simple_cache_behaves(
+        support::builder().redis_url(SHARED_REDIS).prefix(unique_prefix("simple")).build().await.unwrap(),
+    )
+    .await;
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -175,8 +179,14 @@ async fn events_fire_with_payloads() {
         let reads = reads.lock().unwrap();
         assert_eq!(reads.len(), 3);
         let fname = ReadSource::Function { name: "stats".into() };
-        assert_eq!(reads[0], ReadEvent { source: fname.clone(), outcome: ReadOutcome::Miss, tables: vec!["post".into(), "tag".into()] });
-        assert_eq!(reads[1], ReadEvent { source: fname, outcome: ReadOutcome::Hit, tables: vec!["post".into(), "tag".into()] });
+        assert_eq!(
+            reads[0],
+            ReadEvent { source: fname.clone(), outcome: ReadOutcome::Miss, tables: vec!["post".into(), "tag".into()] }
+        );
+        assert_eq!(
+            reads[1],
+            ReadEvent { source: fname, outcome: ReadOutcome::Hit, tables: vec!["post".into(), "tag".into()] }
+        );
         assert!(reads[1].hit());
         assert_eq!(reads[2].source, ReadSource::Query { hash: q.hash().to_owned() });
         assert_eq!(reads[2].tables, vec!["post".to_owned()]);
@@ -238,11 +248,33 @@ async fn disabled_cache_performs_no_redis_command() {
             .unwrap();
         assert_eq!(v, 1);
         let n2 = n.clone();
-        cache.cached_as_auto("a").get_or_compute(&1, || async move { *n2.lock().unwrap() += 1; Ok::<u32, Error>(1) }).await.unwrap();
+        cache
+            .cached_as_auto("a")
+            .get_or_compute(&1, || async move {
+                *n2.lock().unwrap() += 1;
+                Ok::<u32, Error>(1)
+            })
+            .await
+            .unwrap();
         let n2 = n.clone();
-        cache.cached("s").get_or_compute(&1, || async move { *n2.lock().unwrap() += 1; Ok::<u32, Error>(1) }).await.unwrap();
+        cache
+            .cached("s")
+            .get_or_compute(&1, || async move {
+                *n2.lock().unwrap() += 1;
+                Ok::<u32, Error>(1)
+            })
+            .await
+            .unwrap();
         let n2 = n.clone();
-        cache.file_cache(&dir).cached("s").get_or_compute(&1, || async move { *n2.lock().unwrap() += 1; Ok::<u32, Error>(1) }).await.unwrap();
+        cache
+            .file_cache(&dir)
+            .cached("s")
+            .get_or_compute(&1, || async move {
+                *n2.lock().unwrap() += 1;
+                Ok::<u32, Error>(1)
+            })
+            .await
+            .unwrap();
         let q = cache.query(b"q", deps_eq("post", "id", 1));
         cache.get_or_compute(&q, || async { Ok::<_, Error>(b"x".to_vec()) }).await.unwrap();
     }

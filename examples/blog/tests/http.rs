@@ -57,7 +57,11 @@ impl Drop for Schema {
 
 #[tokio::test]
 async fn reads_hit_and_an_edit_invalidates_exactly_its_rows() {
-    let id = format!("{}_{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    let id = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
     let schema = Schema(format!("blog_test_{id}"));
     let cache = cache(REDIS, &format!("blog-test-{id}")).await.expect("Redis on 127.0.0.1:6379");
     let db = connect(PG, &schema.0, cache).await.expect("PostgreSQL on 127.0.0.1:5432");

@@ -129,7 +129,8 @@ async fn main() -> Res<()> {
     let taken = || queries.swap(0, Ordering::Relaxed);
     taken();
 
-    let in_category = |c: i32| post::Entity::find().filter(post::Column::CategoryId.eq(c)).order_by_asc(post::Column::Id);
+    let in_category =
+        |c: i32| post::Entity::find().filter(post::Column::CategoryId.eq(c)).order_by_asc(post::Column::Id);
 
     println!("\nautomatic caching (profile `post`: get, fetch, count):");
     for round in 1..=2 {
@@ -148,11 +149,14 @@ async fn main() -> Res<()> {
 
     println!("\nmanual caching (`author` has no automatic ops; `cached(..)` opts in):");
     for round in 1..=2 {
-        let names: Vec<String> = cached(CacheOptions::timeout(Duration::from_secs(60)), author::Entity::find().order_by_asc(author::Column::Id).all(&db))
-            .await?
-            .into_iter()
-            .map(|a| a.name)
-            .collect();
+        let names: Vec<String> = cached(
+            CacheOptions::timeout(Duration::from_secs(60)),
+            author::Entity::find().order_by_asc(author::Column::Id).all(&db),
+        )
+        .await?
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
         println!("  round {round}: authors = {names:?}   → {} database queries", taken());
     }
 

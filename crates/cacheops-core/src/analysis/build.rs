@@ -4,11 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    self, AssignmentTarget, BinaryOperator, ConflictTarget, Delete, Expr, FromTable, FunctionArg,
-    FunctionArgExpr, Ident, InTarget, Insert, JoinConstraint, JoinOperator,
-    ObjectName, ObjectNamePart, OnConflictAction, OnInsert, Query, Select, SelectItem, SetExpr,
-    SqliteOnConflict, Statement, TableFactor, TableObject, TableWithJoins, UnaryOperator, Update,
-    UpdateTableFromKind, Visit, Visitor,
+    self, AssignmentTarget, BinaryOperator, ConflictTarget, Delete, Expr, FromTable, FunctionArg, FunctionArgExpr,
+    Ident, InTarget, Insert, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, OnConflictAction, OnInsert,
+    Query, Select, SelectItem, SetExpr, SqliteOnConflict, Statement, TableFactor, TableObject, TableWithJoins,
+    UnaryOperator, Update, UpdateTableFromKind, Visit, Visitor,
 };
 use sqlparser::tokenizer::{Location, Token, Tokenizer};
 
@@ -199,11 +198,12 @@ impl<'c> Builder<'c> {
     pub(crate) fn build(mut self, st: &Statement) -> Template {
         let (mut kind, mut write) = self.statement(st, 0);
         if kind == StatementKind::Read
-            && let Some((k, w)) = self.nested_write.take() {
-                kind = k;
-                write = Some(w);
-                self.volatile = true;
-            }
+            && let Some((k, w)) = self.nested_write.take()
+        {
+            kind = k;
+            write = Some(w);
+            self.volatile = true;
+        }
         if kind != StatementKind::Other {
             self.safety_net(st);
         } else {
@@ -245,9 +245,10 @@ impl<'c> Builder<'c> {
                     self.schemas.insert(ident(schema));
                 }
                 if let Some(t) = self.b.table_name(relation)
-                    && !self.ctes.contains(&t) {
-                        *self.counts.entry(t).or_default() += 1;
-                    }
+                    && !self.ctes.contains(&t)
+                {
+                    *self.counts.entry(t).or_default() += 1;
+                }
                 ControlFlow::Continue(())
             }
             fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
@@ -384,9 +385,10 @@ impl<'c> Builder<'c> {
                 let name = ident(&cte.alias.name);
                 self.all_ctes.insert(name.clone());
                 if with.recursive
-                    && let Some(f) = self.cte_stack.last_mut() {
-                        f.insert(name.clone());
-                    }
+                    && let Some(f) = self.cte_stack.last_mut()
+                {
+                    f.insert(name.clone());
+                }
                 self.query(&cte.query, depth + 1);
                 if let Some(f) = self.cte_stack.last_mut() {
                     f.insert(name);
@@ -406,11 +408,12 @@ impl<'c> Builder<'c> {
             self.locking = true;
         }
         if let Some(ob) = &q.order_by
-            && let ast::OrderByKind::Expressions(exprs) = &ob.kind {
-                for e in exprs {
-                    self.walk(&e.expr, depth + 1);
-                }
+            && let ast::OrderByKind::Expressions(exprs) = &ob.kind
+        {
+            for e in exprs {
+                self.walk(&e.expr, depth + 1);
             }
+        }
         if let Some(lc) = &q.limit_clause {
             self.walk_any(lc, depth + 1);
         }
@@ -445,10 +448,11 @@ impl<'c> Builder<'c> {
                     idents.push(name.clone());
                     let on = ObjectName::from(idents);
                     if let Some(table) = self.table_name(&on)
-                        && !self.is_cte(&on) {
-                            self.count(&table);
-                            self.any_tables.insert(table);
-                        }
+                        && !self.is_cte(&on)
+                    {
+                        self.count(&table);
+                        self.any_tables.insert(table);
+                    }
                 }
             }
             SetExpr::Insert(st) | SetExpr::Update(st) | SetExpr::Delete(st) | SetExpr::Merge(st) => {
@@ -484,9 +488,7 @@ impl<'c> Builder<'c> {
         // Everything else: only subqueries matter.
         for item in &s.projection {
             match item {
-                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
-                    self.walk(e, depth + 1)
-                }
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => self.walk(e, depth + 1),
                 other => self.walk_any(other, depth + 1),
             }
         }
@@ -676,9 +678,7 @@ impl<'c> Builder<'c> {
     /// Puts `members` on the nullable side of an outer join whose ON (plus inner conditions of
     /// the side) is `conds`.
     fn make_group(&mut self, sc: &mut ScopeB, members: &[usize], conds: Vec<Cond<'_>>, depth: usize) {
-        let nested = members
-            .iter()
-            .any(|&m| sc.bindings.get(m).is_some_and(|b| b.group.is_some() || b.opaque));
+        let nested = members.iter().any(|&m| sc.bindings.get(m).is_some_and(|b| b.group.is_some() || b.opaque));
         if nested {
             for &m in members {
                 if let Some(b) = sc.bindings.get_mut(m) {
@@ -805,9 +805,7 @@ fn returning_names(items: &[SelectItem]) -> Vec<String> {
         .iter()
         .map(|item| match item {
             SelectItem::UnnamedExpr(Expr::Identifier(i)) => ident(i),
-            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => {
-                parts.last().map(ident).unwrap_or_default()
-            }
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => parts.last().map(ident).unwrap_or_default(),
             SelectItem::ExprWithAlias { alias, .. } => ident(alias),
             SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) => "*".to_owned(),
             other => other.to_string(),
@@ -874,9 +872,10 @@ impl Builder<'_> {
             }
         };
         if let Some(t) = sc.bindings.get(binding).and_then(|b| b.table.as_ref())
-            && (self.cfg.skip_columns.contains(&col) || self.cfg.skip_columns.contains(&format!("{t}.{col}"))) {
-                return None;
-            }
+            && (self.cfg.skip_columns.contains(&col) || self.cfg.skip_columns.contains(&format!("{t}.{col}")))
+        {
+            return None;
+        }
         Some(ColRef { binding, column: col })
     }
 
@@ -955,9 +954,7 @@ impl Builder<'_> {
                 }
             },
             Expr::IsTrue(x) | Expr::IsFalse(x) => match (self.is_pg(), self.resolve(x, sc)) {
-                (true, Some(c)) => {
-                    Pred::Atom(Atom::Eq(c, Operand::Lit(Value::Bool(matches!(e, Expr::IsTrue(_))))))
-                }
+                (true, Some(c)) => Pred::Atom(Atom::Eq(c, Operand::Lit(Value::Bool(matches!(e, Expr::IsTrue(_)))))),
                 _ => {
                     self.walk(x, d);
                     Pred::Some
@@ -1146,9 +1143,8 @@ impl Builder<'_> {
 
     fn walk_fn_arg(&mut self, a: &FunctionArg, depth: usize) {
         match a {
-            FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) | FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => {
-                self.walk(e, depth)
-            }
+            FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
+            | FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => self.walk(e, depth),
             other => self.walk_any(other, depth),
         }
     }
@@ -1358,11 +1354,10 @@ impl Builder<'_> {
             let (sql, params, renumbered) = self.where_info(sel);
             w.where_sql = Some(sql);
             w.where_params = params;
-            if single
-                && let Some(r) = renumbered {
-                    let lock = if self.cfg.dialect == Dialect::Sqlite { "" } else { " FOR UPDATE" };
-                    w.preimage_sql = Some(format!("SELECT * FROM {} WHERE {r}{lock}", w.target_sql));
-                }
+            if single && let Some(r) = renumbered {
+                let lock = if self.cfg.dialect == Dialect::Sqlite { "" } else { " FOR UPDATE" };
+                w.preimage_sql = Some(format!("SELECT * FROM {} WHERE {r}{lock}", w.target_sql));
+            }
         }
         let groups = std::mem::take(&mut sc.groups);
         let where_pred = nnf(Pred::And(preds), false);
@@ -1377,10 +1372,11 @@ impl Builder<'_> {
         let mut found: Vec<((u64, u64), Option<usize>)> = Vec::new();
         let _ = ast::visit_expressions(sel, |e| {
             if let Expr::Value(v) = e
-                && let ast::Value::Placeholder(p) = &v.value {
-                    let loc = (v.span.start.line, v.span.start.column);
-                    found.push((loc, self.params.get(v.span.start).or_else(|| numbered(p))));
-                }
+                && let ast::Value::Placeholder(p) = &v.value
+            {
+                let loc = (v.span.start.line, v.span.start.column);
+                found.push((loc, self.params.get(v.span.start).or_else(|| numbered(p))));
+            }
             ControlFlow::<()>::Continue(())
         });
         found.sort_by_key(|(loc, _)| *loc);

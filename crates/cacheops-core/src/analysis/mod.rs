@@ -360,16 +360,18 @@ impl Analyzer {
     fn template(&self, sql: &str) -> Arc<Result<Template, AnalysisError>> {
         if let Some(memo) = &self.memo
             && let Ok(mut m) = memo.lock()
-                && let Some(t) = m.get(sql) {
-                    self.hits.fetch_add(1, Ordering::Relaxed);
-                    return Arc::clone(t);
-                }
+            && let Some(t) = m.get(sql)
+        {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Arc::clone(t);
+        }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let t = Arc::new(self.build(sql));
         if let Some(memo) = &self.memo
-            && let Ok(mut m) = memo.lock() {
-                m.put(sql.to_owned(), Arc::clone(&t));
-            }
+            && let Ok(mut m) = memo.lock()
+        {
+            m.put(sql.to_owned(), Arc::clone(&t));
+        }
         t
     }
 
@@ -419,7 +421,8 @@ pub fn definition_reads(dialect: Dialect, definition: &str) -> Option<Vec<String
         [Statement::Query(_)] => text.to_owned(),
         _ => return None,
     };
-    let analysis = Analyzer::new(AnalyzerConfig { memo_capacity: 0, ..AnalyzerConfig::new(dialect) }).analyze(&query, &[]).ok()?;
+    let analysis =
+        Analyzer::new(AnalyzerConfig { memo_capacity: 0, ..AnalyzerConfig::new(dialect) }).analyze(&query, &[]).ok()?;
     if analysis.volatile || analysis.write.is_some() {
         return None;
     }

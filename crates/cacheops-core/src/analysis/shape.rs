@@ -18,8 +18,21 @@ pub enum ReadShape {
 }
 
 const AGGREGATES: &[&str] = &[
-    "count", "sum", "avg", "min", "max", "array_agg", "string_agg", "group_concat", "bool_and",
-    "bool_or", "every", "stddev", "variance", "json_agg", "jsonb_agg",
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "array_agg",
+    "string_agg",
+    "group_concat",
+    "bool_and",
+    "bool_or",
+    "every",
+    "stddev",
+    "variance",
+    "json_agg",
+    "jsonb_agg",
 ];
 
 fn inner(item: &SelectItem) -> Option<&Expr> {

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::dnf::{Conj, Dependencies, Dnf};
-use crate::equality::{key_column, Catalog, CatalogSnapshot, Relation};
+use crate::equality::{Catalog, CatalogSnapshot, Relation, key_column};
 use crate::value::Value;
 
 use super::{Analysis, AnalysisError, StatementKind, WriteTarget};
@@ -293,7 +293,8 @@ impl EConj {
             for (x, y) in &self.coleqs {
                 let (vx, vy) = (self.eqs.get(x).cloned(), self.eqs.get(y).cloned());
                 if !same(x, y) {
-                    if vx.as_ref().is_some_and(|v| v.value.is_null()) || vy.as_ref().is_some_and(|v| v.value.is_null()) {
+                    if vx.as_ref().is_some_and(|v| v.value.is_null()) || vy.as_ref().is_some_and(|v| v.value.is_null())
+                    {
                         return None;
                     }
                     continue;
@@ -346,18 +347,8 @@ impl EConj {
 
     fn without(&self, in_group: &dyn Fn(usize) -> bool) -> EConj {
         EConj {
-            eqs: self
-                .eqs
-                .iter()
-                .filter(|((b, _), _)| !in_group(*b))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            coleqs: self
-                .coleqs
-                .iter()
-                .filter(|((a, _), (b, _))| !in_group(*a) && !in_group(*b))
-                .cloned()
-                .collect(),
+            eqs: self.eqs.iter().filter(|((b, _), _)| !in_group(*b)).map(|(k, v)| (k.clone(), v.clone())).collect(),
+            coleqs: self.coleqs.iter().filter(|((a, _), (b, _))| !in_group(*a) && !in_group(*b)).cloned().collect(),
         }
     }
 }
@@ -387,11 +378,9 @@ impl Ctx<'_> {
     fn value(&self, op: &Operand) -> Result<Value, AnalysisError> {
         match op {
             Operand::Lit(v) => Ok(v.clone()),
-            Operand::Param(i) => self
-                .params
-                .get(*i)
-                .cloned()
-                .ok_or(AnalysisError::ParamOutOfRange { index: *i, len: self.params.len() }),
+            Operand::Param(i) => {
+                self.params.get(*i).cloned().ok_or(AnalysisError::ParamOutOfRange { index: *i, len: self.params.len() })
+            }
             Operand::Cast(inner, _) => self.value(inner),
         }
     }
@@ -485,12 +474,10 @@ impl Ctx<'_> {
             Pred::Atom(a) => self.atom(a),
             Pred::Not(inner) => match inner.as_ref() {
                 // Only negated constant comparisons survive NNF.
-                Pred::Atom(Atom::ConstEq(x, y)) => {
-                    match const_eq(&self.value(x)?, &self.value(y)?) {
-                        Some(true) => Ok(DSet::new()),
-                        _ => Ok(d_true()),
-                    }
-                }
+                Pred::Atom(Atom::ConstEq(x, y)) => match const_eq(&self.value(x)?, &self.value(y)?) {
+                    Some(true) => Ok(DSet::new()),
+                    _ => Ok(d_true()),
+                },
                 _ => Ok(d_true()),
             },
             Pred::Or(kids) => {
@@ -596,9 +583,10 @@ impl Scope {
             let mut combos: DSet = std::iter::once(base).collect();
             for (h, hd) in groups.iter().enumerate() {
                 if (b.group == Some(h) || c.null_rejecting(&self.in_group(h)))
-                    && let Some(next) = product(&combos, hd, ctx.caps.work) {
-                        combos = next;
-                    }
+                    && let Some(next) = product(&combos, hd, ctx.caps.work)
+                {
+                    combos = next;
+                }
             }
             let same = |x: &Key, y: &Key| match (ctx.table(x.0), ctx.table(y.0)) {
                 (Some(tx), Some(ty)) => ctx.catalog.same_equality((tx, &x.1), (ty, &y.1)),
@@ -696,10 +684,7 @@ impl Template {
         let write = match &self.write {
             None => None,
             Some(w) => {
-                let filter = w
-                    .scope
-                    .and_then(|s| filters.remove(&s))
-                    .unwrap_or_else(Dnf::any);
+                let filter = w.scope.and_then(|s| filters.remove(&s)).unwrap_or_else(Dnf::any);
                 let rows = w
                     .rows
                     .iter()

@@ -9,8 +9,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cacheops_core::protocol::{
-    Backend, ConjRef, ReadReply, ReadRequest, RenderedRow, Stamps, TableRead, TableWrite,
-    WriteRequest, render_row,
+    Backend, ConjRef, ReadReply, ReadRequest, RenderedRow, Stamps, TableRead, TableWrite, WriteRequest, render_row,
 };
 use cacheops_core::{Conj, KeySpace, MemoryBackend, Row, Value};
 use cacheops_redis::RedisBackend;
@@ -21,16 +20,8 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A process-unique token.
 pub fn unique() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{:x}{:x}{:x}",
-        std::process::id(),
-        nanos & 0xffff_ffff_ffff,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}{:x}{:x}", std::process::id(), nanos & 0xffff_ffff_ffff, COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,25 +50,16 @@ pub fn dep<'a>(table: &'a str, terms: &'a [(&'a str, i64)]) -> Dep<'a> {
 }
 
 pub fn conj(terms: &[(&str, i64)]) -> Conj {
-    Conj::from_terms(terms.iter().map(|(c, v)| (c.to_string(), Value::Int(*v))))
-        .expect("consistent conj")
+    Conj::from_terms(terms.iter().map(|(c, v)| (c.to_string(), Value::Int(*v)))).expect("consistent conj")
 }
 
 pub fn row(terms: &[(&str, i64)]) -> RenderedRow {
-    let r: Row = terms
-        .iter()
-        .map(|(c, v)| (c.to_string(), Value::Int(*v)))
-        .collect();
+    let r: Row = terms.iter().map(|(c, v)| (c.to_string(), Value::Int(*v))).collect();
     render_row(&r)
 }
 
 fn require_standalone() {
-    if std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:6379".parse().expect("addr"),
-        Duration::from_secs(1),
-    )
-    .is_err()
-    {
+    if std::net::TcpStream::connect_timeout(&"127.0.0.1:6379".parse().expect("addr"), Duration::from_secs(1)).is_err() {
         let ci = std::env::var_os("CI").is_some();
         panic!(
             "Redis is required at 127.0.0.1:6379 for these tests (CI={ci}); start it (e.g. `redis-server --daemonize yes`)"
@@ -116,12 +98,7 @@ impl Env {
                 (Arc::new(b.clone()), Some(b))
             }
         };
-        Env {
-            kind,
-            backend,
-            redis,
-            ks,
-        }
+        Env { kind, backend, redis, ks }
     }
 
     /// An environment on a given Redis backend (a server started by the test), fresh namespace.
@@ -157,10 +134,7 @@ impl Env {
         let mut tables: Vec<TableRead> = Vec::new();
         for d in deps {
             let c = conj(d.terms);
-            let cref = ConjRef {
-                scheme: c.scheme(),
-                key: self.ks.conj(d.table, &c),
-            };
+            let cref = ConjRef { scheme: c.scheme(), key: self.ks.conj(d.table, &c) };
             let table_key = self.ks.table(d.table);
             match tables.iter_mut().find(|t| t.table_key == table_key) {
                 Some(t) => t.conjs.push(cref),
@@ -208,83 +182,43 @@ impl Env {
 
     /// Reads with a fresh stamp (a new request each time, as the engine does).
     pub async fn read(&self, value: &str, deps: &[Dep<'_>]) -> ReadReply {
-        self.backend
-            .read(&self.read_req(value, deps))
-            .await
-            .expect("read")
+        self.backend.read(&self.read_req(value, deps)).await.expect("read")
     }
 
     /// Read; on a miss store `data` with `ttl`; returns the read reply.
-    pub async fn read_store(
-        &self,
-        value: &str,
-        deps: &[Dep<'_>],
-        data: &[u8],
-        ttl: Duration,
-    ) -> ReadReply {
+    pub async fn read_store(&self, value: &str, deps: &[Dep<'_>], data: &[u8], ttl: Duration) -> ReadReply {
         let req = self.read_req(value, deps);
         let reply = self.backend.read(&req).await.expect("read");
         if let ReadReply::Miss(stamps) = &reply {
-            assert!(
-                self.backend
-                    .store(&req, stamps, data, ttl)
-                    .await
-                    .expect("store"),
-                "store refused"
-            );
+            assert!(self.backend.store(&req, stamps, data, ttl).await.expect("store"), "store refused");
         }
         reply
     }
 
-    pub async fn store(
-        &self,
-        req: &ReadRequest,
-        stamps: &Stamps,
-        data: &[u8],
-        ttl: Duration,
-    ) -> bool {
-        self.backend
-            .store(req, stamps, data, ttl)
-            .await
-            .expect("store")
+    pub async fn store(&self, req: &ReadRequest, stamps: &Stamps, data: &[u8], ttl: Duration) -> bool {
+        self.backend.store(req, stamps, data, ttl).await.expect("store")
     }
 
     pub async fn pttl(&self, key: &str) -> i64 {
         let r = self.redis.as_ref().expect("redis backend");
-        redis::cmd("PTTL")
-            .arg(key)
-            .query_async(&mut r.connection())
-            .await
-            .expect("PTTL")
+        redis::cmd("PTTL").arg(key).query_async(&mut r.connection()).await.expect("PTTL")
     }
 
     /// `GET` (Redis only).
     pub async fn get_raw(&self, key: &str) -> Option<String> {
         let r = self.redis.as_ref().expect("redis backend");
-        redis::cmd("GET")
-            .arg(key)
-            .query_async(&mut r.connection())
-            .await
-            .expect("GET")
+        redis::cmd("GET").arg(key).query_async(&mut r.connection()).await.expect("GET")
     }
 
     /// `HGETALL` (Redis only).
     pub async fn hgetall(&self, key: &str) -> Vec<(String, String)> {
         let r = self.redis.as_ref().expect("redis backend");
-        redis::cmd("HGETALL")
-            .arg(key)
-            .query_async(&mut r.connection())
-            .await
-            .expect("HGETALL")
+        redis::cmd("HGETALL").arg(key).query_async(&mut r.connection()).await.expect("HGETALL")
     }
 
     pub async fn del(&self, key: &str) {
         let r = self.redis.as_ref().expect("redis backend");
-        let _: i64 = redis::cmd("DEL")
-            .arg(key)
-            .query_async(&mut r.connection())
-            .await
-            .expect("DEL");
+        let _: i64 = redis::cmd("DEL").arg(key).query_async(&mut r.connection()).await.expect("DEL");
     }
 }
 
@@ -333,8 +267,7 @@ pub fn spawn_server(extra: &[&str]) -> Server {
 }
 
 pub fn spawn_server_on(port: u16, extra: &[&str]) -> Server {
-    let dir =
-        std::env::temp_dir().join(format!("cacheops-redis-test-{}-{port}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("cacheops-redis-test-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let mut args: Vec<String> = vec![
         "--port".into(),
@@ -374,11 +307,7 @@ pub fn spawn_server_on(port: u16, extra: &[&str]) -> Server {
         if redis_cli(port, &["PING"]).is_some_and(|o| o.trim() == "PONG") {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "redis-server on port {port} did not start (see {}/log)",
-            dir.display()
-        );
+        assert!(Instant::now() < deadline, "redis-server on port {port} did not start (see {}/log)", dir.display());
         std::thread::sleep(Duration::from_millis(50));
     }
     Server { port, dir }
@@ -402,9 +331,7 @@ pub fn redis_cli_auth(port: u16, password: Option<&str>, args: &[&str]) -> Optio
         cmd.env("REDISCLI_AUTH", p);
     }
     let out = cmd.args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// How many times the server on `port` has run `command` (`INFO commandstats`; 0 if never).
@@ -424,10 +351,7 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn nodes(&self) -> Vec<String> {
-        self.servers
-            .iter()
-            .map(|s| format!("redis://127.0.0.1:{}", s.port))
-            .collect()
+        self.servers.iter().map(|s| format!("redis://127.0.0.1:{}", s.port)).collect()
     }
 }
 
@@ -437,16 +361,9 @@ static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 pub fn cluster() -> &'static Cluster {
     CLUSTER.get_or_init(|| {
         let servers: Vec<Server> = (0..3).map(|_| spawn_cluster_node()).collect();
-        let addrs: Vec<String> = servers
-            .iter()
-            .map(|s| format!("127.0.0.1:{}", s.port))
-            .collect();
+        let addrs: Vec<String> = servers.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
         let mut cmd = Command::new("redis-cli");
-        cmd.arg("--cluster").arg("create").args(&addrs).args([
-            "--cluster-replicas",
-            "0",
-            "--cluster-yes",
-        ]);
+        cmd.arg("--cluster").arg("create").args(&addrs).args(["--cluster-replicas", "0", "--cluster-yes"]);
         let out = cmd.output().expect("redis-cli --cluster create");
         assert!(
             out.status.success(),
@@ -456,17 +373,13 @@ pub fn cluster() -> &'static Cluster {
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ok = servers.iter().all(|s| {
-                redis_cli(s.port, &["CLUSTER", "INFO"])
-                    .is_some_and(|o| o.contains("cluster_state:ok"))
-            });
+            let ok = servers
+                .iter()
+                .all(|s| redis_cli(s.port, &["CLUSTER", "INFO"]).is_some_and(|o| o.contains("cluster_state:ok")));
             if ok {
                 break;
             }
-            assert!(
-                Instant::now() < deadline,
-                "cluster did not reach cluster_state:ok"
-            );
+            assert!(Instant::now() < deadline, "cluster did not reach cluster_state:ok");
             std::thread::sleep(Duration::from_millis(100));
         }
         Cluster { servers }
@@ -475,12 +388,5 @@ pub fn cluster() -> &'static Cluster {
 
 fn spawn_cluster_node() -> Server {
     // The config file lives in the node's own directory (created by spawn_server).
-    spawn_server(&[
-        "--cluster-enabled",
-        "yes",
-        "--cluster-config-file",
-        "nodes.conf",
-        "--cluster-node-timeout",
-        "5000",
-    ])
+    spawn_server(&["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"])
 }

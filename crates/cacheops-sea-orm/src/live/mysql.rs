@@ -31,7 +31,9 @@ pub(super) fn column(row: &MySqlRow, c: &MySqlColumn) -> Result<Value, DbErr> {
             Value::String(get(row, c)?)
         }
         "BINARY" | "VARBINARY" | "TINYBLOB" | "BLOB" | "MEDIUMBLOB" | "LONGBLOB" => Value::Bytes(get(row, c)?),
-        "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET" => Value::String(get(row, c)?),
+        "CHAR" | "VARCHAR" | "TINYTEXT" | "TEXT" | "MEDIUMTEXT" | "LONGTEXT" | "ENUM" | "SET" => {
+            Value::String(get(row, c)?)
+        }
         "TIMESTAMP" => Value::ChronoDateTimeUtc(get::<DateTime<Utc>, _>(row, c)?),
         "DATETIME" => Value::ChronoDateTime(get::<NaiveDateTime, _>(row, c)?),
         "DATE" => Value::ChronoDate(get::<NaiveDate, _>(row, c)?),

@@ -74,7 +74,8 @@ fn chrono_in_range(row: &PgRow, c: &PgColumn, type_name: &str) -> Result<(), DbE
         "TIMESTAMP[]" | "TIMESTAMPTZ[]" => (MAX_MICROS, true),
         _ => return Ok(()),
     };
-    let out_of_range = || type_err(format!("column `{}` of type {type_name} holds a value chrono cannot represent", c.name()));
+    let out_of_range =
+        || type_err(format!("column `{}` of type {type_name} holds a value chrono cannot represent", c.name()));
     let raw = row.try_get_raw(c.ordinal()).map_err(|_| out_of_range())?;
     if raw.is_null() || raw.format() != PgValueFormat::Binary {
         return Ok(());
@@ -88,7 +89,11 @@ fn chrono_in_range(row: &PgRow, c: &PgColumn, type_name: &str) -> Result<(), DbE
         };
         n.and_then(i64::checked_abs).is_some_and(|a| a <= limit)
     };
-    let ok = if array { array_elements(bytes).is_some_and(|els| els.into_iter().all(|e| e.is_none_or(in_range))) } else { in_range(bytes) };
+    let ok = if array {
+        array_elements(bytes).is_some_and(|els| els.into_iter().all(|e| e.is_none_or(in_range)))
+    } else {
+        in_range(bytes)
+    };
     if ok { Ok(()) } else { Err(out_of_range()) }
 }
 

@@ -45,7 +45,11 @@ pub mod post {
     }
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {
-        #[sea_orm(belongs_to = "super::category::Entity", from = "Column::CategoryId", to = "super::category::Column::Id")]
+        #[sea_orm(
+            belongs_to = "super::category::Entity",
+            from = "Column::CategoryId",
+            to = "super::category::Column::Id"
+        )]
         Category,
     }
     impl Related<super::category::Entity> for Entity {
@@ -177,7 +181,10 @@ pub async fn env(name: &str) -> Env {
 pub async fn env_with(name: &str, cache: Cache) -> Env {
     let schema = unique(&format!("t_{name}"));
     let admin = Database::connect(PG).await.expect("PostgreSQL must be running on 127.0.0.1:5432 (see .ci/run)");
-    admin.execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")).await.expect("schema");
+    admin
+        .execute_unprepared(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"))
+        .await
+        .expect("schema");
     let url = format!("{PG}?options=-c%20search_path%3D{schema}");
     let mut raw = Database::connect(&url).await.expect("connect");
     raw.execute_unprepared(
