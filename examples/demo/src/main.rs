@@ -3,7 +3,8 @@
 //!
 //! Runs on embedded defaults — SQLite in memory and the in-process cache. Set `DATABASE_URL`
 //! (e.g. `postgres://postgres@127.0.0.1/test`) and/or `CACHEOPS_REDIS`
-//! (e.g. `redis://127.0.0.1:6379/0`) to use PostgreSQL and Redis instead.
+//! (e.g. `redis://127.0.0.1:6379/0`) to use PostgreSQL and Redis instead, with the features
+//! that build their clients: `cargo run -p cacheops-demo --features postgres,redis`.
 //!
 //! The demo recreates its two tables on every run. On PostgreSQL they live in a schema of their
 //! own (`cacheops_demo`), so nothing else in the database is touched; on any other server it
@@ -78,6 +79,17 @@ async fn demo_database(url: &str) -> Res<String> {
     .into())
 }
 
+/// A server asked for in the environment whose client this build does not have.
+fn missing_feature(db_url: &str, redis: bool) -> Option<&'static str> {
+    if db_url.starts_with("postgres") && !cfg!(feature = "postgres") {
+        return Some("postgres");
+    }
+    if redis && !cfg!(feature = "redis") {
+        return Some("redis");
+    }
+    None
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
@@ -86,6 +98,12 @@ fn env(name: &str) -> Option<String> {
 async fn main() -> Res<()> {
     let db_url = env("DATABASE_URL").unwrap_or_else(|| "sqlite::memory:".to_owned());
     let redis = env("CACHEOPS_REDIS");
+    if let Some(feature) = missing_feature(&db_url, redis.is_some()) {
+        return Err(format!(
+            "this demo was built without {feature}: run `cargo run -p cacheops-demo --features postgres,redis`"
+        )
+        .into());
+    }
     println!(
         "cacheops demo — database: {}, cache: {}",
         if db_url.starts_with("sqlite") { "SQLite (in memory)" } else { "PostgreSQL" },
