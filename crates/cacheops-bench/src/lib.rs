@@ -10,3 +10,8 @@
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The examples of `docs/views.md`.
+#[doc = include_str!("../../../docs/views.md")]
+#[cfg(doctest)]
+pub struct ViewsDoctests;
