@@ -363,6 +363,13 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
     for c in checks {
         println!("# check {c}");
     }
+    let mut view_ids: Vec<i32> = Vec::new();
+    for id in &ids {
+        if view_ids.len() < 500 && !view_ids.contains(id) {
+            view_ids.push(*id);
+        }
+    }
+    crate::views::view_figures(&raw, &cache, &view_ids, m("redis_rtt")).await?;
 
     // Concurrent hit throughput, reported with the extras but measured here on the warm cache.
     let hits = hit_throughput(&db, &ids).await?;

@@ -26,6 +26,7 @@ mod redis_server;
 mod schema;
 mod stress;
 mod util;
+mod views;
 
 use std::process::ExitCode;
 
