@@ -75,6 +75,10 @@ pub(crate) struct Inner {
     pub(crate) max_preimage_rows: usize,
     pub(crate) max_schemes: u32,
     pub(crate) local: crate::local::LocalCopies,
+    /// Recorded dependency shapes of `auto` functions, by their backend key: a copy in process
+    /// saves a round trip per hit. Never a stale hit: a hit needs the value's stamps to equal
+    /// the current stamps of the shape used, so an outdated shape can only cause a miss.
+    pub(crate) shapes: std::sync::Mutex<lru::LruCache<String, Shape>>,
     pub(crate) counters: Counters,
 }
 
@@ -117,10 +121,17 @@ impl Inner {
             max_preimage_rows,
             max_schemes,
             local: crate::local::LocalCopies::new(crate::local::LOCAL_ENTRIES),
+            shapes: std::sync::Mutex::new(lru::LruCache::new(SHAPE_ENTRIES)),
             counters: Counters::default(),
         }
     }
 }
+
+/// How many `auto` shapes a process keeps (see [`Inner::shapes`]).
+const SHAPE_ENTRIES: std::num::NonZeroUsize = match std::num::NonZeroUsize::new(10_000) {
+    Some(n) => n,
+    None => std::num::NonZeroUsize::MIN,
+};
 
 /// The cache: cheap to clone (an `Arc` inside), shared by every integration.
 ///

@@ -364,9 +364,22 @@ impl<S: Serializer> CachedAs<S> {
         self.cache.keys().simple(&format!("d:{hash}"))
     }
 
+    /// The shape recorded for `hash`: the copy in process, else the backend's (then kept).
     async fn stored_shape(&self, hash: &str) -> Option<Shape> {
-        let bytes = self.cache.simple_get_raw(&self.deps_key(hash)).await.ok().flatten()?;
-        postcard::from_bytes(&bytes).ok()
+        let key = self.deps_key(hash);
+        let local =
+            self.cache.inner.shapes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).cloned();
+        if local.is_some() {
+            return local;
+        }
+        let bytes = self.cache.simple_get_raw(&key).await.ok().flatten()?;
+        let shape: Shape = postcard::from_bytes(&bytes).ok()?;
+        self.remember_shape(key, &shape);
+        Some(shape)
+    }
+
+    fn remember_shape(&self, key: String, shape: &Shape) {
+        self.cache.inner.shapes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(key, shape.clone());
     }
 
     async fn auto_get_or_compute<T, E, F, Fut>(&self, hash: String, compute: F) -> Result<T, E>
@@ -453,6 +466,7 @@ impl<S: Serializer> CachedAs<S> {
             {
                 let ttl = cacheops_core::keys::conj_ttl(timeout);
                 self.cache.simple_set_raw(&self.deps_key(hash), &rec, Some(ttl)).await?;
+                self.remember_shape(self.deps_key(hash), &shape);
             }
             let req = self.cache.shape_request(&shape, self.cache.keys().value(hash), timeout);
             let vector: Option<Vec<&str>> =

@@ -410,3 +410,36 @@ async fn lookup_is_unchanged_for_plain_queries() {
     let q = cache.query(b"plain", deps_eq("post", "id", 1));
     assert!(matches!(cache.lookup(&q).await.unwrap(), Lookup::Miss(_)));
 }
+
+/// Two processes (two caches on one Redis prefix) and an `auto` function whose dependencies
+/// change between calls: process A keeps the shape it saw in process; B records a new one and
+/// stores under it; a write to B's dependency must reach A too (A's outdated shape may only
+/// cause a miss, never a stale hit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outdated_auto_shape_in_one_process_never_serves_a_stale_value() {
+    require_shared_redis();
+    let prefix = unique_prefix("auto_shape");
+    let process = || support::builder().redis_url(SHARED_REDIS).prefix(prefix.clone()).degrade(false).build();
+    let (a, b) = (process().await.unwrap(), process().await.unwrap());
+    let compute = |cache: Cache, category: i64, value: &'static str| async move {
+        let f = cache.cached_as_auto("shifting");
+        let c = cache.clone();
+        f.get_or_compute(&(), || async move {
+            let rows = sql_read(&c, "SELECT * FROM post WHERE category_id = $1", &[Value::Int(category)], value).await;
+            Ok::<_, Error>(String::from_utf8(rows).unwrap())
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(compute(a.clone(), 3, "v1").await, "v1");
+    assert_eq!(compute(a.clone(), 3, "unused").await, "v1", "A: a hit with the shape it keeps");
+    // B's function now depends on category 4 (and the value was dropped, as by a deploy).
+    a.cached_as_auto("shifting").invalidate(&()).await.unwrap();
+    assert_eq!(compute(b.clone(), 4, "v2").await, "v2");
+    assert_eq!(compute(b.clone(), 4, "unused").await, "v2", "B: stored under category 4");
+    // A write to category 4: B's dependency, not in the shape A keeps.
+    b.invalidate_obj("post", &row(&[("id", 9), ("category_id", 4)])).await.unwrap();
+    let seen = compute(a.clone(), 3, "v3").await;
+    assert_ne!(seen, "v2", "A must not serve the value the write invalidated");
+    assert_eq!(compute(b.clone(), 4, "v4").await, "v4", "B misses too");
+}
