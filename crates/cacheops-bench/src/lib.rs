@@ -11,6 +11,11 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+/// The examples of `docs/fragments.md`.
+#[doc = include_str!("../../../docs/fragments.md")]
+#[cfg(doctest)]
+pub struct FragmentsDoctests;
+
 /// The examples of `docs/views.md`.
 #[doc = include_str!("../../../docs/views.md")]
 #[cfg(doctest)]
