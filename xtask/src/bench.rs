@@ -370,6 +370,7 @@ async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
         }
     }
     crate::views::view_figures(&raw, &cache, &view_ids, m("redis_rtt")).await?;
+    crate::views::fragment_figures(&cache, view_ids.len(), m("redis_rtt")).await?;
 
     // Concurrent hit throughput, reported with the extras but measured here on the warm cache.
     let hits = hit_throughput(&db, &ids).await?;

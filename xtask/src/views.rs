@@ -99,3 +99,64 @@ pub async fn view_figures(raw: &DatabaseConnection, cache: &Cache, ids: &[i32], 
     }
     Ok(())
 }
+
+/// Prints `fragment_render`, `fragment_hit`, `fragment_hit_via_render` and their ratios: a
+/// MiniJinja fragment (a list of 50 posts with a few fields) rendered each time, next to the same
+/// block under `cached_as` served from the cache, rendered directly (`block_in_place`) and through
+/// `cacheops_minijinja::render` (a blocking-pool hop).
+pub async fn fragment_figures(cache: &Cache, n: usize, redis_rtt: f64) -> Result<(), String> {
+    let fragments = cacheops_minijinja::Fragments::new(cache);
+    let mut env = minijinja::Environment::new();
+    fragments.install(&mut env);
+    let body = "<ul>{% for p in posts %}<li class=\"{{ loop.cycle('odd', 'even') }}\"><a href=\"/post/{{ p.id }}\">{{ p.title|title }}</a> in {{ p.category }}</li>{% endfor %}</ul>";
+    env.add_template_owned("plain", body.to_owned()).map_err(e("template"))?;
+    env.add_template_owned(
+        "cached",
+        format!("{{% call cached_as(\"post\", \"bench_fragment\") %}}{body}{{% endcall %}}"),
+    )
+    .map_err(e("template"))?;
+    let posts: Vec<minijinja::Value> = (1..=50)
+        .map(|i| minijinja::context! { id => i, title => format!("post number {i}"), category => i % 7 })
+        .collect();
+    let ctx = minijinja::context! { posts => posts };
+    let env = std::sync::Arc::new(env);
+    let plain = env.get_template("plain").map_err(e("template"))?;
+    let cached = env.get_template("cached").map_err(e("template"))?;
+    let expected = plain.render(&ctx).map_err(e("render"))?;
+    if cached.render(&ctx).map_err(e("render"))? != expected {
+        return Err("the cached fragment differs from the plain one".into());
+    }
+    let time = |f: &mut dyn FnMut() -> Result<String, String>| -> Result<(f64, f64), String> {
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            let out = f()?;
+            samples.push(t.elapsed());
+            if out != expected {
+                return Err("a fragment rendered differently".into());
+            }
+        }
+        Ok(summarize(&mut samples))
+    };
+    let (rm, rp) = time(&mut || plain.render(&ctx).map_err(e("render")))?;
+    let (hm, hp) = time(&mut || cached.render(&ctx).map_err(e("render")))?;
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let out = cacheops_minijinja::render(&env, "cached", ctx.clone()).await.map_err(e("render"))?;
+        samples.push(t.elapsed());
+        if out != expected {
+            return Err("a fragment rendered differently".into());
+        }
+    }
+    let (vm, vp) = summarize(&mut samples);
+    println!("# fragments (MiniJinja: 50 posts in a list; the same block rendered vs a cached_as hit)");
+    println!("fragment_render {rm:.1} {rp:.1}");
+    println!("fragment_hit {hm:.1} {hp:.1}");
+    println!("fragment_hit_via_render {vm:.1} {vp:.1}");
+    println!("fragment_render/fragment_hit {:.2}", rm / hm);
+    if redis_rtt.is_finite() && redis_rtt > 0.0 {
+        println!("fragment_hit/redis_rtt {:.2}", hm / redis_rtt);
+    }
+    Ok(())
+}
