@@ -8,6 +8,9 @@
 //! * `POST /posts/{id}` with `{"title": "…"}` — edits a post: invalidates exactly the cached
 //!   reads that depend on its old or new row
 //! * `GET /stats` — the cache's counters
+//! * `GET /post/{id}`, `GET /category/{c}` — HTML pages cached whole by `cacheops-axum`
+//!   (`cached_view_as_auto`: invalidated by writes to what their handler read), with a sidebar
+//!   fragment cached by `cacheops-minijinja`; `GET|POST /post/{id}/edit` — the edit form
 //!
 //! Every response says how its reads were served in `x-cache`: `hit` (all from the cache),
 //! `miss` (at least one went to the database and was stored), `bypass` (went to the database,
@@ -55,11 +58,14 @@ pub mod post {
 /// Errors of the example (setup and requests).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+mod pages;
+
 /// The application's state.
 #[derive(Clone)]
 pub struct AppState {
     db: CachedConnection,
     cache: Cache,
+    templates: Arc<minijinja::Environment<'static>>,
 }
 
 tokio::task_local! {
@@ -116,14 +122,20 @@ pub async fn connect(database_url: &str, schema: &str, cache: Cache) -> Result<C
 }
 
 /// The routes.
-pub fn router(db: CachedConnection) -> Router {
+pub fn router(db: CachedConnection) -> Result<Router, BoxError> {
     let cache = db.cache().clone();
-    Router::new()
+    let templates = pages::templates(&cacheops_minijinja::Fragments::new(&cache))?;
+    let page = |name: &str| cacheops_axum::cached_view_as_auto(&cache, name).timeout(Duration::from_secs(300));
+    Ok(Router::new()
         .route("/posts", get(list))
         .route("/posts/{id}", get(show).post(edit))
+        .route("/", get(pages::home))
+        .route("/post/{id}", get(pages::post_page).layer(page("post_page")))
+        .route("/category/{c}", get(pages::category_page).layer(page("category_page")))
+        .route("/post/{id}/edit", get(pages::edit_form).post(pages::edit_submit))
         .route("/stats", get(stats))
         .layer(middleware::from_fn(x_cache))
-        .with_state(AppState { db, cache })
+        .with_state(AppState { db, cache, templates }))
 }
 
 /// Runs the request with its reads recorded and says how they were served in `x-cache`.
@@ -140,7 +152,10 @@ async fn x_cache(req: Request, next: Next) -> Response {
     } else {
         "hit"
     };
-    res.headers_mut().insert("x-cache", HeaderValue::from_static(verdict));
+    // A cached view has said how it was served: keep its verdict.
+    if !res.headers().contains_key("x-cache") {
+        res.headers_mut().insert("x-cache", HeaderValue::from_static(verdict));
+    }
     res
 }
 

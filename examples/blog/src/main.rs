@@ -1,6 +1,6 @@
 //! `cargo run`: serves the blog on `BIND` (default `127.0.0.1:3000`), with PostgreSQL at
 //! `DATABASE_URL` (default `postgres://postgres@127.0.0.1/test`; tables in the schema
-//! `cacheops_example`) and Redis at `CACHEOPS_REDIS` (default `redis://127.0.0.1:6379/0`).
+//! `cacheops_example`, or `APP_SCHEMA`) and Redis at `CACHEOPS_REDIS` (default `redis://127.0.0.1:6379/0`).
 
 use cacheops_example_blog::{BoxError, cache, connect, router};
 
@@ -14,9 +14,10 @@ async fn main() -> Result<(), BoxError> {
     let redis_url = env_or("CACHEOPS_REDIS", "redis://127.0.0.1:6379/0");
     let bind = env_or("BIND", "127.0.0.1:3000");
     let cache = cache(&redis_url, "blog").await?;
-    let db = connect(&database_url, "cacheops_example", cache).await?;
+    let schema = env_or("APP_SCHEMA", "cacheops_example");
+    let db = connect(&database_url, &schema, cache).await?;
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!("blog on http://{}  (try /posts?category=1, /posts/1, /stats)", listener.local_addr()?);
-    axum::serve(listener, router(db)).await?;
+    axum::serve(listener, router(db)?).await?;
     Ok(())
 }

@@ -16,10 +16,14 @@ struct Reply {
 }
 
 async fn request(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<&str>) -> Reply {
+    send(addr, method, path, body, "application/json").await
+}
+
+async fn send(addr: std::net::SocketAddr, method: &str, path: &str, body: Option<&str>, content_type: &str) -> Reply {
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let body = body.unwrap_or("");
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.expect("write");
@@ -68,7 +72,7 @@ async fn reads_hit_and_an_edit_invalidates_exactly_its_rows() {
     let raw = db.inner().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move { axum::serve(listener, router(db)).await });
+    let server = tokio::spawn(async move { axum::serve(listener, router(db).expect("router")).await });
 
     for path in ["/posts/1", "/posts?category=1", "/posts?category=2"] {
         let first = request(addr, "GET", path, None).await;
@@ -106,5 +110,56 @@ async fn reads_hit_and_an_edit_invalidates_exactly_its_rows() {
     assert_eq!(stats.x_cache, "none");
     assert!(stats.body["hits"].as_u64().unwrap() >= 4, "{:?}", stats.body);
     assert_eq!(request(addr, "GET", "/posts/999", None).await.status, 404);
+    server.abort();
+}
+
+/// The `data-rendered` request number of a home-page section.
+fn rendered(home: &str, category: i32) -> String {
+    let marker = format!("id=\"cat-{category}\" data-rendered=\"");
+    let at = home.find(&marker).expect("the section") + marker.len();
+    home[at..].split('"').next().unwrap_or("").to_owned()
+}
+
+#[tokio::test]
+async fn html_pages_are_cached_views_and_fragments_and_an_edit_reaches_exactly_its_pages() {
+    let id = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    );
+    let schema = Schema(format!("blog_pages_{id}"));
+    let cache = cache(REDIS, &format!("blog-pages-{id}")).await.expect("Redis on 127.0.0.1:6379");
+    let db = connect(PG, &schema.0, cache).await.expect("PostgreSQL on 127.0.0.1:5432");
+    let raw = db.inner().clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router(db).expect("router")).await });
+    let page = |path: &'static str| async move { request(addr, "GET", path, None).await };
+
+    for path in ["/post/1", "/post/3", "/category/1", "/category/2"] {
+        assert_eq!(page(path).await.x_cache, "miss", "{path}");
+        let hit = page(path).await;
+        assert_eq!((hit.status, hit.x_cache.as_str()), (200, "hit"), "{path}");
+    }
+    let home1 = page("/").await.body.as_str().unwrap_or("").to_owned();
+    let home2 = page("/").await.body.as_str().unwrap_or("").to_owned();
+    assert_eq!(rendered(&home2, 1), rendered(&home1, 1), "the category fragments are cached");
+    assert_ne!(home1, home2, "the rest of the home page renders fresh (its request number)");
+
+    let saved =
+        send(addr, "POST", "/post/1/edit", Some("title=Hello%2C+edited"), "application/x-www-form-urlencoded").await;
+    assert_eq!(saved.status, 303, "{:?}", saved.body);
+    assert_eq!(post::Entity::find_by_id(1).one(&raw).await.unwrap().unwrap().title, "Hello, edited");
+
+    let p1 = page("/post/1").await;
+    assert_eq!(p1.x_cache, "miss", "the edited post's page");
+    assert!(p1.body.as_str().unwrap_or("").contains("Hello, edited"));
+    assert_eq!(page("/post/3").await.x_cache, "hit", "another post's page stays cached");
+    assert_eq!(page("/category/1").await.x_cache, "miss", "its category's page");
+    assert_eq!(page("/category/2").await.x_cache, "hit", "another category's page stays cached");
+    let home3 = page("/").await.body.as_str().unwrap_or("").to_owned();
+    assert!(home3.contains("Hello, edited"));
+    assert_ne!(rendered(&home3, 1), rendered(&home2, 1), "category 1's fragment re-rendered");
+    assert_eq!(rendered(&home3, 2), rendered(&home2, 2), "category 2's fragment is still the cached one");
     server.abort();
 }
