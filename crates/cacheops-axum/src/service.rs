@@ -4,8 +4,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -102,6 +102,9 @@ where
     let fallback = parts.clone();
     let computed = Arc::new(AtomicBool::new(false));
     let ran = Arc::clone(&computed);
+    // A copy of what the handler rendered, served if the cache fails after the handler ran.
+    let rendered: Arc<Mutex<Option<StoredResponse>>> = Arc::default();
+    let keep = Arc::clone(&rendered);
     let mut handler = inner.clone();
     let path = parts.uri.path().to_owned();
     let f = view.cached_as(&path);
@@ -110,7 +113,9 @@ where
             ran.store(true, Ordering::Relaxed);
             view.record_path(&path).await;
             let res = call(&mut handler, Request::from_parts(parts, body)).await;
-            storable(view, res, &keyed).await
+            let stored = storable(view, res, &keyed).await?;
+            *keep.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(stored.clone());
+            Ok(stored)
         })
         .await;
     match got {
@@ -121,9 +126,13 @@ where
         Err(Outcome::Pass(res)) => mark(view, *res, Served::Bypass),
         Err(Outcome::Cache(e)) => {
             tracing::warn!(error = %e, view = view.name(), "cacheops-axum: the cache failed; serving uncached");
+            let kept = rendered.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            if let Some(stored) = kept {
+                return mark(view, stored.respond(&request_headers), Served::Bypass);
+            }
             if computed.load(Ordering::Relaxed) {
-                // The handler ran (and consumed the request); its response was lost with the
-                // failed store: there is nothing to serve but an error.
+                // The handler ran and its response never reached us (cannot happen: every
+                // response is either kept above or returned as `Pass`); nothing to serve.
                 let mut res = Response::new(Body::from("cache failure"));
                 *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                 return mark(view, res, Served::Bypass);

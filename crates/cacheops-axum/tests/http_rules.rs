@@ -340,3 +340,59 @@ async fn a_route_without_the_layer_is_untouched_and_a_router_layer_covers_its_ro
     assert_eq!(fetch(s.addr, "/plain").await.header("x-cache"), None);
     assert_eq!(request(s.addr, "POST", "/b", &[]).await.x_cache(), "bypass");
 }
+
+/// The in-process backend, except that every store fails (as Redis going away between the
+/// lookup and the store would make it).
+#[derive(Debug)]
+struct FailingStores(cacheops::MemoryBackend);
+
+#[async_trait::async_trait]
+impl cacheops::Backend for FailingStores {
+    async fn read(&self, req: &cacheops_core::ReadRequest) -> Result<cacheops_core::ReadReply, cacheops::BackendError> {
+        self.0.read(req).await
+    }
+    async fn store(
+        &self,
+        _: &cacheops_core::ReadRequest,
+        _: &cacheops_core::Stamps,
+        _: &[u8],
+        _: Duration,
+    ) -> Result<bool, cacheops::BackendError> {
+        Err(cacheops::BackendError::unavailable("store refused by the test"))
+    }
+    async fn mark(&self, req: &cacheops_core::WriteRequest) -> Result<(), cacheops::BackendError> {
+        self.0.mark(req).await
+    }
+    async fn finish(&self, req: &cacheops_core::WriteRequest) -> Result<(), cacheops::BackendError> {
+        self.0.finish(req).await
+    }
+    async fn delete_stamps(&self, keys: &[String]) -> Result<(), cacheops::BackendError> {
+        self.0.delete_stamps(keys).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, cacheops::BackendError> {
+        self.0.get(key).await
+    }
+    async fn set(&self, key: &str, data: &[u8], ttl: Option<Duration>) -> Result<(), cacheops::BackendError> {
+        self.0.set(key, data, ttl).await
+    }
+    async fn delete(&self, key: &str) -> Result<bool, cacheops::BackendError> {
+        self.0.delete(key).await
+    }
+    async fn ping(&self) -> Result<(), cacheops::BackendError> {
+        self.0.ping().await
+    }
+}
+
+#[tokio::test]
+async fn a_cache_that_fails_after_the_handler_ran_still_serves_its_response() {
+    let backend = Arc::new(FailingStores(cacheops::MemoryBackend::new(1000)));
+    let cache = Cache::builder().backend(backend).degrade(false).build().await.unwrap();
+    let calls = Calls::default();
+    let s = serve(app(cached_view(&cache, "failing", Duration::from_secs(60)), &calls)).await;
+    for _ in 0..2 {
+        let r = fetch(s.addr, "/page").await;
+        assert_eq!((r.status, r.x_cache()), (200, "bypass"), "{}", r.text());
+        assert!(r.text().starts_with("page "), "{}", r.text());
+    }
+    assert_eq!(calls.take(), 2, "the handler ran once per request, never twice");
+}
