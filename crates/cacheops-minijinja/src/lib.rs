@@ -16,6 +16,9 @@
 //!   them (also passed in from Rust with [`dep_value`]). The fragment is invalidated by any write
 //!   that matches them, exactly like a cached query; its timeout defaults to the profiles'.
 //! * `cached(name, timeout=, extra=)`: time only.
+//! * `cached_as_auto(name, timeout=, extra=)`: the dependencies are the reads that template
+//!   functions of yours make through cacheops while the body renders (waiting with
+//!   [`block_on`]); data passed in the context is not a read: give such blocks explicit deps.
 //! * The key is the fragment's name and `extra` (any value: a language, a user id …): the same
 //!   name and extra share one entry wherever they appear. [`Fragments::invalidate_fragment`]
 //!   drops one entry from Rust, in every process.
@@ -121,6 +124,15 @@ impl Fragments {
                 Decision::Cache { name, extra: extra(&kwargs)?, deps: Deps::new(), timeout: timeout(&kwargs)? };
             f.block(state, decision, &kwargs)
         });
+        let f = self.clone();
+        env.add_function("cached_as_auto", move |state: &State, args: Rest<Value>, kwargs: Kwargs| {
+            let name = match args.as_slice() {
+                [name] => string(name, "the fragment's name")?,
+                [] => kwargs.get::<String>("name")?,
+                _ => return Err(invalid("cached_as_auto(name, timeout=…, extra=…)")),
+            };
+            f.auto_block(state, &name, extra(&kwargs)?, timeout(&kwargs)?, &kwargs)
+        });
         env.add_function("dep_table", |table: String| dep_map("table", [("table", Value::from(table))]));
         env.add_function("dep_row", |table: String, column: String, value: Value| {
             dep_map("row", [("table", Value::from(table)), ("column", Value::from(column)), ("value", value)])
@@ -171,6 +183,42 @@ impl Fragments {
         self.cache.invalidate_obj(FRAGMENT_TABLE, &row).await
     }
 
+    /// An automatic-dependency block: the body renders inside a dependency scope, and the reads
+    /// its template functions make through cacheops (waiting with [`block_on`]) are what
+    /// invalidates it (with its name and extra, for `invalidate_fragment`); a body that reads
+    /// nothing through cacheops lives until its timeout.
+    fn auto_block(
+        &self,
+        state: &State,
+        name: &str,
+        extra: Value,
+        timeout: Option<Duration>,
+        kwargs: &Kwargs,
+    ) -> Result<Value, Error> {
+        let caller: Value = kwargs.get("caller")?;
+        let id = identity(name, &extra);
+        let f = self.cache.cached_as_auto(format!("fragment\0{name}")).extra(&id);
+        let f = match timeout {
+            Some(t) => f.timeout(t),
+            None => f,
+        };
+        let cache = self.cache.clone();
+        let text: Result<String, FragmentErr> = wait(f.get_or_compute(&(), || async {
+            // The fragment's own pseudo-row, so that invalidate_fragment reaches it too.
+            let pseudo = Deps::from(Dep::row(FRAGMENT_TABLE, FRAGMENT_COLUMN, CValue::Text(id.clone())));
+            if let Ok(d) = pseudo.resolve(&cache) {
+                cacheops::deps_scope::record(&cache, &d).await;
+            }
+            let v = caller.call(state, &[]).map_err(FragmentErr::Template)?;
+            Ok(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+        }))?;
+        match text {
+            Ok(t) => Ok(Value::from_safe_string(t)),
+            Err(FragmentErr::Template(e)) => Err(e),
+            Err(FragmentErr::Cache(e)) => Err(cache_err(e)),
+        }
+    }
+
     /// Renders the block's body, through the cache when `decision` says so.
     fn block(&self, state: &State, decision: Decision, kwargs: &Kwargs) -> Result<Value, Error> {
         let caller: Value = kwargs.get("caller")?;
@@ -204,6 +252,18 @@ impl Fragments {
     }
 }
 
+/// A failed automatic block: its body's template error, or the cache's.
+enum FragmentErr {
+    Template(Error),
+    Cache(cacheops::Error),
+}
+
+impl From<cacheops::Error> for FragmentErr {
+    fn from(e: cacheops::Error) -> Self {
+        FragmentErr::Cache(e)
+    }
+}
+
 /// Renders template `name` of `env` with `ctx` on a blocking thread, where cached blocks can
 /// wait for the cache on any Tokio runtime (current-thread included).
 pub async fn render(env: &Arc<Environment<'static>>, name: &str, ctx: Value) -> Result<String, Error> {
@@ -224,7 +284,21 @@ thread_local! {
     static ON_BLOCKING_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// Waits for `fut` from synchronous template code — for template functions of your own that
+/// read through cacheops (a SeaORM read on a `CachedConnection`, a `cached_as` function …):
+/// inside a `cached_as_auto` block, such reads become the block's dependencies.
+///
+/// Runs where [`render`] renders (a blocking thread, any runtime) or on a multi-threaded
+/// runtime; elsewhere it is an error that says so. Waits nest (a block inside a block).
+pub fn block_on<F: Future>(fut: F) -> Result<F::Output, Error> {
+    wait(fut)
+}
+
 /// Waits for `fut` on the current Tokio runtime from synchronous template code.
+///
+/// The future is polled on this thread (inside the runtime's context, so its I/O and timers
+/// work) and the thread parks between polls: unlike `Handle::block_on`, this nests, and a
+/// task-local scope of an enclosing poll (automatic dependencies) stays visible to it.
 fn wait<F: Future>(fut: F) -> Result<F::Output, Error> {
     let handle = tokio::runtime::Handle::try_current().map_err(|_| {
         Error::new(
@@ -232,15 +306,41 @@ fn wait<F: Future>(fut: F) -> Result<F::Output, Error> {
             "cached fragments render inside a Tokio runtime (see cacheops_minijinja::render)",
         )
     })?;
+    let _context = handle.enter();
     if ON_BLOCKING_THREAD.with(std::cell::Cell::get) {
-        return Ok(handle.block_on(fut));
+        return Ok(park_on(fut));
     }
     match handle.runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(|| handle.block_on(fut))),
+        tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(|| park_on(fut))),
         _ => Err(Error::new(
             ErrorKind::InvalidOperation,
             "on a current-thread Tokio runtime, render templates with cached fragments through cacheops_minijinja::render",
         )),
+    }
+}
+
+/// Wakes a parked thread.
+struct Unpark(std::thread::Thread);
+
+impl std::task::Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Polls `fut` to completion on this thread, parking between polls.
+fn park_on<F: Future>(fut: F) -> F::Output {
+    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
 

@@ -219,3 +219,65 @@ fn a_multi_thread_runtime_renders_directly() {
         assert_eq!(t.render(context! {}).unwrap(), "1");
     });
 }
+
+/// `posts(c)`: a template function reading through cacheops (a cached, analysed read), waiting
+/// with `cacheops_minijinja::block_on`; `reads()` counts the "database" reads it made.
+fn with_reader(env: &mut Environment<'static>, cache: &Cache) -> Arc<AtomicUsize> {
+    let reads = Arc::new(AtomicUsize::new(0));
+    let (c, r) = (cache.clone(), reads.clone());
+    env.add_function("posts", move |category: i64| -> Result<String, minijinja::Error> {
+        let (c, r) = (c.clone(), r.clone());
+        cacheops_minijinja::block_on(async move {
+            let sql = "SELECT title FROM post WHERE category_id = $1";
+            let params = [CValue::Int(category)];
+            let analysis = c.analyze(sql, &params).expect("analysis");
+            let q = c.sql_query(sql, &params, &analysis, "main", "rows");
+            let rows = c
+                .get_or_compute(&q, || async move {
+                    let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+                    Ok::<_, cacheops::Error>(format!("rows@{n}").into_bytes())
+                })
+                .await;
+            String::from_utf8(rows.expect("read")).unwrap_or_default()
+        })
+    });
+    reads
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_block_depends_on_the_reads_its_template_functions_made() {
+    for cache in caches().await {
+        cache
+            .catalog()
+            .install([cacheops::TableSchema::new("post").column("category_id", cacheops::ColumnClass::Integer)]);
+        let f = Fragments::new(&cache);
+        let mut e = Environment::new();
+        f.install(&mut e);
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let t = ticks.clone();
+        e.add_function("tick", move || t.fetch_add(1, Ordering::SeqCst) + 1);
+        let reads = with_reader(&mut e, &cache);
+        e.add_template(
+            "p",
+            r#"{% call cached_as_auto("auto", extra=c) %}{{ posts(c) }} #{{ tick() }}{% call cached("inner") %} in{{ tick() }}{% endcall %}{% endcall %}"#,
+        )
+        .unwrap();
+        let env = Arc::new(e);
+        let direct = |c: i64| env.get_template("p").unwrap().render(context! { c => c }).unwrap();
+        assert_eq!(render(&env, "p", context! { c => 3 }).await.unwrap(), "rows@1 #1 in2");
+        assert_eq!(direct(3), "rows@1 #1 in2", "a hit, rendered directly on the multi-threaded runtime");
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        cache.invalidate_obj("post", &post(1, 4)).await.unwrap();
+        assert_eq!(
+            render(&env, "p", context! { c => 3 }).await.unwrap(),
+            "rows@1 #1 in2",
+            "a write to another category"
+        );
+        cache.invalidate_obj("post", &post(2, 3)).await.unwrap();
+        assert_eq!(render(&env, "p", context! { c => 3 }).await.unwrap(), "rows@2 #3 in2", "its read's rows changed");
+        assert_eq!(direct(3), "rows@2 #3 in2");
+        f.invalidate_fragment("auto", &Value::from(3)).await.unwrap();
+        assert_eq!(direct(3), "rows@2 #4 in2", "invalidate_fragment: re-rendered, its read still cached");
+        assert_eq!(render(&env, "p", context! { c => 4 }).await.unwrap(), "rows@3 #5 in2", "another extra");
+    }
+}
