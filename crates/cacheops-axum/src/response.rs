@@ -141,8 +141,24 @@ impl StoredResponse {
     /// The stored form: the response's headers plus an ETag (a weak one over the body when
     /// the response has none).
     pub(crate) fn new(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Self {
-        let mut out: Vec<(String, Vec<u8>)> =
-            headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec())).collect();
+        // Hop-by-hop and length headers belong to one transfer, not to the stored response.
+        let per_transfer = |k: &HeaderName| {
+            [
+                http::header::CONNECTION,
+                http::header::TRANSFER_ENCODING,
+                CONTENT_LENGTH,
+                http::header::TE,
+                http::header::TRAILER,
+                http::header::UPGRADE,
+            ]
+            .contains(k)
+                || k.as_str() == "keep-alive"
+        };
+        let mut out: Vec<(String, Vec<u8>)> = headers
+            .iter()
+            .filter(|(k, _)| !per_transfer(k))
+            .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
         if !headers.contains_key(ETAG) {
             let digest = sha1_smol::Sha1::from(&body[..]).digest().to_string();
             out.push((ETAG.as_str().to_owned(), format!("W/\"{digest}\"").into_bytes()));

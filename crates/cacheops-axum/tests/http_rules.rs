@@ -396,3 +396,17 @@ async fn a_cache_that_fails_after_the_handler_ran_still_serves_its_response() {
     }
     assert_eq!(calls.take(), 2, "the handler ran once per request, never twice");
 }
+
+#[tokio::test]
+async fn per_transfer_headers_are_not_replayed_from_the_cache() {
+    let cache = memory_cache().await;
+    let calls = Calls::default();
+    let s = serve(app(cached_view(&cache, "hop", Duration::from_secs(60)), &calls)).await;
+    let path = "/page?h=keep-alive:timeout=5&h=x-kept:yes";
+    let first = fetch(s.addr, path).await;
+    let hit = fetch(s.addr, path).await;
+    assert_eq!((first.x_cache(), hit.x_cache()), ("miss", "hit"));
+    assert_eq!(hit.header("x-kept"), Some("yes"), "an ordinary header is kept");
+    assert_eq!(hit.header("keep-alive"), None, "a hop-by-hop header is not replayed");
+    assert_eq!(hit.header("content-length").map(|v| v.parse::<usize>().unwrap()), Some(hit.body.len()));
+}
