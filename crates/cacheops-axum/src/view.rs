@@ -4,18 +4,18 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use cacheops::{Cache, CachedAs, ColumnClass, Dep, Deps, Error, TableSchema, TextFold, Value};
+use cacheops::{Cache, CachedAs, Deps, Error, Tags};
 use http::request::Parts;
 use http::{HeaderName, Method, Uri};
 use serde::Serialize;
 
 use crate::response::StoredResponse;
 
-/// The pseudo-table every cached view depends on, one row per path: `invalidate(uri)` is an
-/// invalidation of that row, so it reaches every entry of the path (every query string, header
-/// variant and user) in every process, at the cost of one more stamp in the same read.
+/// The tag space ([`cacheops::Tags`]) every cached view depends on, one tag per view and path:
+/// `invalidate(uri)` invalidates that tag, so it reaches every entry of the path (every query
+/// string, header variant and user) in every process, at the cost of one more stamp in the same
+/// read.
 pub const VIEW_TABLE: &str = "_cacheops_view";
-const VIEW_COLUMN: &str = "path";
 
 /// Default cap of a cached body (1 MiB): larger responses pass through, streamed.
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
@@ -54,6 +54,7 @@ pub(crate) enum Kind {
 #[must_use]
 pub struct CachedView {
     pub(crate) cache: Cache,
+    pub(crate) tags: Tags,
     pub(crate) name: Arc<str>,
     pub(crate) kind: Kind,
     pub(crate) timeout: Option<Duration>,
@@ -128,9 +129,9 @@ pub(crate) enum Skip {
 
 impl CachedView {
     fn new(cache: &Cache, name: String, kind: Kind) -> Self {
-        declare_view_table(cache);
         CachedView {
             cache: cache.clone(),
+            tags: Tags::new(cache, VIEW_TABLE),
             name: Arc::from(name),
             kind,
             timeout: None,
@@ -218,8 +219,7 @@ impl CachedView {
     /// and method — in every process (the query string of `uri` is ignored).
     pub async fn invalidate(&self, uri: &str) -> Result<(), Error> {
         let path = parse_path(uri)?;
-        let row = [(VIEW_COLUMN.to_owned(), path_value(&self.name, &path))].into();
-        self.cache.invalidate_obj(VIEW_TABLE, &row).await
+        self.tags.invalidate(&path_tag(&self.name, &path)).await
     }
 
     /// The cache entry of a plain `GET uri` (no varying headers, no user), to get, set or delete.
@@ -301,7 +301,7 @@ impl CachedView {
 
     /// The cached function behind a request to `path`.
     pub(crate) fn cached_as(&self, path: &str) -> CachedAs {
-        let pseudo = Dep::row(VIEW_TABLE, VIEW_COLUMN, path_value(&self.name, path));
+        let pseudo = self.tags.dep(&path_tag(&self.name, path));
         let f = match &self.kind {
             Kind::Deps(deps) => self.cache.cached_as(self.name.to_string(), deps.clone().with(pseudo)),
             Kind::Time => self.cache.cached_as(self.name.to_string(), pseudo),
@@ -321,13 +321,10 @@ impl CachedView {
         }
     }
 
-    /// For auto views: the path's pseudo-row, recorded as a dependency of the request.
+    /// For auto views: the path's tag, recorded as a dependency of the request.
     pub(crate) async fn record_path(&self, path: &str) {
         if matches!(self.kind, Kind::Auto) {
-            let pseudo = Dep::row(VIEW_TABLE, VIEW_COLUMN, path_value(&self.name, path));
-            if let Ok(deps) = Deps::from(pseudo).resolve(&self.cache) {
-                cacheops::deps_scope::record(&self.cache, &deps).await;
-            }
+            self.tags.record(&path_tag(&self.name, path)).await;
         }
     }
 }
@@ -379,16 +376,7 @@ fn parse_path(uri: &str) -> Result<String, Error> {
     Ok(u.path().to_owned())
 }
 
-/// The pseudo-row's value: the view's name and the path (two views of one path are apart).
-fn path_value(name: &str, path: &str) -> Value {
-    Value::Text(format!("{name}\u{0}{path}"))
-}
-
-/// Declares the pseudo-table's column so that a path narrows (exact text), once per cache.
-fn declare_view_table(cache: &Cache) {
-    let probe = Value::Text("/".into());
-    if cache.catalog().snapshot().canonical(VIEW_TABLE, VIEW_COLUMN, &probe, None).is_none() {
-        cache.catalog().install([TableSchema::new(VIEW_TABLE)
-            .column(VIEW_COLUMN, ColumnClass::Text { fold: TextFold::Exact, max_chars: None })]);
-    }
+/// The path's tag: the view's name and the path (two views of one path are apart).
+fn path_tag(name: &str, path: &str) -> String {
+    format!("{name}\u{0}{path}")
 }

@@ -56,14 +56,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cacheops::{Cache, Dep, Deps, Lookup, Value as CValue};
+use cacheops::{Cache, Dep, Deps, Lookup, Tags, Value as CValue};
 use minijinja::value::{Kwargs, Rest, Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, State};
 
-/// The pseudo-table each fragment entry depends on (one row per name and extra), so that
-/// [`Fragments::invalidate_fragment`] is one row invalidation that reaches every process.
+/// The tag space ([`cacheops::Tags`]) each fragment entry depends on (one tag per name and
+/// extra), so that [`Fragments::invalidate_fragment`] is one row invalidation that reaches every
+/// process.
 pub const FRAGMENT_TABLE: &str = "_cacheops_fragment";
-const FRAGMENT_COLUMN: &str = "key";
 
 /// What a user-defined helper decides for one block ([`Fragments::add_helper`]).
 #[derive(Debug, Clone)]
@@ -92,13 +92,13 @@ pub type HelperFn = dyn Fn(&State, &[Value], &Kwargs) -> Result<Decision, Error>
 #[derive(Debug, Clone)]
 pub struct Fragments {
     cache: Cache,
+    tags: Tags,
 }
 
 impl Fragments {
     /// Fragment caching on `cache`.
     pub fn new(cache: &Cache) -> Self {
-        declare_fragment_table(cache);
-        Fragments { cache: cache.clone() }
+        Fragments { cache: cache.clone(), tags: Tags::new(cache, FRAGMENT_TABLE) }
     }
 
     /// Adds `cached_as`, `cached`, `dep_table`, `dep_row` and `dep_sql` to `env`.
@@ -179,8 +179,7 @@ impl Fragments {
     /// Drops the entry of fragment `name` with `extra` (use `&Value::UNDEFINED` when the block
     /// has none), in every process.
     pub async fn invalidate_fragment(&self, name: &str, extra: &Value) -> Result<(), cacheops::Error> {
-        let row = [(FRAGMENT_COLUMN.to_owned(), CValue::Text(identity(name, extra)))].into();
-        self.cache.invalidate_obj(FRAGMENT_TABLE, &row).await
+        self.tags.invalidate(&identity(name, extra)).await
     }
 
     /// An automatic-dependency block: the body renders inside a dependency scope, and the reads
@@ -202,15 +201,10 @@ impl Fragments {
             Some(t) => f.timeout(t),
             None => f,
         };
-        let cache = self.cache.clone();
         let text: Result<String, FragmentErr> = wait(f.get_or_compute(&(), || async {
-            // The fragment's own pseudo-row, so that invalidate_fragment reaches it too.
-            let pseudo = Deps::from(Dep::row(FRAGMENT_TABLE, FRAGMENT_COLUMN, CValue::Text(id.clone())));
-            if let Ok(d) = pseudo.resolve(&cache) {
-                cacheops::deps_scope::record(&cache, &d).await;
-            }
-            let v = caller.call(state, &[]).map_err(FragmentErr::Template)?;
-            Ok(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
+            // The fragment's own tag, so that invalidate_fragment reaches it too.
+            self.tags.record(&id).await;
+            body_text(&caller, state).map_err(FragmentErr::Template)
         }))?;
         match text {
             Ok(t) => Ok(Value::from_safe_string(t)),
@@ -222,15 +216,12 @@ impl Fragments {
     /// Renders the block's body, through the cache when `decision` says so.
     fn block(&self, state: &State, decision: Decision, kwargs: &Kwargs) -> Result<Value, Error> {
         let caller: Value = kwargs.get("caller")?;
-        let body = || -> Result<String, Error> {
-            let v = caller.call(state, &[])?;
-            Ok(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
-        };
+        let body = || body_text(&caller, state);
         let Decision::Cache { name, extra, deps, timeout } = decision else {
             return Ok(Value::from_safe_string(body()?));
         };
         let id = identity(&name, &extra);
-        let deps = deps.with(Dep::row(FRAGMENT_TABLE, FRAGMENT_COLUMN, CValue::Text(id.clone())));
+        let deps = deps.with(self.tags.dep(&id));
         let resolved = deps.resolve(&self.cache).map_err(cache_err)?;
         let mut query = self.cache.query(format!("fragment\0{id}").as_bytes(), resolved);
         if let Some(t) = timeout {
@@ -250,6 +241,12 @@ impl Fragments {
             Lookup::Bypass(_) => Ok(Value::from_safe_string(body()?)),
         }
     }
+}
+
+/// The block's body (`caller`), rendered.
+fn body_text(caller: &Value, state: &State) -> Result<String, Error> {
+    let v = caller.call(state, &[])?;
+    Ok(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
 }
 
 /// A failed automatic block: its body's template error, or the cache's.
@@ -488,16 +485,5 @@ fn one_dep(v: &Value) -> Result<Dep, Error> {
             Ok(Dep::sql(text("sql")?, params))
         }
         _ => Err(bad_dep("unknown kind")),
-    }
-}
-
-/// Declares the pseudo-table's column so that fragment keys narrow (exact text), once per cache.
-fn declare_fragment_table(cache: &Cache) {
-    let probe = CValue::Text("x".into());
-    if cache.catalog().snapshot().canonical(FRAGMENT_TABLE, FRAGMENT_COLUMN, &probe, None).is_none() {
-        cache.catalog().install([cacheops::TableSchema::new(FRAGMENT_TABLE).column(
-            FRAGMENT_COLUMN,
-            cacheops::ColumnClass::Text { fold: cacheops::TextFold::Exact, max_chars: None },
-        )]);
     }
 }

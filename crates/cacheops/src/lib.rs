@@ -43,6 +43,7 @@ mod remote_lock;
 mod scope;
 mod serial;
 mod simple;
+mod tag;
 
 pub use builder::{CacheBuilder, DEFAULT_MAX_PREIMAGE_ROWS};
 pub use cache::{Cache, Lookup, MissTicket, Query, Stats, TableChange};
@@ -64,6 +65,7 @@ pub use lock::LockOpts;
 pub use scope::{invalidation_suppressed, no_invalidation};
 pub use serial::{DefaultSerializer, Json, Postcard, Serializer};
 pub use simple::{Cached, SimpleCache, SimpleKey, SimpleStore, SimpleTarget};
+pub use tag::Tags;
 
 /// The Redis backend, for building one by hand (custom clients, cluster). Feature `redis`.
 #[cfg(feature = "redis")]
