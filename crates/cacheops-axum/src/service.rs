@@ -4,13 +4,12 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::Response;
-use http::{HeaderValue, Request, StatusCode};
+use http::{HeaderValue, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -100,9 +99,8 @@ where
     };
     let request_headers = parts.headers.clone();
     let fallback = parts.clone();
-    let computed = Arc::new(AtomicBool::new(false));
-    let ran = Arc::clone(&computed);
-    // A copy of what the handler rendered, served if the cache fails after the handler ran.
+    // A copy of what the handler rendered: it says the handler ran (a miss), and it is served
+    // if the cache fails after the handler ran.
     let rendered: Arc<Mutex<Option<StoredResponse>>> = Arc::default();
     let keep = Arc::clone(&rendered);
     let mut handler = inner.clone();
@@ -110,7 +108,6 @@ where
     let f = view.cached_as(&path);
     let got = f
         .get_or_compute(&args, || async move {
-            ran.store(true, Ordering::Relaxed);
             view.record_path(&path).await;
             let res = call(&mut handler, Request::from_parts(parts, body)).await;
             let stored = storable(view, res, &keyed).await?;
@@ -120,7 +117,8 @@ where
         .await;
     match got {
         Ok(stored) => {
-            let served = if computed.load(Ordering::Relaxed) { Served::Miss } else { Served::Hit };
+            let ran = rendered.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some();
+            let served = if ran { Served::Miss } else { Served::Hit };
             mark(view, stored.respond(&request_headers), served)
         }
         Err(Outcome::Pass(res)) => mark(view, *res, Served::Bypass),
@@ -130,13 +128,7 @@ where
             if let Some(stored) = kept {
                 return mark(view, stored.respond(&request_headers), Served::Bypass);
             }
-            if computed.load(Ordering::Relaxed) {
-                // The handler ran and its response never reached us (cannot happen: every
-                // response is either kept above or returned as `Pass`); nothing to serve.
-                let mut res = Response::new(Body::from("cache failure"));
-                *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-                return mark(view, res, Served::Bypass);
-            }
+            // The cache failed before the handler ran: run it uncached.
             let res = call(&mut inner, Request::from_parts(fallback, Body::empty())).await;
             mark(view, res, Served::Bypass)
         }
