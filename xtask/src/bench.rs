@@ -15,7 +15,7 @@ use sea_orm::{
 use crate::Args;
 use crate::redis_server::{OwnRedis, info_field};
 use crate::schema::{WORKLOAD_DDL, post};
-use crate::util::{Rng, pg_schema_url, pg_url, redis_url, runtime, summarize, unique};
+use crate::util::{Rng, e, pg_schema_url, pg_url, redis_url, runtime, summarize, unique};
 
 /// The PostgreSQL schema the workload's tables live in (dropped and recreated per backend).
 pub const SCHEMA: &str = "cacheops_bench";
@@ -25,10 +25,6 @@ const TASKS: usize = 32;
 const THROUGHPUT_FOR: Duration = Duration::from_secs(2);
 
 type Res<T> = Result<T, String>;
-
-fn e<E: std::fmt::Display>(ctx: &'static str) -> impl Fn(E) -> String {
-    move |err| format!("{ctx}: {err}")
-}
 
 pub fn main(args: &Args) -> Res<bool> {
     args.check(&["--n", "--backend", "--seed"], &["--no-extras"])?;

@@ -21,13 +21,9 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 
 use crate::Args;
 use crate::redis_server::{OwnRedis, info_field};
-use crate::util::{pg_schema_url, pg_url, runtime, unique};
+use crate::util::{e, pg_schema_url, pg_url, runtime, unique};
 
 type Res<T> = Result<T, String>;
-
-fn e<E: std::fmt::Display>(ctx: &'static str) -> impl Fn(E) -> String {
-    move |err| format!("{ctx}: {err}")
-}
 
 const SCHEMA: &str = "cacheops_bounds";
 

@@ -36,7 +36,7 @@ use crate::Args;
 use crate::faults::Fault;
 use crate::redis_server::OwnRedis;
 use crate::schema::item;
-use crate::util::{Rng, pg_schema_url, pg_url, redis_url, runtime, unique};
+use crate::util::{Rng, e, pg_schema_url, pg_url, redis_url, runtime, unique};
 
 pub const WORKER_CMD: &str = "__stress-worker";
 
@@ -46,10 +46,6 @@ const READERS: usize = 6;
 const MAX_OPS: u64 = 2_000_000;
 
 type Res<T> = Result<T, String>;
-
-fn e<E: std::fmt::Display>(ctx: &'static str) -> impl Fn(E) -> String {
-    move |err| format!("{ctx}: {err}")
-}
 
 /// A failed read of a cached function: the cache's or the database's.
 #[derive(Debug)]

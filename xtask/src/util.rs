@@ -28,6 +28,11 @@ impl Rng {
 }
 
 /// Median and 99th percentile of per-call durations, in microseconds.
+/// `map_err` context: "`ctx`: the error".
+pub fn e<E: std::fmt::Display>(ctx: &'static str) -> impl Fn(E) -> String {
+    move |err| format!("{ctx}: {err}")
+}
+
 pub fn summarize(samples: &mut [Duration]) -> (f64, f64) {
     if samples.is_empty() {
         return (f64::NAN, f64::NAN);

@@ -16,11 +16,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 use tower::ServiceExt;
 
 use crate::schema::post;
-use crate::util::summarize;
-
-fn e<E: std::fmt::Display>(ctx: &'static str) -> impl Fn(E) -> String {
-    move |err| format!("{ctx}: {err}")
-}
+use crate::util::{e, summarize};
 
 fn html(p: &post::Model) -> String {
     format!(
