@@ -24,5 +24,7 @@ pub use dnf::{Conj, Dependencies, Dnf};
 pub use equality::{Catalog, CatalogSnapshot, ColumnClass, Relation, TableSchema, TextFold};
 pub use keys::KeySpace;
 pub use memory::MemoryBackend;
-pub use protocol::{Backend, BackendError, ReadReply, ReadRequest, Row, Stamps, WriteRequest, error_chain};
+pub use protocol::{
+    Backend, BackendError, LockAttempt, ReadReply, ReadRequest, Row, Stamps, WriteRequest, error_chain,
+};
 pub use value::Value;

@@ -400,6 +400,60 @@ pub trait Backend: Send + Sync + Debug {
 
     /// Checks the backend is reachable.
     async fn ping(&self) -> Result<(), BackendError>;
+
+    /// Whether this backend holds dog-pile locks that every process sharing it sees
+    /// ([`Backend::lock_acquire`] and its companions). The in-process backend does not: the
+    /// engine's own in-process lock is all there is.
+    fn shares_locks(&self) -> bool {
+        false
+    }
+
+    /// Tries to take the shared lock `lock_key` with `token` for `ttl` (it expires by itself if
+    /// its holder dies). Taking it empties the signal list `signal_key` (see
+    /// [`Backend::lock_release`]). A backend without shared locks answers
+    /// [`LockAttempt::Unsupported`].
+    async fn lock_acquire(
+        &self,
+        lock_key: &str,
+        signal_key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<LockAttempt, BackendError> {
+        let _ = (lock_key, signal_key, token, ttl);
+        Ok(LockAttempt::Unsupported)
+    }
+
+    /// Releases the lock if it still holds `token`, and then pushes one element to the signal
+    /// list (which expires after `signal_ttl`), waking the waiters of every process.
+    async fn lock_release(
+        &self,
+        lock_key: &str,
+        signal_key: &str,
+        token: &str,
+        signal_ttl: Duration,
+    ) -> Result<(), BackendError> {
+        let _ = (lock_key, signal_key, token, signal_ttl);
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the signal list to have an element (without taking it: every
+    /// waiter sees it). `true`: signalled; `false`: timed out, or no shared locks.
+    async fn lock_wait(&self, signal_key: &str, timeout: Duration) -> Result<bool, BackendError> {
+        let _ = (signal_key, timeout);
+        Ok(false)
+    }
+}
+
+/// The answer of [`Backend::lock_acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockAttempt {
+    /// Taken: this caller holds it.
+    Acquired,
+    /// Another holder has it; its token, when the backend could read it.
+    Busy(Option<String>),
+    /// This backend has no shared locks.
+    Unsupported,
 }
 
 /// Splits a stored value into (header, data).

@@ -6,22 +6,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cacheops_core::protocol::{
-    Backend, BackendError, BypassReason, HEADER_END, ReadReply, ReadRequest, Stamps, TableWrite, WriteRequest,
+    Backend, BackendError, BypassReason, HEADER_END, LockAttempt, ReadReply, ReadRequest, Stamps, TableWrite,
+    WriteRequest,
 };
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, ScriptInvocation, Value};
 
-use crate::builder::RedisBackendBuilder;
+use crate::builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisBackendBuilder};
 use crate::direct::{DirectPool, Reply};
 use crate::error::RedisBackendError;
+use crate::lock::{WaitPool, WaitSource};
 use crate::scripts::SCRIPTS;
+use crate::sentinel::SentinelConnection;
 use crate::slot::{check_same_slot, key_slot};
 
 /// A direct command's reply and the server's `run_id` when the connection learned it.
 type DirectReply = Result<(Reply, Option<Arc<str>>), RedisBackendError>;
 
-/// A connection to Redis: standalone (reconnecting [`ConnectionManager`]) or a Redis Cluster.
+/// A connection to Redis: standalone (reconnecting [`ConnectionManager`]), the master of a
+/// Sentinel group, or a Redis Cluster.
 ///
 /// Cheap to clone (clones share the underlying connection). It implements
 /// [`redis::aio::ConnectionLike`], so any redis-rs command can be sent through it.
@@ -32,6 +36,8 @@ pub enum RedisConnection {
     Standalone(ConnectionManager),
     /// A Redis Cluster, routed by key slot.
     Cluster(ClusterConnection),
+    /// The current master of a Sentinel-monitored group (found again after a failover).
+    Sentinel(SentinelConnection),
 }
 
 impl fmt::Debug for RedisConnection {
@@ -39,6 +45,7 @@ impl fmt::Debug for RedisConnection {
         match self {
             RedisConnection::Standalone(_) => f.write_str("RedisConnection::Standalone"),
             RedisConnection::Cluster(_) => f.write_str("RedisConnection::Cluster"),
+            RedisConnection::Sentinel(s) => write!(f, "RedisConnection::Sentinel({:?})", s.service()),
         }
     }
 }
@@ -48,6 +55,7 @@ impl redis::aio::ConnectionLike for RedisConnection {
         match self {
             RedisConnection::Standalone(c) => c.req_packed_command(cmd),
             RedisConnection::Cluster(c) => c.req_packed_command(cmd),
+            RedisConnection::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -60,6 +68,7 @@ impl redis::aio::ConnectionLike for RedisConnection {
         match self {
             RedisConnection::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
             RedisConnection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConnection::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -67,6 +76,7 @@ impl redis::aio::ConnectionLike for RedisConnection {
         match self {
             RedisConnection::Standalone(c) => c.get_db(),
             RedisConnection::Cluster(c) => c.get_db(),
+            RedisConnection::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -120,11 +130,11 @@ pub struct FinishStats {
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
 /// let err = RedisBackend::builder()
-///     .url("rediss://:hunter2@cache.example:6380")
+///     .url("redis-sentinel://:hunter2@sentinel.example:26379")
 ///     .build_lazy()
 ///     .await
 ///     .unwrap_err();
-/// assert!(matches!(err, RedisBackendError::TlsUnsupported { .. }));
+/// assert!(matches!(err, RedisBackendError::InvalidUrl { .. })); // no service name
 /// assert!(!err.to_string().contains("hunter2"));
 ///
 /// // A lazy backend is built even though nothing listens on this port…
@@ -140,6 +150,21 @@ pub struct RedisBackend {
     target: String,
     /// Plain connections for the hit check (standalone targets built by the builder).
     direct: Option<Arc<DirectPool>>,
+    /// Where the dog-pile lock's waits get connections of their own, and those kept.
+    wait_source: Arc<WaitSource>,
+    waits: Arc<WaitPool>,
+    response_timeout: Duration,
+    connect_timeout: Duration,
+}
+
+/// What [`RedisBackend::new`] assembles.
+pub(crate) struct Parts {
+    pub(crate) conn: RedisConnection,
+    pub(crate) target: String,
+    pub(crate) direct: Option<Arc<DirectPool>>,
+    pub(crate) wait_source: WaitSource,
+    pub(crate) response_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -166,18 +191,54 @@ impl RedisBackend {
         RedisBackendBuilder::new()
     }
 
-    pub(crate) fn new(conn: RedisConnection, target: String, direct: Option<DirectPool>) -> Self {
-        RedisBackend { conn, target, direct: direct.map(Arc::new) }
+    pub(crate) fn new(p: Parts) -> Self {
+        RedisBackend {
+            conn: p.conn,
+            target: p.target,
+            direct: p.direct,
+            wait_source: Arc::new(p.wait_source),
+            waits: Arc::new(WaitPool::default()),
+            response_timeout: p.response_timeout,
+            connect_timeout: p.connect_timeout,
+        }
     }
 
-    /// Uses an existing (custom-configured) connection manager.
+    fn from_given(conn: RedisConnection, target: &str) -> Self {
+        Self::new(Parts {
+            conn,
+            target: target.into(),
+            direct: None,
+            wait_source: WaitSource::Poll,
+            response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        })
+    }
+
+    /// Uses an existing (custom-configured) connection manager. The dog-pile lock's waits poll
+    /// (it cannot open connections of its own).
     pub fn from_connection_manager(manager: ConnectionManager) -> Self {
-        Self::new(RedisConnection::Standalone(manager), "custom connection manager".into(), None)
+        Self::from_given(RedisConnection::Standalone(manager), "custom connection manager")
     }
 
-    /// Uses an existing Redis Cluster connection.
+    /// Uses an existing Redis Cluster connection. The dog-pile lock's waits poll.
     pub fn from_cluster_connection(conn: ClusterConnection) -> Self {
-        Self::new(RedisConnection::Cluster(conn), "custom cluster connection".into(), None)
+        Self::from_given(RedisConnection::Cluster(conn), "custom cluster connection")
+    }
+
+    pub(crate) fn wait_source(&self) -> &WaitSource {
+        &self.wait_source
+    }
+
+    pub(crate) fn waits(&self) -> &WaitPool {
+        &self.waits
+    }
+
+    pub(crate) fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// The connection (a clone sharing it), to send other commands.
@@ -203,6 +264,15 @@ impl RedisBackend {
     async fn invoke<T: redis::FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T, RedisBackendError> {
         let mut conn = self.conn.clone();
         Ok(inv.invoke_async(&mut conn).await?)
+    }
+
+    /// A script that writes protocol state: on a Sentinel master, acknowledged by its replicas
+    /// (see [`ReplicaAcks`](crate::ReplicaAcks)).
+    async fn invoke_write<T: redis::FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T, RedisBackendError> {
+        match &self.conn {
+            RedisConnection::Sentinel(s) => s.invoke_acked(inv).await,
+            _ => self.invoke(inv).await,
+        }
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisBackendError> {
@@ -365,7 +435,7 @@ impl RedisBackend {
         let mut inv = SCRIPTS.mark.prepare_invoke();
         inv.arg(writer).arg(ms(req.lease));
         write_args(&mut inv, req);
-        let marked: i64 = self.invoke(&inv).await?;
+        let marked: i64 = self.invoke_write(&inv).await?;
         Ok(u64::try_from(marked).unwrap_or(0))
     }
 
@@ -378,7 +448,7 @@ impl RedisBackend {
             None => inv.arg("0").arg(""),
         };
         write_args(&mut inv, req);
-        let (deleted, touched): (i64, i64) = self.invoke(&inv).await?;
+        let (deleted, touched): (i64, i64) = self.invoke_write(&inv).await?;
         Ok(FinishStats { deleted: u64::try_from(deleted).unwrap_or(0), touched: u64::try_from(touched).unwrap_or(0) })
     }
 
@@ -395,7 +465,7 @@ impl RedisBackend {
             for key in group {
                 inv.key(*key);
             }
-            let n: i64 = self.invoke(&inv).await?;
+            let n: i64 = self.invoke_write(&inv).await?;
             deleted += u64::try_from(n).unwrap_or(0);
         }
         Ok(deleted)
@@ -521,6 +591,34 @@ impl Backend for RedisBackend {
     async fn ping(&self) -> Result<(), BackendError> {
         let _: String = self.query(&redis::cmd("PING")).await?;
         Ok(())
+    }
+
+    fn shares_locks(&self) -> bool {
+        true
+    }
+
+    async fn lock_acquire(
+        &self,
+        lock_key: &str,
+        signal_key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<LockAttempt, BackendError> {
+        Ok(self.lock_acquire_checked(lock_key, signal_key, token, ttl).await?)
+    }
+
+    async fn lock_release(
+        &self,
+        lock_key: &str,
+        signal_key: &str,
+        token: &str,
+        signal_ttl: Duration,
+    ) -> Result<(), BackendError> {
+        Ok(self.lock_release_checked(lock_key, signal_key, token, signal_ttl).await?)
+    }
+
+    async fn lock_wait(&self, signal_key: &str, timeout: Duration) -> Result<bool, BackendError> {
+        Ok(self.lock_wait_checked(signal_key, timeout).await?)
     }
 }
 

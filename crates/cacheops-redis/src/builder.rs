@@ -3,13 +3,22 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::{ClusterClientBuilder, ClusterConfig};
-use redis::{Client, ConnectionAddr, ConnectionInfo, IntoConnectionInfo};
+use std::sync::Arc;
 
-use crate::backend::{RedisBackend, RedisConnection};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
+    TlsCertificates, TlsMode,
+};
+
+use crate::backend::{Parts, RedisBackend, RedisConnection};
 use crate::direct::{DirectPool, DirectTarget};
 use crate::error::{RedisBackendError, redact_url};
+use crate::lock::WaitSource;
+use crate::sentinel::{ReplicaAcks, SentinelConnection, SentinelSettings};
+use crate::topology::{Form, parse_multi_host};
 
 /// Default time to wait for a reply: short, so that an outage costs little per call.
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(250);
@@ -20,12 +29,41 @@ pub const DEFAULT_RETRIES: usize = 1;
 /// Default number of direct connections for hit checks (see
 /// [`RedisBackendBuilder::direct_connections`]).
 pub const DEFAULT_DIRECT_CONNECTIONS: usize = 32;
+/// The response timeout of the connections the dog-pile lock's waits block on (each wait is
+/// bounded by the lock wait itself).
+const WAIT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Default time a Sentinel master's replicas have to acknowledge a write (see
+/// [`RedisBackendBuilder::replica_acks`]).
+pub const DEFAULT_REPLICA_ACK_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Configures and builds a [`RedisBackend`]; see [`RedisBackend::builder`].
 ///
-/// Exactly one target may be given: a URL, a host/port, a unix socket or cluster nodes
-/// (nothing at all means `127.0.0.1:6379`). `db`, `username` and `password` override what a URL
-/// says. Everything is validated by [`build`](Self::build) / [`build_lazy`](Self::build_lazy).
+/// Exactly one target may be given: a URL, a host/port, a unix socket, cluster nodes or
+/// Sentinels (nothing at all means `127.0.0.1:6379`). `db`, `username` and `password` override
+/// what a URL says. Everything is validated by [`build`](Self::build) /
+/// [`build_lazy`](Self::build_lazy).
+///
+/// Every topology by URL (also what `CACHEOPS_REDIS` accepts):
+///
+/// ```
+/// use cacheops_redis::RedisBackend;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// for url in [
+///     "redis://:secret@127.0.0.1:6379/2",
+///     "rediss://cache.example:6380/0", // TLS (the system's roots, or tls_root_cert)
+///     "redis+unix:///run/redis.sock?db=1",
+///     "redis-cluster://10.0.0.1:7000,10.0.0.2:7000",
+///     "rediss-cluster://:secret@10.0.0.1:7000,10.0.0.2:7000",
+///     "redis-sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster/0?sentinel_password=s3",
+///     "rediss-sentinel://:secret@10.0.0.1:26379/mymaster",
+/// ] {
+///     // Lazy: validated now, connected on first use.
+///     RedisBackend::builder().url(url).build_lazy().await.expect(url);
+/// }
+/// # });
+/// ```
 #[derive(Clone, Default)]
 pub struct RedisBackendBuilder {
     url: Option<String>,
@@ -33,6 +71,14 @@ pub struct RedisBackendBuilder {
     port: Option<u16>,
     unix: Option<PathBuf>,
     cluster: Option<Vec<String>>,
+    sentinel: Option<(Vec<String>, String)>,
+    sentinel_username: Option<String>,
+    sentinel_password: Option<String>,
+    tls: Option<bool>,
+    tls_root_cert: Option<Vec<u8>>,
+    tls_client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    replica_acks: Option<ReplicaAcks>,
+    replica_ack_timeout: Option<Duration>,
     db: Option<i64>,
     username: Option<String>,
     password: Option<String>,
@@ -50,6 +96,14 @@ impl std::fmt::Debug for RedisBackendBuilder {
             .field("port", &self.port)
             .field("unix", &self.unix)
             .field("cluster", &self.cluster.as_ref().map(|n| n.iter().map(|u| redact_url(u)).collect::<Vec<_>>()))
+            .field("sentinel", &self.sentinel)
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &self.sentinel_password.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
+            .field("tls_root_cert", &self.tls_root_cert.as_ref().map(|_| "<pem>"))
+            .field("tls_client_cert", &self.tls_client_cert.as_ref().map(|_| "<pem>"))
+            .field("replica_acks", &self.replica_acks)
+            .field("replica_ack_timeout", &self.replica_ack_timeout)
             .field("db", &self.db)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
@@ -64,6 +118,31 @@ impl std::fmt::Debug for RedisBackendBuilder {
 enum Target {
     Single(ConnectionInfo),
     Cluster(Vec<ConnectionInfo>),
+    Sentinel(SentinelTarget),
+}
+
+struct SentinelTarget {
+    sentinels: Vec<ConnectionAddr>,
+    service: String,
+    db: i64,
+    username: Option<String>,
+    password: Option<String>,
+    sentinel_username: Option<String>,
+    sentinel_password: Option<String>,
+    tls: bool,
+    acks: ReplicaAcks,
+    ack_timeout: Duration,
+}
+
+/// A validated configuration.
+struct Resolved {
+    target: Target,
+    description: String,
+    certs: Option<TlsCertificates>,
+    response_timeout: Duration,
+    connect_timeout: Duration,
+    retries: usize,
+    direct_max: usize,
 }
 
 impl RedisBackendBuilder {
@@ -72,9 +151,13 @@ impl RedisBackendBuilder {
         Self::default()
     }
 
-    /// Connect by URL: `redis://[user][:password@]host[:port][/db]`,
-    /// `redis+unix:///path/to/socket?db=N` (or `unix://`). `rediss://` needs TLS support, which
-    /// this build lacks: [`build`](Self::build) returns [`RedisBackendError::TlsUnsupported`].
+    /// Connect by URL: `redis://[user][:password@]host[:port][/db]`, `rediss://…` (TLS),
+    /// `redis+unix:///path/to/socket?db=N` (or `unix://`), a cluster
+    /// `redis-cluster://[user][:password@]host:port,host:port…` (`rediss-cluster://` for TLS), or
+    /// Sentinels `redis-sentinel://[user][:password@]host:port,host:port…/<service>[/<db>]`
+    /// `[?sentinel_username=…&sentinel_password=…]` (`rediss-sentinel://` for TLS to the
+    /// Sentinels and the master). In the multi-host forms the user and password are the data
+    /// nodes'; ports default to 6379 (cluster) and 26379 (Sentinel).
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
         self
@@ -108,7 +191,80 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// The database number (standalone only; a cluster has only db 0).
+    /// Connect to the master of `service` as the Sentinels at these addresses (`host:port`,
+    /// port 26379 by default) report it, and to the new master after a failover. `db`,
+    /// `username` and `password` are the master's; the Sentinels' own credentials are
+    /// [`sentinel_username`](Self::sentinel_username) / [`sentinel_password`](Self::sentinel_password).
+    /// Each write of the cache protocol waits for the replicas ([`replica_acks`](Self::replica_acks)).
+    ///
+    /// ```no_run
+    /// use cacheops_redis::RedisBackend;
+    ///
+    /// # async fn demo() -> Result<(), cacheops_redis::RedisBackendError> {
+    /// let backend = RedisBackend::builder()
+    ///     .sentinel(["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"], "mymaster")
+    ///     .sentinel_password("sentinel-secret")
+    ///     .password("redis-secret")
+    ///     .db(1)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sentinel<I, S>(mut self, sentinels: I, service: impl Into<String>) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.sentinel = Some((sentinels.into_iter().map(Into::into).collect(), service.into()));
+        self
+    }
+
+    /// The ACL user name for the Sentinels (not the master's: see [`username`](Self::username)).
+    pub fn sentinel_username(mut self, username: impl Into<String>) -> Self {
+        self.sentinel_username = Some(username.into());
+        self
+    }
+
+    /// The password for the Sentinels (`requirepass` of the Sentinels; never logged).
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
+    /// How many replicas of a Sentinel-managed master must acknowledge each write of the cache
+    /// protocol (a lease marker, an invalidation) within `timeout` (default
+    /// [`ReplicaAcks::All`] within [`DEFAULT_REPLICA_ACK_TIMEOUT`]). A write acknowledged by
+    /// fewer fails: a mark is then refused (the database write does not happen), an
+    /// invalidation is replayed. Only Sentinel targets wait; `timeout` must be shorter than the
+    /// response timeout.
+    pub fn replica_acks(mut self, acks: ReplicaAcks, timeout: Duration) -> Self {
+        self.replica_acks = Some(acks);
+        self.replica_ack_timeout = Some(timeout);
+        self
+    }
+
+    /// Use TLS for targets given without a scheme (`host`/`port`, cluster nodes and Sentinels
+    /// as `host:port`); `rediss://` URLs use it anyway. Server certificates are verified
+    /// against the system's roots, or [`tls_root_cert`](Self::tls_root_cert).
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = Some(on);
+        self
+    }
+
+    /// Verify the servers against this CA certificate (PEM) instead of the system's roots.
+    pub fn tls_root_cert(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_root_cert = Some(pem.into());
+        self
+    }
+
+    /// Present this client certificate and key (PEM) to the servers (mutual TLS, for servers
+    /// with `tls-auth-clients yes`, Redis's default).
+    pub fn tls_client_cert(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_client_cert = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// The database number (standalone and Sentinel; a cluster has only db 0).
     pub fn db(mut self, db: i64) -> Self {
         self.db = Some(db);
         self
@@ -154,8 +310,10 @@ impl RedisBackendBuilder {
     /// by `read.lua` over the shared connection (still one round trip, but a script: only a
     /// direct connection knows which server process answers, see `docs/redis-data-model.md`,
     /// "Restarts and server identity"). The simple cache's `GET` uses them
-    /// too; everything else (misses, writes, scripts) always uses the shared connection. Cluster backends have no direct connections
-    /// (setting a non-zero number for one is a configuration error).
+    /// too; everything else (misses, writes, scripts) always uses the shared connection. A
+    /// Sentinel backend keeps them to the current master. Cluster and TLS backends have no
+    /// direct connections (setting a non-zero number for a cluster is a configuration error; over
+    /// TLS every hit check is decided by `read.lua`).
     ///
     /// ```no_run
     /// use cacheops_redis::RedisBackend;
@@ -179,31 +337,18 @@ impl RedisBackendBuilder {
     /// Connects now and loads the scripts. Fails with [`RedisBackendError::Connect`] (naming
     /// the target, password redacted) when Redis is unreachable.
     pub async fn build(self) -> Result<RedisBackend, RedisBackendError> {
-        let direct_max = self.direct_connections.unwrap_or(DEFAULT_DIRECT_CONNECTIONS);
-        let (target, description, timeouts) = self.resolve()?;
-        let (response_timeout, connect_timeout, retries) = timeouts;
-        let direct = direct_pool(&target, direct_max, connect_timeout, response_timeout);
+        let r = self.resolve()?;
+        let description = r.description.clone();
         let connect_err = |source| RedisBackendError::Connect { target: description.clone(), source };
-        let conn = match target {
-            Target::Single(info) => {
-                let client = Client::open(info).map_err(connect_err)?;
-                let config = manager_config(response_timeout, connect_timeout, retries);
-                let manager = ConnectionManager::new_with_config(client, config).await.map_err(connect_err)?;
-                RedisConnection::Standalone(manager)
-            }
-            Target::Cluster(nodes) => {
-                let client =
-                    cluster_builder(nodes, response_timeout, connect_timeout, retries).build().map_err(connect_err)?;
-                let conn = client
-                    .get_async_connection_with_config(cluster_config(response_timeout, connect_timeout))
-                    .await
-                    .map_err(connect_err)?;
-                RedisConnection::Cluster(conn)
-            }
-        };
-        let backend = RedisBackend::new(conn, description.clone(), direct);
+        let backend = r.into_backend(true).await.map_err(|e| match e {
+            RedisBackendError::Command(source) => connect_err(source),
+            other => other,
+        })?;
+        if let RedisConnection::Sentinel(s) = backend.connection() {
+            s.master().await.map_err(connect_err)?;
+        }
         backend.load_scripts().await.map_err(|e| match e {
-            RedisBackendError::Command(source) => RedisBackendError::Connect { target: description, source },
+            RedisBackendError::Command(source) => connect_err(source),
             other => other,
         })?;
         Ok(backend)
@@ -213,65 +358,142 @@ impl RedisBackendBuilder {
     /// failure), so this succeeds while Redis is down. Configuration errors are still reported.
     /// Must be called within a Tokio runtime (it is `async` for that reason).
     pub async fn build_lazy(self) -> Result<RedisBackend, RedisBackendError> {
-        let direct_max = self.direct_connections.unwrap_or(DEFAULT_DIRECT_CONNECTIONS);
-        let (target, description, timeouts) = self.resolve()?;
-        let (response_timeout, connect_timeout, retries) = timeouts;
-        let direct = direct_pool(&target, direct_max, connect_timeout, response_timeout);
-        let config_err = |source| RedisBackendError::Connect { target: description.clone(), source };
-        let conn = match target {
-            Target::Single(info) => {
-                let client = Client::open(info).map_err(config_err)?;
-                let config = manager_config(response_timeout, connect_timeout, retries);
-                RedisConnection::Standalone(
-                    ConnectionManager::new_lazy_with_config(client, config).map_err(config_err)?,
-                )
-            }
-            Target::Cluster(nodes) => {
-                let client =
-                    cluster_builder(nodes, response_timeout, connect_timeout, retries).build().map_err(config_err)?;
-                RedisConnection::Cluster(
-                    client.get_pending_async_connection_with_config(cluster_config(response_timeout, connect_timeout)),
-                )
-            }
-        };
-        Ok(RedisBackend::new(conn, description, direct))
+        self.resolve()?.into_backend(false).await
     }
 
-    #[allow(clippy::type_complexity)]
-    fn resolve(self) -> Result<(Target, String, (Duration, Duration, usize)), RedisBackendError> {
-        let response_timeout = self.response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
-        let connect_timeout = self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
-        let retries = self.retries.unwrap_or(DEFAULT_RETRIES);
+    /// Turns a `redis-cluster://` / `redis-sentinel://` URL into the equivalent settings.
+    fn expand_multi_host_url(mut self) -> Result<Self, RedisBackendError> {
+        let Some(url) = self.url.clone() else {
+            return Ok(self);
+        };
+        let Some(m) = parse_multi_host(&url)? else {
+            return Ok(self);
+        };
+        if self.cluster.is_some() || self.sentinel.is_some() {
+            return Err(RedisBackendError::Config(
+                "give only one of url, host/port, unix_socket, cluster and sentinel".into(),
+            ));
+        }
+        self.url = None;
+        self.username = self.username.or(m.username);
+        self.password = self.password.or(m.password);
+        if m.tls {
+            self.tls = Some(true);
+        }
+        let hosts =
+            m.hosts.iter().map(|(h, p)| if h.contains(':') { format!("[{h}]:{p}") } else { format!("{h}:{p}") });
+        match m.form {
+            Form::Cluster => self.cluster = Some(hosts.collect()),
+            Form::Sentinel => {
+                self.sentinel = Some((hosts.collect(), m.service.unwrap_or_default()));
+                self.db = self.db.or(m.db);
+                self.sentinel_username = self.sentinel_username.or(m.sentinel_username);
+                self.sentinel_password = self.sentinel_password.or(m.sentinel_password);
+            }
+        }
+        Ok(self)
+    }
+
+    fn resolve(self) -> Result<Resolved, RedisBackendError> {
+        let had_url = self.url.is_some();
+        let me = self.expand_multi_host_url()?;
+        let response_timeout = me.response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT);
+        let connect_timeout = me.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let retries = me.retries.unwrap_or(DEFAULT_RETRIES);
         if response_timeout.is_zero() || connect_timeout.is_zero() {
             return Err(RedisBackendError::Config("timeouts must be greater than zero".into()));
         }
-        let timeouts = (response_timeout, connect_timeout, retries);
-        let tcp = self.host.is_some() || self.port.is_some();
-        let given = [self.url.is_some(), tcp, self.unix.is_some(), self.cluster.is_some()];
+        let tcp = me.host.is_some() || me.port.is_some();
+        let given = [me.url.is_some(), tcp, me.unix.is_some(), me.cluster.is_some(), me.sentinel.is_some()];
         if given.iter().filter(|g| **g).count() > 1 {
-            return Err(RedisBackendError::Config("give only one of url, host/port, unix_socket and cluster".into()));
+            return Err(RedisBackendError::Config(
+                "give only one of url, host/port, unix_socket, cluster and sentinel".into(),
+            ));
         }
-        if let Some(db) = self.db
+        if let Some(db) = me.db
             && db < 0
         {
             return Err(RedisBackendError::Config(format!("db must not be negative, got {db}")));
         }
+        if me.sentinel.is_none() && (me.sentinel_username.is_some() || me.sentinel_password.is_some()) {
+            return Err(RedisBackendError::Config("sentinel_username/sentinel_password need a sentinel target".into()));
+        }
+        if me.sentinel.is_none() && me.replica_acks.is_some() {
+            return Err(RedisBackendError::Config(
+                "replica_acks applies to a Sentinel target (standalone and cluster writes do not wait)".into(),
+            ));
+        }
+        if me.unix.is_some() && me.tls == Some(true) {
+            return Err(RedisBackendError::Config("TLS over a unix socket is not supported".into()));
+        }
+        let certs = me.certificates();
+        let mut r = Resolved {
+            target: Target::Single(
+                ConnectionAddr::Tcp("127.0.0.1".into(), 6379).into_connection_info().map_err(config)?,
+            ),
+            description: String::new(),
+            certs,
+            response_timeout,
+            connect_timeout,
+            retries,
+            direct_max: me.direct_connections.unwrap_or(DEFAULT_DIRECT_CONNECTIONS),
+        };
+        let tls = me.tls == Some(true);
 
-        if let Some(nodes) = &self.cluster {
+        if let Some((sentinels, service)) = &me.sentinel {
+            if sentinels.is_empty() {
+                return Err(RedisBackendError::Config("sentinel needs at least one Sentinel address".into()));
+            }
+            if service.trim().is_empty() {
+                return Err(RedisBackendError::Config("sentinel needs the monitored service's name".into()));
+            }
+            let ack_timeout = me.replica_ack_timeout.unwrap_or(DEFAULT_REPLICA_ACK_TIMEOUT);
+            if ack_timeout.is_zero() || ack_timeout >= response_timeout {
+                return Err(RedisBackendError::Config(format!(
+                    "the replica acknowledgement timeout ({ack_timeout:?}) must be greater than zero and \
+                     shorter than the response timeout ({response_timeout:?})"
+                )));
+            }
+            let mut addrs = Vec::with_capacity(sentinels.len());
+            for node in sentinels {
+                let url = node_url(node, tls, 26379)?;
+                addrs.push(parse_url(&url)?.addr().clone());
+            }
+            r.description = format!(
+                "sentinel {service:?} via [{}] (db {})",
+                sentinels.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "),
+                me.db.unwrap_or(0)
+            );
+            r.target = Target::Sentinel(SentinelTarget {
+                sentinels: addrs,
+                service: service.clone(),
+                db: me.db.unwrap_or(0),
+                username: me.username.clone(),
+                password: me.password.clone(),
+                sentinel_username: me.sentinel_username.clone(),
+                sentinel_password: me.sentinel_password.clone(),
+                tls,
+                acks: me.replica_acks.unwrap_or_default(),
+                ack_timeout,
+            });
+            return Ok(r);
+        }
+
+        if let Some(nodes) = &me.cluster {
             if nodes.is_empty() {
                 return Err(RedisBackendError::Config("cluster needs at least one seed node".into()));
             }
-            if self.db.is_some_and(|db| db != 0) {
+            if me.db.is_some_and(|db| db != 0) {
                 return Err(RedisBackendError::Config("a Redis Cluster has only db 0".into()));
             }
-            if self.direct_connections.is_some_and(|n| n > 0) {
+            if me.direct_connections.is_some_and(|n| n > 0) {
                 return Err(RedisBackendError::Config(
                     "direct_connections applies to a standalone server; a cluster backend has none".into(),
                 ));
             }
             let mut infos = Vec::with_capacity(nodes.len());
             for node in nodes {
-                let url = if node.contains("://") { node.clone() } else { format!("redis://{node}") };
+                let url = node_url(node, tls, 6379)?;
                 let mut info = parse_url(&url)?;
                 if info.redis_settings().db() != 0 {
                     return Err(RedisBackendError::Config(format!(
@@ -279,38 +501,55 @@ impl RedisBackendBuilder {
                         redact_url(&url)
                     )));
                 }
-                info = self.apply_auth(info);
+                info = me.apply_auth(info);
                 infos.push(info);
             }
-            let description =
-                format!("cluster [{}]", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "));
-            return Ok((Target::Cluster(infos), description, timeouts));
+            let first_tls = infos.first().is_some_and(|i| is_tls(i.addr()));
+            if infos.iter().any(|i| is_tls(i.addr()) != first_tls) {
+                return Err(RedisBackendError::Config("cluster nodes mix TLS (rediss://) and plain nodes".into()));
+            }
+            r.description = format!("cluster [{}]", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "));
+            r.target = Target::Cluster(infos);
+            r.check_certs_have_tls()?;
+            return Ok(r);
         }
 
-        let (info, mut description) = if let Some(url) = &self.url {
+        let (info, mut description) = if let Some(url) = &me.url {
             (parse_url(url)?, redact_url(url))
-        } else if let Some(path) = &self.unix {
-            let info = ConnectionAddr::Unix(path.clone())
-                .into_connection_info()
-                .map_err(|e| RedisBackendError::Config(e.to_string()))?;
+        } else if let Some(path) = &me.unix {
+            let info = ConnectionAddr::Unix(path.clone()).into_connection_info().map_err(config)?;
             (info, format!("unix:{}", path.display()))
         } else {
-            let host = self.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
-            let port = self.port.unwrap_or(6379);
-            let info = ConnectionAddr::Tcp(host.clone(), port)
-                .into_connection_info()
-                .map_err(|e| RedisBackendError::Config(e.to_string()))?;
-            (info, format!("{host}:{port}"))
+            let host = me.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+            let port = me.port.unwrap_or(6379);
+            let url = node_url(&format!("{host}:{port}"), tls, 6379)?;
+            (parse_url(&url)?, url)
         };
-        let mut info = self.apply_auth(info);
-        if let Some(db) = self.db {
+        let mut info = me.apply_auth(info);
+        if let Some(db) = me.db {
             let settings = info.redis_settings().clone().set_db(db);
             info = info.set_redis_settings(settings);
         }
-        if self.url.is_none() || self.db.is_some() {
+        if !had_url || me.db.is_some() {
             description.push_str(&format!(" (db {})", info.redis_settings().db()));
         }
-        Ok((Target::Single(info), description, timeouts))
+        r.description = description;
+        r.target = Target::Single(info);
+        r.check_certs_have_tls()?;
+        Ok(r)
+    }
+
+    fn certificates(&self) -> Option<TlsCertificates> {
+        if self.tls_root_cert.is_none() && self.tls_client_cert.is_none() {
+            return None;
+        }
+        Some(TlsCertificates {
+            client_tls: self
+                .tls_client_cert
+                .clone()
+                .map(|(client_cert, client_key)| ClientTlsConfig { client_cert, client_key }),
+            root_cert: self.tls_root_cert.clone(),
+        })
     }
 
     fn apply_auth(&self, info: ConnectionInfo) -> ConnectionInfo {
@@ -325,25 +564,176 @@ impl RedisBackendBuilder {
     }
 }
 
-/// The direct-connection pool of a standalone target (none for a cluster, or with 0 connections).
-fn direct_pool(target: &Target, max: usize, connect: Duration, response: Duration) -> Option<DirectPool> {
-    match target {
-        Target::Single(info) if max > 0 => DirectTarget::of(info).map(|t| DirectPool::new(t, max, connect, response)),
-        _ => None,
+impl Resolved {
+    fn check_certs_have_tls(&self) -> Result<(), RedisBackendError> {
+        let tls = match &self.target {
+            Target::Single(info) => is_tls(info.addr()),
+            Target::Cluster(nodes) => nodes.iter().any(|n| is_tls(n.addr())),
+            Target::Sentinel(s) => s.tls,
+        };
+        if self.certs.is_some() && !tls {
+            return Err(RedisBackendError::Config(
+                "tls_root_cert / tls_client_cert need a TLS target (rediss://…, or tls(true))".into(),
+            ));
+        }
+        Ok(())
     }
+
+    /// The backend; `eager`: connect now (standalone and cluster; a Sentinel group is looked up
+    /// on first use either way).
+    async fn into_backend(self, eager: bool) -> Result<RedisBackend, RedisBackendError> {
+        self.check_certs_have_tls()?;
+        let tls = matches!(&self.target, Target::Sentinel(s) if s.tls)
+            || matches!(&self.target, Target::Single(i) if is_tls(i.addr()))
+            || matches!(&self.target, Target::Cluster(n) if n.iter().any(|i| is_tls(i.addr())));
+        if tls {
+            install_crypto_provider();
+        }
+        let description = self.description.clone();
+        let (response, connect) = (self.response_timeout, self.connect_timeout);
+        let config_err = |source| RedisBackendError::Connect { target: description.clone(), source };
+        let direct = |target: Option<DirectTarget>| {
+            (self.direct_max > 0).then(|| Arc::new(DirectPool::new(target, self.direct_max, connect, response)))
+        };
+        let (conn, direct, wait_source) = match self.target {
+            Target::Single(info) => {
+                let pool = DirectTarget::of(&info).and_then(|t| direct(Some(t)));
+                let client = match self.certs {
+                    Some(certs) => Client::build_with_tls(info, certs),
+                    None => Client::open(info),
+                }
+                .map_err(config_err)?;
+                let config = manager_config(response, connect, self.retries);
+                let manager = if eager {
+                    ConnectionManager::new_with_config(client.clone(), config).await?
+                } else {
+                    ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(config_err)?
+                };
+                (RedisConnection::Standalone(manager), pool, WaitSource::Client(client))
+            }
+            Target::Cluster(nodes) => {
+                // The lock's waits block for up to the lock wait: their connections need a
+                // response timeout of their own (the wait bounds them).
+                let mut waits = cluster_builder(nodes.clone(), WAIT_RESPONSE_TIMEOUT, connect, self.retries);
+                let mut builder = cluster_builder(nodes, response, connect, self.retries);
+                if let Some(certs) = self.certs {
+                    waits = waits.certs(certs.clone());
+                    builder = builder.certs(certs);
+                }
+                let waits: ClusterClient = waits.build().map_err(config_err)?;
+                let client: ClusterClient = builder.build().map_err(config_err)?;
+                let conn = if eager {
+                    client.get_async_connection_with_config(cluster_config(response, connect)).await?
+                } else {
+                    client.get_pending_async_connection_with_config(cluster_config(response, connect))
+                };
+                (RedisConnection::Cluster(conn), None, WaitSource::Cluster(waits))
+            }
+            Target::Sentinel(s) => {
+                let pool = if s.tls { None } else { direct(None) };
+                let client = sentinel_client(&s, self.certs).map_err(config_err)?;
+                let config = AsyncConnectionConfig::new()
+                    .set_response_timeout(Some(response))
+                    .set_connection_timeout(Some(connect));
+                let conn = SentinelConnection::new(SentinelSettings {
+                    client,
+                    service: s.service,
+                    db: s.db,
+                    config,
+                    acks: s.acks,
+                    ack_timeout: s.ack_timeout,
+                    direct: pool.clone(),
+                });
+                (RedisConnection::Sentinel(conn), pool, WaitSource::Sentinel)
+            }
+        };
+        Ok(RedisBackend::new(Parts {
+            conn,
+            target: self.description,
+            direct,
+            wait_source,
+            response_timeout: response,
+            connect_timeout: connect,
+        }))
+    }
+}
+
+fn sentinel_client(
+    s: &SentinelTarget,
+    certs: Option<TlsCertificates>,
+) -> Result<redis::sentinel::SentinelClient, redis::RedisError> {
+    let mut b = SentinelClientBuilder::new(s.sentinels.clone(), &s.service, SentinelServerType::Master)?
+        .set_client_to_redis_db(s.db);
+    if let Some(u) = &s.username {
+        b = b.set_client_to_redis_username(u);
+    }
+    if let Some(p) = &s.password {
+        b = b.set_client_to_redis_password(p);
+    }
+    if let Some(u) = &s.sentinel_username {
+        b = b.set_client_to_sentinel_username(u);
+    }
+    if let Some(p) = &s.sentinel_password {
+        b = b.set_client_to_sentinel_password(p);
+    }
+    if s.tls {
+        b = b.set_client_to_redis_tls_mode(TlsMode::Secure).set_client_to_sentinel_tls_mode(TlsMode::Secure);
+        if let Some(certs) = certs {
+            b = b.set_client_to_redis_certificates(certs.clone()).set_client_to_sentinel_certificates(certs);
+        }
+    }
+    b.build()
+}
+
+fn is_tls(addr: &ConnectionAddr) -> bool {
+    matches!(addr, ConnectionAddr::TcpTls { .. })
+}
+
+/// rustls needs a process-wide crypto provider; install ring's unless the application
+/// installed one already.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: one is installed either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+fn config(e: redis::RedisError) -> RedisBackendError {
+    RedisBackendError::Config(e.to_string())
+}
+
+/// A node given as `host:port` or as a URL, as a URL (`rediss://` when `tls`).
+fn node_url(node: &str, tls: bool, default_port: u16) -> Result<String, RedisBackendError> {
+    if node.contains("://") {
+        if tls && !node.to_ascii_lowercase().starts_with("rediss://") {
+            return Err(RedisBackendError::InvalidUrl {
+                url: redact_url(node),
+                reason: "TLS is on, but this node is not a rediss:// URL".into(),
+            });
+        }
+        return Ok(node.to_owned());
+    }
+    let node = node.trim();
+    if node.is_empty() {
+        return Err(RedisBackendError::Config("an empty node address".into()));
+    }
+    let has_port = match node.strip_prefix('[') {
+        Some(rest) => rest.contains("]:"),
+        None => node.contains(':'),
+    };
+    let scheme = if tls { "rediss" } else { "redis" };
+    Ok(if has_port { format!("{scheme}://{node}") } else { format!("{scheme}://{node}:{default_port}") })
 }
 
 fn parse_url(url: &str) -> Result<ConnectionInfo, RedisBackendError> {
     let scheme = url.split("://").next().unwrap_or_default().to_ascii_lowercase();
     match scheme.as_str() {
-        "rediss" | "valkeys" => {
-            return Err(RedisBackendError::TlsUnsupported { url: redact_url(url) });
-        }
-        "redis" | "valkey" | "redis+unix" | "valkey+unix" | "unix" if url.contains("://") => {}
+        "redis" | "valkey" | "rediss" | "valkeys" | "redis+unix" | "valkey+unix" | "unix" if url.contains("://") => {}
         _ => {
             return Err(RedisBackendError::InvalidUrl {
                 url: redact_url(url),
-                reason: "expected redis://, redis+unix:// or unix://".into(),
+                reason: "expected redis://, rediss://, redis+unix://, unix://, redis-cluster:// or redis-sentinel://"
+                    .into(),
             });
         }
     }

@@ -171,6 +171,8 @@ enum Stream {
 /// One plain connection: the stream and its buffers (reused between commands), and the
 /// identity (`run_id`) of the server process it is connected to, read when it opened.
 struct Conn {
+    /// What it was opened for (a connection to a target no longer current is closed).
+    target: Arc<DirectTarget>,
     stream: Stream,
     out: Vec<u8>,
     buf: Vec<u8>,
@@ -265,8 +267,8 @@ enum DirectAddr {
 }
 
 impl DirectTarget {
-    /// The direct-connection form of a standalone target (`None` for a TLS one, which is not
-    /// supported by this build anyway).
+    /// The direct-connection form of a standalone target (`None` for a TLS one: hit checks over
+    /// TLS go through the shared connection).
     pub(crate) fn of(info: &ConnectionInfo) -> Option<DirectTarget> {
         let addr = match info.addr() {
             ConnectionAddr::Tcp(host, port) => DirectAddr::Tcp(host.clone(), *port),
@@ -286,7 +288,8 @@ impl DirectTarget {
 
 /// A small pool of direct connections (see the module documentation).
 pub(crate) struct DirectPool {
-    target: DirectTarget,
+    /// `None`: no connection may be opened now (a Sentinel group whose master is not known).
+    target: Mutex<Option<Arc<DirectTarget>>>,
     idle: Mutex<Vec<Conn>>,
     /// Connections open (idle or in use).
     open: AtomicUsize,
@@ -313,6 +316,9 @@ pub(crate) struct Lease<'a> {
 impl Lease<'_> {
     fn give_back(mut self) {
         if let Some(conn) = self.conn.take() {
+            if !self.pool.is_current(&conn.target) {
+                return;
+            }
             self.pool.lock().push(conn);
             // The slot stays counted: idle connections are open.
             std::mem::forget(self);
@@ -327,9 +333,14 @@ impl Drop for Lease<'_> {
 }
 
 impl DirectPool {
-    pub(crate) fn new(target: DirectTarget, max: usize, connect_timeout: Duration, response_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        target: Option<DirectTarget>,
+        max: usize,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Self {
         DirectPool {
-            target,
+            target: Mutex::new(target.map(Arc::new)),
             idle: Mutex::new(Vec::with_capacity(max)),
             open: AtomicUsize::new(0),
             max,
@@ -340,6 +351,27 @@ impl DirectPool {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Conn>> {
         self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn current(&self) -> Option<Arc<DirectTarget>> {
+        self.target.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    fn is_current(&self, target: &Arc<DirectTarget>) -> bool {
+        self.current().is_some_and(|t| Arc::ptr_eq(&t, target))
+    }
+
+    /// Connects to `target` from now on (`None`: not at all): idle connections are closed, and
+    /// those in use are closed when their command is done.
+    pub(crate) fn retarget(&self, target: Option<DirectTarget>) {
+        *self.target.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = target.map(Arc::new);
+        self.close_idle();
+    }
+
+    fn close_idle(&self) {
+        let stale = std::mem::take(&mut *self.lock());
+        self.open.fetch_sub(stale.len(), Ordering::AcqRel);
+        drop(stale);
     }
 
     /// Sends one command on `lease` (from [`DirectPool::take`]) and returns its reply, and the
@@ -357,9 +389,7 @@ impl DirectPool {
         let reused = lease.reused;
         match self.query_on(lease, args.clone()).await {
             Err(RedisBackendError::Io(e)) if reused && e.kind() != io::ErrorKind::TimedOut => {
-                let stale = std::mem::take(&mut *self.lock());
-                self.open.fetch_sub(stale.len(), Ordering::AcqRel);
-                drop(stale);
+                self.close_idle();
                 match self.reserve() {
                     Some(lease) => self.query_on(lease, args).await,
                     None => Err(RedisBackendError::Io(e)),
@@ -372,6 +402,7 @@ impl DirectPool {
     /// A connection: an idle one, or a slot for a new one; `None` when all are in use (the
     /// caller sends its command another way).
     pub(crate) fn take(&self) -> Option<Lease<'_>> {
+        self.current()?;
         if let Some(conn) = self.lock().pop() {
             return Some(Lease { pool: self, conn: Some(conn), reused: true });
         }
@@ -417,8 +448,11 @@ impl DirectPool {
 
     /// Opens a connection and authenticates / selects the database.
     async fn connect(&self) -> Result<Conn, RedisBackendError> {
+        let t = self.current().ok_or_else(|| {
+            RedisBackendError::Io(io::Error::new(io::ErrorKind::NotConnected, "no server to connect to"))
+        })?;
         let connect = async {
-            let stream = match &self.target.addr {
+            let stream = match &t.addr {
                 DirectAddr::Tcp(host, port) => {
                     let s = tokio::net::TcpStream::connect((host.as_str(), *port)).await?;
                     s.set_nodelay(true)?;
@@ -433,8 +467,13 @@ impl DirectPool {
             .await
             .map_err(|_| RedisBackendError::Io(io::ErrorKind::TimedOut.into()))?
             .map_err(io_err)?;
-        let mut conn = Conn { stream, out: Vec::with_capacity(256), buf: Vec::with_capacity(4096), server_id: None };
-        let t = &self.target;
+        let mut conn = Conn {
+            target: t.clone(),
+            stream,
+            out: Vec::with_capacity(256),
+            buf: Vec::with_capacity(4096),
+            server_id: None,
+        };
         let mut setup = 0;
         if let Some(password) = &t.password {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];

@@ -16,15 +16,6 @@ pub enum RedisBackendError {
         /// Why it was rejected.
         reason: String,
     },
-    /// A `rediss://` (TLS) URL, but this build has no TLS support.
-    #[error(
-        "Redis URL {url} asks for TLS, but cacheops-redis was built without TLS support; \
-         use redis:// or a TLS-terminating proxy"
-    )]
-    TlsUnsupported {
-        /// The URL, password redacted.
-        url: String,
-    },
     /// The builder was given contradictory or incomplete settings.
     #[error("invalid Redis backend configuration: {0}")]
     Config(String),
@@ -49,6 +40,17 @@ pub enum RedisBackendError {
     /// A direct connection (the hit check's) failed or timed out.
     #[error("Redis connection failed")]
     Io(#[source] std::io::Error),
+    /// A write was applied on the Sentinel-managed master but fewer of its replicas than
+    /// required acknowledged it in time (`WAIT`), so a failover could lose it: the write is
+    /// treated as failed (see
+    /// [`RedisBackendBuilder::replica_acks`](crate::RedisBackendBuilder::replica_acks)).
+    #[error("Redis write not acknowledged by enough replicas: {acked} of {wanted}")]
+    NotAcknowledged {
+        /// Replicas required.
+        wanted: u64,
+        /// Replicas that acknowledged within the timeout.
+        acked: u64,
+    },
     /// The keys of one call do not share one hash slot (they must: one namespace, one tag).
     #[error("keys of one call span several hash slots: {first:?} and {other:?}")]
     CrossSlot {
@@ -102,6 +104,7 @@ impl RedisBackendError {
                 std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => Class::Timeout,
                 _ => Class::Unavailable,
             },
+            RedisBackendError::NotAcknowledged { .. } => Class::Unavailable,
             RedisBackendError::Reply(m) if m.starts_with("OOM") => Class::OutOfMemory,
             RedisBackendError::Reply(m) if reply_unavailable(m) => Class::Unavailable,
             _ => Class::Other,
@@ -141,7 +144,7 @@ impl From<RedisBackendError> for BackendError {
 }
 
 /// Replaces the password of a URL (`scheme://user:password@host…`) with `***`.
-pub(crate) fn redact_url(url: &str) -> String {
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_owned();
     };
@@ -160,6 +163,23 @@ pub(crate) fn redact_url(url: &str) -> String {
     format!("{}{}{}", &url[..rest_start], user, &rest[at..])
 }
 
+/// Replaces the password of a URL (`scheme://user:password@host…`) and the value of every query
+/// parameter whose name contains `password` with `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let url = redact_userinfo(url);
+    let Some((base, query)) = url.split_once('?') else {
+        return url;
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::redact_url;
@@ -171,5 +191,9 @@ mod tests {
         assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
         assert_eq!(redact_url("redis+unix:///tmp/r.sock?db=1"), "redis+unix:///tmp/r.sock?db=1");
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(
+            redact_url("redis-sentinel://:a@s1,s2/m?sentinel_password=b&sentinel_username=u"),
+            "redis-sentinel://:***@s1,s2/m?sentinel_password=***&sentinel_username=u"
+        );
     }
 }

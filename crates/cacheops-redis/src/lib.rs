@@ -1,6 +1,6 @@
 //! The Redis backend of cacheops: the stamp protocol ([`cacheops_core::protocol`]) as Lua
-//! scripts over [redis-rs](https://docs.rs/redis), on a standalone server (TCP or unix socket)
-//! or a Redis Cluster.
+//! scripts over [redis-rs](https://docs.rs/redis), on a standalone server (TCP or unix socket),
+//! the master of a Sentinel group or a Redis Cluster, over TLS or not.
 //!
 //! * [`RedisBackend`] implements [`cacheops_core::Backend`]; build it with
 //!   [`RedisBackend::builder`] (eager [`build`](RedisBackendBuilder::build) or lazy
@@ -17,12 +17,17 @@ mod backend;
 mod builder;
 mod direct;
 mod error;
+mod lock;
 pub mod scripts;
+mod sentinel;
 mod slot;
+mod topology;
 
 pub use backend::{FinishStats, RedisBackend, RedisConnection};
 pub use builder::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DIRECT_CONNECTIONS, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RETRIES, RedisBackendBuilder,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DIRECT_CONNECTIONS, DEFAULT_REPLICA_ACK_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT,
+    DEFAULT_RETRIES, RedisBackendBuilder,
 };
 pub use error::RedisBackendError;
+pub use sentinel::{ReplicaAcks, SentinelConnection};
 pub use slot::{SLOTS, key_slot};

@@ -1,5 +1,6 @@
 //! Building a [`Cache`]: backend, prefix, profiles, failure policy. Everything is validated here.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use crate::error::Error;
 use crate::events::{InvalidateEvent, ReadEvent, Subscribers};
 use crate::health::Health;
 use crate::lease::MarkFailure;
-use crate::lock::{DEFAULT_LOCK_WAIT, Locks};
+use crate::lock::{DEFAULT_LOCK_WAIT, Locks, RemoteLock};
 
 /// Default of [`CacheBuilder::max_preimage_rows`].
 pub const DEFAULT_MAX_PREIMAGE_ROWS: usize = 1_000;
@@ -69,6 +70,8 @@ pub struct CacheBuilder {
     mark_failure: MarkFailure,
     max_preimage_rows: usize,
     max_schemes: u32,
+    redis_tls_root_cert: Option<PathBuf>,
+    redis_tls_client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for CacheBuilder {
@@ -91,18 +94,32 @@ impl Default for CacheBuilder {
             mark_failure: MarkFailure::default(),
             max_preimage_rows: DEFAULT_MAX_PREIMAGE_ROWS,
             max_schemes: cacheops_core::protocol::DEFAULT_MAX_SCHEMES,
+            redis_tls_root_cert: None,
+            redis_tls_client_cert: None,
         }
     }
 }
 
 impl CacheBuilder {
-    /// Reads `CACHEOPS_REDIS` (a Redis URL; unset or empty: in process), `CACHEOPS_PREFIX` and
-    /// `CACHEOPS_ENABLED` (`0`/`false`/`off` disables) on top of the current settings.
+    /// Reads `CACHEOPS_REDIS` (a Redis URL of any form [`redis_url`](Self::redis_url) takes;
+    /// unset or empty: in process), `CACHEOPS_REDIS_TLS_CA` (a CA certificate file, PEM),
+    /// `CACHEOPS_REDIS_TLS_CERT` and `CACHEOPS_REDIS_TLS_KEY` (a client certificate and its key,
+    /// PEM files, both or neither), `CACHEOPS_PREFIX` and `CACHEOPS_ENABLED` (`0`/`false`/`off`
+    /// disables) on top of the current settings.
     pub fn from_env(mut self) -> Self {
-        if let Ok(url) = std::env::var("CACHEOPS_REDIS")
-            && !url.trim().is_empty()
-        {
-            self = self.redis_url(url.trim());
+        let var = |name| std::env::var(name).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        if let Some(url) = var("CACHEOPS_REDIS") {
+            self = self.redis_url(url);
+        }
+        if let Some(ca) = var("CACHEOPS_REDIS_TLS_CA") {
+            self.redis_tls_root_cert = Some(ca.into());
+        }
+        match (var("CACHEOPS_REDIS_TLS_CERT"), var("CACHEOPS_REDIS_TLS_KEY")) {
+            (None, None) => {}
+            // One without the other is reported by `build` (an empty path cannot be read).
+            (cert, key) => {
+                self.redis_tls_client_cert = Some((cert.unwrap_or_default().into(), key.unwrap_or_default().into()))
+            }
         }
         if let Ok(prefix) = std::env::var("CACHEOPS_PREFIX") {
             self.prefix = prefix;
@@ -141,10 +158,43 @@ impl CacheBuilder {
         self
     }
 
-    /// Use Redis at this URL (`redis://[:password@]host[:port][/db]`, `redis+unix:///path?db=N`,
-    /// `redis-cluster://host:port,host:port`).
+    /// Use Redis at this URL: `redis://[:password@]host[:port][/db]`, `rediss://…` (TLS),
+    /// `redis+unix:///path?db=N`, a cluster `redis-cluster://host:port,host:port`
+    /// (`rediss-cluster://` over TLS), or Sentinels
+    /// `redis-sentinel://[:password@]host:port,host:port/<service>[/<db>][?sentinel_password=…]`
+    /// (`rediss-sentinel://` over TLS). See `cacheops_redis::RedisBackendBuilder::url`; for
+    /// settings a URL cannot carry, build a `RedisBackend` and pass it to
+    /// [`backend`](Self::backend). The dog-pile lock is shared across processes on every form.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Validated at build; a lazy connection (degrade on, the default) starts while Redis is down.
+    /// let cache = cacheops::Cache::builder()
+    ///     .redis_url("redis-sentinel://127.0.0.1:1/mymaster/0")
+    ///     .build()
+    ///     .await
+    ///     .unwrap();
+    /// # drop(cache);
+    /// let err = cacheops::Cache::builder().redis_url("redis-sentinel://127.0.0.1:1").build().await.unwrap_err();
+    /// assert!(err.to_string().contains("service name"), "{err}");
+    /// # });
+    /// ```
     pub fn redis_url(mut self, url: impl Into<String>) -> Self {
         self.backend = BackendChoice::RedisUrl(url.into());
+        self
+    }
+
+    /// Verify Redis servers reached over TLS (`rediss://…`) against this CA certificate (a PEM
+    /// file, read by [`build`](Self::build)) instead of the system's roots.
+    pub fn redis_tls_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
+        self.redis_tls_root_cert = Some(path.into());
+        self
+    }
+
+    /// Present this client certificate and key (PEM files, read by [`build`](Self::build)) to
+    /// Redis servers reached over TLS.
+    pub fn redis_tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.redis_tls_client_cert = Some((cert.into(), key.into()));
         self
     }
 
@@ -313,19 +363,31 @@ impl CacheBuilder {
         if self.analyzer.in_list_cap == 0 || self.analyzer.dnf_cap == 0 || self.analyzer.memo_capacity == 0 {
             return Err(invalid("analyzer", "in_list_cap, dnf_cap and memo_capacity must be at least 1"));
         }
-        let (backend, remote): (Arc<dyn Backend>, _) = match self.backend {
+        let read = |setting, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| {
+                Error::Config(ConfigError::Invalid { setting, reason: format!("cannot read {}: {e}", path.display()) })
+            })
+        };
+        #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+        let tls = TlsFiles {
+            root_cert: self.redis_tls_root_cert.as_ref().map(|p| read("redis_tls_root_cert", p)).transpose()?,
+            client_cert: match &self.redis_tls_client_cert {
+                Some((cert, key)) => Some((read("redis_tls_client_cert", cert)?, read("redis_tls_client_cert", key)?)),
+                None => None,
+            },
+        };
+        let backend: Arc<dyn Backend> = match self.backend {
             BackendChoice::Memory { max_entries } => {
                 if max_entries == 0 {
                     return Err(invalid("memory", "max_entries must be at least 1"));
                 }
-                (Arc::new(MemoryBackend::new(max_entries)), None)
+                Arc::new(MemoryBackend::new(max_entries))
             }
-            BackendChoice::Custom(b) => (b, None),
+            BackendChoice::Custom(b) => b,
             #[cfg(feature = "redis")]
             BackendChoice::RedisUrl(url) => {
                 // Disabled: never connect (a pass-through performs no Redis command at all).
-                let (b, remote) = crate::redis::connect(&url, !self.degrade && self.enabled).await?;
-                (b, if self.enabled { remote } else { None })
+                crate::redis::connect(&url, !self.degrade && self.enabled, &tls).await?
             }
             #[cfg(not(feature = "redis"))]
             BackendChoice::RedisUrl(_) => {
@@ -336,6 +398,7 @@ impl CacheBuilder {
                 ));
             }
         };
+        let remote = if self.enabled { RemoteLock::new(backend.clone()) } else { None };
         let inner = Inner::new(
             backend,
             keys.clone(),
@@ -363,4 +426,11 @@ impl CacheBuilder {
         }
         Ok(cache)
     }
+}
+
+/// TLS material for the Redis connection, read from the configured files.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TlsFiles {
+    pub(crate) root_cert: Option<Vec<u8>>,
+    pub(crate) client_cert: Option<(Vec<u8>, Vec<u8>)>,
 }

@@ -38,7 +38,6 @@ mod local;
 pub mod lock;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(feature = "redis")]
 mod remote_lock;
 mod scope;
 mod serial;

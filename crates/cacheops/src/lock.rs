@@ -66,8 +66,7 @@ struct Slot {
 pub(crate) struct Locks {
     local: Mutex<HashMap<String, Arc<Slot>>>,
     remote: Option<RemoteLock>,
-    /// The Redis lock's expiry (a crashed holder's lock goes away).
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    /// The shared lock's expiry (a crashed holder's lock goes away).
     pub(crate) ttl: Duration,
 }
 
@@ -77,25 +76,7 @@ impl Locks {
     }
 }
 
-#[cfg(feature = "redis")]
 pub(crate) use crate::remote_lock::RemoteLock;
-
-/// Without the `redis` feature there is no cross-process lock: a type without values.
-/// Without the `redis` feature there is no cross-process lock: a type without values.
-#[cfg(not(feature = "redis"))]
-#[derive(Debug)]
-pub(crate) enum RemoteLock {}
-
-#[cfg(not(feature = "redis"))]
-impl RemoteLock {
-    async fn release(&self, _: &Cache, _: &str, _: &str, _: &str) {
-        match *self {}
-    }
-
-    async fn acquire(&self, _: &Cache, _: Guard, _: &str, _: Instant, _: Option<Duration>) -> Acquired {
-        match *self {}
-    }
-}
 
 /// Holding the lock of one key. Dropping it (also while unwinding from a panic) wakes the
 /// in-process waiters; the Redis lock is released in the background.

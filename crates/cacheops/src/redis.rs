@@ -5,16 +5,20 @@ use std::sync::Arc;
 use cacheops_core::protocol::Backend;
 use cacheops_redis::RedisBackend;
 
+use crate::builder::TlsFiles;
 use crate::error::Error;
-use crate::remote_lock::RemoteLock;
 
-/// Connects to Redis. `eager`: fail now if the server is unreachable (degrade off); otherwise
-/// connect on first use, so that an application starts while Redis is down. Also returns the
-/// cross-process dog-pile lock for standalone servers.
-pub(crate) async fn connect(url: &str, eager: bool) -> Result<(Arc<dyn Backend>, Option<RemoteLock>), Error> {
-    let builder = RedisBackend::builder().url(url);
+/// Connects to Redis (any topology `RedisBackendBuilder::url` accepts). `eager`: fail now if
+/// the server is unreachable (degrade off); otherwise connect on first use, so that an
+/// application starts while Redis is down. `tls`: root and client certificates (PEM).
+pub(crate) async fn connect(url: &str, eager: bool, tls: &TlsFiles) -> Result<Arc<dyn Backend>, Error> {
+    let mut builder = RedisBackend::builder().url(url);
+    if let Some(ca) = &tls.root_cert {
+        builder = builder.tls_root_cert(ca.clone());
+    }
+    if let Some((cert, key)) = &tls.client_cert {
+        builder = builder.tls_client_cert(cert.clone(), key.clone());
+    }
     let backend = if eager { builder.build().await } else { builder.build_lazy().await };
-    let backend = backend?;
-    let remote = RemoteLock::new(backend.connection(), url);
-    Ok((Arc::new(backend) as Arc<dyn Backend>, remote))
+    Ok(Arc::new(backend?) as Arc<dyn Backend>)
 }

@@ -1,18 +1,18 @@
-//! The dog-pile lock across processes, on a standalone Redis (see [`crate::lock`]).
+//! The dog-pile lock across processes, through the backend's shared locks
+//! ([`Backend::lock_acquire`] and its companions; see [`crate::lock`]). Any backend that
+//! [`shares_locks`](Backend::shares_locks) gets it: Redis standalone, Sentinel and Cluster.
 
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cacheops_core::protocol::BackendError;
+use cacheops_core::protocol::{Backend, BackendError, LockAttempt};
 
 use crate::cache::Cache;
 use crate::lock::{Acquired, Guard, stale_copy};
 
-/// Cross-process locking through Redis.
+/// Cross-process locking through the backend.
 pub(crate) struct RemoteLock {
-    conn: cacheops_redis::RedisConnection,
-    client: redis::Client,
-    pool: Mutex<Vec<redis::aio::MultiplexedConnection>>,
+    backend: Arc<dyn Backend>,
 }
 
 impl std::fmt::Debug for RemoteLock {
@@ -21,27 +21,7 @@ impl std::fmt::Debug for RemoteLock {
     }
 }
 
-const ACQUIRE: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-local v = redis.call('GET', KEYS[1])
-if v then return v end
-return 0
-";
-
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('LPUSH', KEYS[2], '1')
-  redis.call('PEXPIRE', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-";
-
-const SIGNAL_TTL_MS: u64 = 2000;
+const SIGNAL_TTL: Duration = Duration::from_secs(2);
 
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
@@ -52,19 +32,10 @@ pub(crate) enum Remote {
     Busy(Option<u64>),
 }
 
-fn redis_err(e: redis::RedisError) -> BackendError {
-    cacheops_redis::RedisBackendError::Command(e).into()
-}
-
 impl RemoteLock {
-    /// A remote lock for a standalone Redis URL (`None` for cluster or unparsable URLs: the lock is
-    /// then in process only).
-    pub(crate) fn new(conn: cacheops_redis::RedisConnection, url: &str) -> Option<Self> {
-        if matches!(conn, cacheops_redis::RedisConnection::Cluster(_)) {
-            return None;
-        }
-        let client = redis::Client::open(url).ok()?;
-        Some(RemoteLock { conn, client, pool: Mutex::new(Vec::new()) })
+    /// The shared lock of `backend`, if it has one (else the lock is in process only).
+    pub(crate) fn new(backend: Arc<dyn Backend>) -> Option<Self> {
+        backend.shares_locks().then_some(RemoteLock { backend })
     }
 
     pub(crate) async fn try_acquire(
@@ -74,37 +45,18 @@ impl RemoteLock {
         ttl: Duration,
     ) -> Result<Remote, BackendError> {
         let token = format!("{:016x} {}", rand::random::<u64>(), now_ms());
-        let mut conn = self.conn.clone();
-        let v: redis::Value = redis::Script::new(ACQUIRE)
-            .key(lock_key)
-            .key(signal_key)
-            .arg(&token)
-            .arg(u64::try_from(cacheops_core::time::cap(ttl).as_millis()).unwrap_or(u64::MAX).max(1))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(redis_err)?;
-        Ok(match v {
-            redis::Value::Int(1) => Remote::Got(token),
-            redis::Value::BulkString(b) => {
-                let started = String::from_utf8_lossy(&b).split(' ').nth(1).and_then(|s| s.parse().ok());
-                Remote::Busy(started)
+        Ok(match self.backend.lock_acquire(lock_key, signal_key, &token, ttl).await? {
+            LockAttempt::Acquired => Remote::Got(token),
+            LockAttempt::Busy(holder) => {
+                Remote::Busy(holder.and_then(|h| h.split(' ').nth(1).and_then(|s| s.parse().ok())))
             }
-            _ => Remote::Busy(None),
+            // Not expected from a backend that shares locks: behave as if there were none.
+            _ => Remote::Got(token),
         })
     }
 
     pub(crate) async fn release(&self, cache: &Cache, lock_key: &str, signal_key: &str, token: &str) {
-        let mut conn = self.conn.clone();
-        let call = async {
-            redis::Script::new(RELEASE)
-                .key(lock_key)
-                .key(signal_key)
-                .arg(token)
-                .arg(SIGNAL_TTL_MS)
-                .invoke_async::<i64>(&mut conn)
-                .await
-                .map_err(redis_err)
-        };
+        let call = self.backend.lock_release(lock_key, signal_key, token, SIGNAL_TTL);
         if cache.gate(call).await.is_err() {
             tracing::debug!("cacheops could not release a dog-pile lock; it expires by itself");
         }
@@ -116,41 +68,16 @@ impl RemoteLock {
         if !cache.inner.health.closed() {
             return false;
         }
-        let pooled = self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        let mut conn = match pooled {
-            Some(c) => c,
-            None => {
-                let config = redis::AsyncConnectionConfig::new()
-                    .set_response_timeout(None)
-                    .set_connection_timeout(Some(Duration::from_secs(1)));
-                match self.client.get_multiplexed_async_connection_with_config(&config).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = cache.backend_failed(redis_err(e));
-                        return false;
-                    }
-                }
-            }
-        };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conn);
             return false;
         }
-        let secs = format!("{:.3}", remaining.as_secs_f64().max(0.001));
-        let mut cmd = redis::cmd("BLMOVE");
-        cmd.arg(signal_key).arg(signal_key).arg("LEFT").arg("LEFT").arg(secs);
-        let fut = cmd.query_async::<Option<Vec<u8>>>(&mut conn);
-        match tokio::time::timeout(remaining.saturating_add(Duration::from_secs(1)), fut).await {
-            Ok(Ok(v)) => {
-                self.pool.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(conn);
-                v.is_some()
-            }
-            Ok(Err(e)) => {
-                let _ = cache.backend_failed(redis_err(e));
+        match self.backend.lock_wait(signal_key, remaining).await {
+            Ok(signalled) => signalled,
+            Err(e) => {
+                let _ = cache.backend_failed(e);
                 false
             }
-            Err(_) => false,
         }
     }
 

@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod history;
+pub mod topology;
+
 use cacheops::{Cache, CacheBuilder, ColumnClass, Conj, Dependencies, Dnf, Row, TableSchema, Value};
 
 /// A cache builder that declares the column classes of the tables these tests use (the raw API
@@ -40,7 +43,7 @@ pub fn rand_u64() -> u64 {
     h.finish()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 

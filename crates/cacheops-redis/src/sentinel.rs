@@ -1,0 +1,268 @@
+//! [`SentinelConnection`]: the master of a Sentinel-monitored group, found through the
+//! Sentinels and found again after any failure, with writes acknowledged by its replicas.
+//!
+//! Why writes wait for replicas (`docs/redis-data-model.md`, "Sentinel"): after a failover the
+//! old master stays a writable master for a while (about 10 s with Redis 7's Sentinel) before it
+//! is made a replica of the new one, and whatever it received in between is lost. A lease marker
+//! that only the old master holds would let readers of the new master store pre-commit rows.
+//! So every write script here is followed by `WAIT <replicas> <timeout>`, and a write that fewer
+//! replicas acknowledged counts as failed (a mark is then refused, an invalidation replayed).
+//! With [`ReplicaAcks::All`] a write on the new master can only be acknowledged once every
+//! replica the Sentinels know, the old master included, follows it — and then the old master no
+//! longer serves hits (its boot key names the new master: `verify_boot`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::sentinel::SentinelClient;
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, ScriptInvocation, Value,
+};
+
+use crate::direct::{DirectPool, DirectTarget};
+use crate::error::RedisBackendError;
+
+/// How many replicas must acknowledge each write of the cache protocol on a Sentinel-managed
+/// master before it counts as done (see
+/// [`RedisBackendBuilder::replica_acks`](crate::RedisBackendBuilder::replica_acks)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ReplicaAcks {
+    /// Every replica the Sentinels know for the master (also those they consider down). No
+    /// write can be lost to a failover, and no deposed master serves hits on data a write has
+    /// changed. A replica that is down blocks writes (they are refused or replayed) until it
+    /// is back or the Sentinels forget it (`SENTINEL RESET`).
+    #[default]
+    All,
+    /// At least this many replicas (0: do not wait). With fewer than all, a failover can lose an
+    /// acknowledged write when the promoted replica was not among those that acknowledged it,
+    /// and a deposed master still reachable by some clients serves them hits until it is
+    /// reconfigured (`docs/redis-data-model.md`, "Sentinel").
+    AtLeast(u32),
+}
+
+/// A connection to the current master of a Sentinel-monitored group.
+///
+/// The master is looked up through the Sentinels (and its `ROLE` checked) on first use, and
+/// again after any command fails for a reason that may mean a failover (a dropped or refused
+/// connection, a timeout, `READONLY`, `MASTERDOWN`, `LOADING`). Cheap to clone.
+#[derive(Clone)]
+pub struct SentinelConnection {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for SentinelConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelConnection").field("service", &self.shared.service).finish()
+    }
+}
+
+struct Shared {
+    client: tokio::sync::Mutex<SentinelClient>,
+    service: String,
+    db: i64,
+    config: AsyncConnectionConfig,
+    acks: ReplicaAcks,
+    ack_timeout: Duration,
+    current: Mutex<Option<Arc<Master>>>,
+    generation: AtomicU64,
+    direct: Option<Arc<DirectPool>>,
+}
+
+/// The master found by one resolution.
+pub(crate) struct Master {
+    generation: u64,
+    /// To open more connections to it (the dog-pile lock's waits).
+    pub(crate) client: Client,
+    main: MultiplexedConnection,
+    /// Write scripts and their `WAIT`, off the main connection (a `WAIT` blocks its connection).
+    acked: MultiplexedConnection,
+    wanted_acks: u64,
+}
+
+pub(crate) struct SentinelSettings {
+    pub(crate) client: SentinelClient,
+    pub(crate) service: String,
+    pub(crate) db: i64,
+    pub(crate) config: AsyncConnectionConfig,
+    pub(crate) acks: ReplicaAcks,
+    pub(crate) ack_timeout: Duration,
+    pub(crate) direct: Option<Arc<DirectPool>>,
+}
+
+/// Whether an error may mean that the master moved: look it up again.
+fn may_have_moved(e: &RedisError) -> bool {
+    e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_io_error()
+        || e.is_timeout()
+        || matches!(e.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+}
+
+impl SentinelConnection {
+    pub(crate) fn new(s: SentinelSettings) -> Self {
+        SentinelConnection {
+            shared: Arc::new(Shared {
+                client: tokio::sync::Mutex::new(s.client),
+                service: s.service,
+                db: s.db,
+                config: s.config,
+                acks: s.acks,
+                ack_timeout: s.ack_timeout,
+                current: Mutex::new(None),
+                generation: AtomicU64::new(0),
+                direct: s.direct,
+            }),
+        }
+    }
+
+    /// The service name the Sentinels monitor.
+    pub fn service(&self) -> &str {
+        &self.shared.service
+    }
+
+    /// The current master (looked up when there is none).
+    pub(crate) async fn master(&self) -> Result<Arc<Master>, RedisError> {
+        self.shared.master().await
+    }
+
+    /// Forgets `master` after `e`, if `e` may mean a failover.
+    pub(crate) fn failed(&self, master: &Master, e: &RedisError) {
+        if may_have_moved(e) {
+            self.shared.forget(master);
+        }
+    }
+
+    /// Runs a write script on the master, then waits for the replicas to acknowledge it.
+    pub(crate) async fn invoke_acked<T: FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, RedisBackendError> {
+        let master = self.master().await?;
+        let mut conn = master.acked.clone();
+        let out = match inv.invoke_async(&mut conn).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.failed(&master, &e);
+                return Err(e.into());
+            }
+        };
+        self.wait_for_replicas(&master, &mut conn).await?;
+        Ok(out)
+    }
+
+    async fn wait_for_replicas(
+        &self,
+        master: &Master,
+        conn: &mut MultiplexedConnection,
+    ) -> Result<(), RedisBackendError> {
+        let wanted = master.wanted_acks;
+        if wanted == 0 {
+            return Ok(());
+        }
+        let timeout_ms = u64::try_from(self.shared.ack_timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        let acked: u64 = match redis::cmd("WAIT").arg(wanted).arg(timeout_ms).query_async(conn).await {
+            Ok(n) => n,
+            Err(e) => {
+                self.failed(master, &e);
+                return Err(e.into());
+            }
+        };
+        if acked < wanted {
+            // The group may have changed (a failover, a replica gone): look it up again.
+            self.shared.forget(master);
+            return Err(RedisBackendError::NotAcknowledged { wanted, acked });
+        }
+        Ok(())
+    }
+}
+
+impl Shared {
+    async fn master(&self) -> Result<Arc<Master>, RedisError> {
+        if let Some(m) = self.current() {
+            return Ok(m);
+        }
+        // One lookup at a time; whoever waited finds the result.
+        let mut client = self.client.lock().await;
+        if let Some(m) = self.current() {
+            return Ok(m);
+        }
+        let master_client = client.async_get_client().await?;
+        let main = master_client.get_multiplexed_async_connection_with_config(&self.config).await?;
+        let acked = master_client.get_multiplexed_async_connection_with_config(&self.config).await?;
+        let wanted_acks = match self.acks {
+            ReplicaAcks::AtLeast(n) => u64::from(n),
+            ReplicaAcks::All => {
+                let sentinel = client.async_get_sentinel_client().await?;
+                let mut conn = sentinel.get_multiplexed_async_connection_with_config(&self.config).await?;
+                let replicas: Vec<Value> =
+                    redis::cmd("SENTINEL").arg("REPLICAS").arg(&self.service).query_async(&mut conn).await?;
+                u64::try_from(replicas.len()).unwrap_or(u64::MAX)
+            }
+        };
+        drop(client);
+        if let Some(pool) = &self.direct {
+            pool.retarget(DirectTarget::of(master_client.get_connection_info()));
+        }
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        let master = Arc::new(Master { generation, client: master_client, main, acked, wanted_acks });
+        *self.lock() = Some(master.clone());
+        Ok(master)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Master>>> {
+        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn current(&self) -> Option<Arc<Master>> {
+        self.lock().clone()
+    }
+
+    fn forget(&self, master: &Master) {
+        let mut current = self.lock();
+        if current.as_ref().is_some_and(|m| m.generation == master.generation) {
+            *current = None;
+            // Hit checks go through the scripts (which find the new master) until then.
+            if let Some(pool) = &self.direct {
+                pool.retarget(None);
+            }
+        }
+    }
+}
+
+impl ConnectionLike for SentinelConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        Box::pin(async move {
+            let master = self.master().await?;
+            let mut conn = master.main.clone();
+            let out = conn.req_packed_command(cmd).await;
+            if let Err(e) = &out {
+                self.failed(&master, e);
+            }
+            out
+        })
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(async move {
+            let master = self.master().await?;
+            let mut conn = master.main.clone();
+            let out = conn.req_packed_commands(pipeline, offset, count).await;
+            if let Err(e) = &out {
+                self.failed(&master, e);
+            }
+            out
+        })
+    }
+
+    fn get_db(&self) -> i64 {
+        self.shared.db
+    }
+}
