@@ -609,7 +609,7 @@ impl Resolved {
                 } else {
                     ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(config_err)?
                 };
-                (RedisConnection::Standalone(manager), pool, WaitSource::Client(client))
+                (RedisConnection::Standalone(manager), pool, WaitSource::Client(Box::new(client)))
             }
             Target::Cluster(nodes) => {
                 // The lock's waits block for up to the lock wait: their connections need a
@@ -627,7 +627,7 @@ impl Resolved {
                 } else {
                     client.get_pending_async_connection_with_config(cluster_config(response, connect))
                 };
-                (RedisConnection::Cluster(conn), None, WaitSource::Cluster(waits))
+                (RedisConnection::Cluster(conn), None, WaitSource::Cluster(Box::new(waits)))
             }
             Target::Sentinel(s) => {
                 let pool = if s.tls { None } else { direct(None) };

@@ -45,11 +45,11 @@ const POLL: Duration = Duration::from_millis(10);
 /// Where waits get their connections.
 pub(crate) enum WaitSource {
     /// A standalone server: connections from this client.
-    Client(Client),
+    Client(Box<Client>),
     /// A Sentinel group: connections to its current master.
     Sentinel,
     /// A cluster: more cluster connections from this client.
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<redis::cluster::ClusterClient>),
     /// A connection given by the caller: poll.
     Poll,
 }
@@ -78,7 +78,7 @@ impl RedisBackend {
         token: &str,
         ttl: Duration,
     ) -> Result<LockAttempt, RedisBackendError> {
-        crate::slot::check_same_slot([lock_key, signal_key].into_iter())?;
+        crate::slot::check_same_slot([lock_key, signal_key])?;
         let mut conn = self.connection();
         let v: redis::Value =
             Script::new(ACQUIRE).key(lock_key).key(signal_key).arg(token).arg(ms(ttl)).invoke_async(&mut conn).await?;
@@ -96,7 +96,7 @@ impl RedisBackend {
         token: &str,
         signal_ttl: Duration,
     ) -> Result<(), RedisBackendError> {
-        crate::slot::check_same_slot([lock_key, signal_key].into_iter())?;
+        crate::slot::check_same_slot([lock_key, signal_key])?;
         let mut conn = self.connection();
         let _: i64 = Script::new(RELEASE)
             .key(lock_key)
@@ -135,7 +135,7 @@ impl RedisBackend {
             }
             source @ (WaitSource::Client(_) | WaitSource::Sentinel) => {
                 let client = match (source, self.connection()) {
-                    (WaitSource::Client(c), _) => c.clone(),
+                    (WaitSource::Client(c), _) => Client::clone(c),
                     (_, RedisConnection::Sentinel(s)) => s.master().await?.client.clone(),
                     _ => return self.poll_signal(signal_key, timeout).await,
                 };

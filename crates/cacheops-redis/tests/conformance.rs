@@ -683,18 +683,37 @@ async fn builder_validation() {
         RedisBackend::builder().cluster(["127.0.0.1:1"]).db(2),
         RedisBackend::builder().cluster(["127.0.0.1:1"]).direct_connections(4),
         RedisBackend::builder().response_timeout(Duration::ZERO),
+        RedisBackend::builder().sentinel(["127.0.0.1:1"], " "),
+        RedisBackend::builder().sentinel(Vec::<String>::new(), "svc"),
+        RedisBackend::builder().sentinel(["127.0.0.1:1"], "svc").cluster(["127.0.0.1:2"]),
+        RedisBackend::builder().url("redis-sentinel://127.0.0.1:1/svc").host("x"),
+        RedisBackend::builder().url("redis://127.0.0.1:1").sentinel_password("x"),
+        RedisBackend::builder()
+            .url("redis://127.0.0.1:1")
+            .replica_acks(cacheops_redis::ReplicaAcks::All, Duration::from_millis(10)),
+        // The acknowledgement wait must fit in the response timeout.
+        RedisBackend::builder()
+            .sentinel(["127.0.0.1:1"], "svc")
+            .replica_acks(cacheops_redis::ReplicaAcks::All, Duration::from_secs(1)),
+        RedisBackend::builder().url("redis://127.0.0.1:1").tls_root_cert(b"pem".to_vec()),
+        RedisBackend::builder().cluster(["rediss://127.0.0.1:1", "redis://127.0.0.1:2"]),
+        RedisBackend::builder().unix_socket("/tmp/x.sock").tls(true),
     ];
     for b in cases {
-        assert!(matches!(b.build_lazy().await, Err(RedisBackendError::Config(_))));
+        let dbg = format!("{b:?}");
+        assert!(matches!(b.build_lazy().await, Err(RedisBackendError::Config(_))), "{dbg}");
     }
-    assert!(matches!(
-        RedisBackend::builder().url("http://:pw@host").build_lazy().await,
-        Err(RedisBackendError::InvalidUrl { url, .. }) if !url.contains("pw")
-    ));
-    assert!(matches!(
-        RedisBackend::builder().url("rediss://host").build().await,
-        Err(RedisBackendError::TlsUnsupported { .. })
-    ));
+    for url in ["http://:pw@host", "redis-sentinel://:pw@h:1", "redis-cluster://:pw@h:0", "rediss://:pw@h#x"] {
+        let res = RedisBackend::builder().url(url).build_lazy().await;
+        assert!(
+            matches!(&res, Err(RedisBackendError::InvalidUrl { url, .. }) if !url.contains("pw")),
+            "{url}: {res:?}"
+        );
+    }
+    // TLS targets are built (connected on first use).
+    for url in ["rediss://127.0.0.1:1/0", "rediss-cluster://127.0.0.1:1", "rediss-sentinel://127.0.0.1:1/svc"] {
+        RedisBackend::builder().url(url).build_lazy().await.expect(url);
+    }
 }
 
 #[tokio::test]
