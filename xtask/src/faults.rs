@@ -28,11 +28,14 @@ pub enum Fault {
     RepeatableRead,
     /// `maxmemory 4mb` with `volatile-lru`: eviction all along.
     Eviction,
+    /// A Sentinel group of our own (`--topology sentinel`): `SENTINEL FAILOVER` at 40 % of the
+    /// run.
+    Failover,
 }
 
 impl Fault {
     pub const NAMES: &'static str =
-        "restart, crash-snapshot, restart-empty, oom, pause, cancel, repeatable-read, eviction";
+        "restart, crash-snapshot, restart-empty, oom, pause, cancel, repeatable-read, eviction, failover";
 
     pub fn parse(s: &str) -> Res<Fault> {
         Ok(match s {
@@ -45,6 +48,7 @@ impl Fault {
             "cancel" => Fault::Cancel,
             "repeatable-read" => Fault::RepeatableRead,
             "eviction" => Fault::Eviction,
+            "failover" => Fault::Failover,
             other => return Err(format!("unknown fault {other:?} ({})", Fault::NAMES)),
         })
     }
@@ -60,13 +64,14 @@ impl Fault {
             Fault::Cancel => "cancel",
             Fault::RepeatableRead => "repeatable-read",
             Fault::Eviction => "eviction",
+            Fault::Failover => "failover",
         }
     }
 
     /// The `redis-server` arguments of its own server, or `None` for the shared one.
     pub fn server_args(self) -> Option<Vec<&'static str>> {
         match self {
-            Fault::None | Fault::Cancel | Fault::RepeatableRead => None,
+            Fault::None | Fault::Cancel | Fault::RepeatableRead | Fault::Failover => None,
             Fault::Restart => Some(vec!["--appendonly", "yes", "--appendfsync", "always"]),
             Fault::CrashSnapshot => Some(vec!["--appendonly", "no"]),
             Fault::RestartEmpty | Fault::Pause => Some(vec![]),
@@ -128,7 +133,7 @@ impl Fault {
                 }
                 println!("# paused writes 5 × 800 ms");
             }
-            Fault::None | Fault::Cancel | Fault::RepeatableRead | Fault::Eviction => {}
+            Fault::None | Fault::Cancel | Fault::RepeatableRead | Fault::Eviction | Fault::Failover => {}
         }
         Ok(())
     }

@@ -8,7 +8,9 @@
 //!   [--eviction]` — writers and readers in several OS processes over PostgreSQL + Redis, every
 //!   read checked against the committed history; exits non-zero on any stale read. Faults
 //!   (`xtask/src/faults.rs`): restart, crash-snapshot, restart-empty, oom, pause, cancel,
-//!   repeatable-read, eviction (`--redis-restart`, `--eviction` are the first and last).
+//!   repeatable-read, eviction (`--redis-restart`, `--eviction` are the first and last), and
+//!   failover (`SENTINEL FAILOVER` mid-run). `--topology cluster|sentinel` runs on a 3-master
+//!   cluster or a Sentinel group of its own and prints each node's keys and commands.
 //!
 //! * `cargo xtask bounds [--rows 200000] [--schemes 16000] [--queries 1000000]` — what the caps
 //!   bound: peak memory and Redis time of a bulk DELETE, Redis time of a one-row write on a table
@@ -25,6 +27,7 @@ mod faults;
 mod redis_server;
 mod schema;
 mod stress;
+mod topology;
 mod util;
 mod views;
 
@@ -33,7 +36,9 @@ use std::process::ExitCode;
 const USAGE: &str = "usage:
   cargo xtask bench  [--n 2000] [--backend redis|memory|all] [--no-extras] [--seed 42]
   cargo xtask stress [--seconds 10] [--processes 2] [--fault NAME] [--redis-restart] [--eviction] [--rows N]
-                     faults: restart, crash-snapshot, restart-empty, oom, pause, cancel, repeatable-read, eviction
+                     [--topology standalone|cluster|sentinel]
+                     faults: restart, crash-snapshot, restart-empty, oom, pause, cancel, repeatable-read, eviction,
+                     failover (on a Sentinel group)
   cargo xtask bounds [--rows 200000] [--schemes 16000] [--queries 1000000]";
 
 /// `--name value` options and `--flag`s.

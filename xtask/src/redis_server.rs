@@ -11,9 +11,11 @@ pub struct OwnRedis {
     dir: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// A config file to start from (Sentinels need one: they rewrite it).
+    config: Option<PathBuf>,
 }
 
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -22,16 +24,32 @@ fn free_port() -> Result<u16, String> {
 
 impl OwnRedis {
     pub fn start(extra: &[&str]) -> Result<OwnRedis, String> {
-        let port = free_port()?;
+        Self::start_on(free_port()?, extra, None)
+    }
+
+    /// On `port`, from the config `config` (its text) when given.
+    pub fn start_on(port: u16, extra: &[&str], config: Option<&str>) -> Result<OwnRedis, String> {
         let dir = std::env::temp_dir().join(format!("xtask-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let mut r = OwnRedis { port, dir, child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let config = match config {
+            Some(text) => {
+                let path = dir.join("node.conf");
+                std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+                Some(path)
+            }
+            None => None,
+        };
+        let mut r = OwnRedis { port, dir, child: None, extra: extra.iter().map(|s| s.to_string()).collect(), config };
         r.spawn()?;
         Ok(r)
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        if let Some(config) = &self.config {
+            cmd.arg(config);
+        }
+        let child = cmd
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--daemonize", "no"])
             .arg("--dir")
             .arg(&self.dir)

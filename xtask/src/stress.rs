@@ -36,6 +36,7 @@ use crate::Args;
 use crate::faults::Fault;
 use crate::redis_server::OwnRedis;
 use crate::schema::item;
+use crate::topology::{Group, Topology, print_report};
 use crate::util::{Rng, e, pg_schema_url, pg_url, redis_url, runtime, unique};
 
 pub const WORKER_CMD: &str = "__stress-worker";
@@ -192,7 +193,10 @@ impl Counts {
 }
 
 pub fn main(args: &Args) -> Res<bool> {
-    args.check(&["--seconds", "--processes", "--rows", "--groups", "--fault"], &["--redis-restart", "--eviction"])?;
+    args.check(
+        &["--seconds", "--processes", "--rows", "--groups", "--fault", "--topology"],
+        &["--redis-restart", "--eviction"],
+    )?;
     let seconds: u64 = args.value("--seconds", 10)?;
     let processes: usize = args.value("--processes", 2)?;
     let fault = match (args.flag("--redis-restart"), args.flag("--eviction")) {
@@ -209,13 +213,29 @@ pub fn main(args: &Args) -> Res<bool> {
     let (rows, groups, payload) = if eviction { (3000, 16, 1000) } else { (128, 16, 16) };
     let rows = args.value("--rows", rows)?;
     let groups = args.value("--groups", groups)?;
+    let default_topology = if fault == Fault::Failover { "sentinel" } else { "standalone" };
+    let topology = Topology::parse(&args.string("--topology", default_topology)?)?;
+    if fault == Fault::Failover && topology != Topology::Sentinel {
+        return Err("--fault failover runs on --topology sentinel".into());
+    }
+    if topology != Topology::Standalone && fault.server_args().is_some() {
+        return Err(format!("--fault {} runs on a standalone server of its own", fault.name()));
+    }
+    let group = match topology {
+        Topology::Standalone => None,
+        Topology::Cluster => Some(Group::cluster()?),
+        Topology::Sentinel => Some(Group::sentinel()?),
+    };
     let mut server = match fault.server_args() {
         Some(extra) => Some(OwnRedis::start(&extra)?),
         None => None,
     };
     let cfg = Cfg {
         schema: format!("xstress_{}", unique("s").trim_start_matches("s-")),
-        redis: server.as_ref().map_or_else(redis_url, OwnRedis::url),
+        redis: match &group {
+            Some(g) => g.url(),
+            None => server.as_ref().map_or_else(redis_url, OwnRedis::url),
+        },
         prefix: unique("stress"),
         seconds,
         rows,
@@ -249,8 +269,16 @@ pub fn main(args: &Args) -> Res<bool> {
             children.push(child);
         }
         let restarter = fault.inject(server.as_mut(), seconds);
-        let (mine, restarted) = tokio::join!(worker(cfg.clone()), restarter);
+        let failover = async {
+            let Some(g) = group.as_ref().filter(|_| fault == Fault::Failover) else { return Ok(()) };
+            tokio::time::sleep(Duration::from_secs_f64(seconds as f64 * 0.4)).await;
+            let (old, new) = tokio::task::block_in_place(|| g.failover())?;
+            println!("# SENTINEL FAILOVER: the Sentinels name 127.0.0.1:{new} (was {old})");
+            Ok::<_, String>(())
+        };
+        let (mine, restarted, failed_over) = tokio::join!(worker(cfg.clone()), restarter, failover);
         restarted?;
+        failed_over?;
         let mut total = mine?;
         println!("# worker 0: {}", total.line());
         for (i, child) in children.into_iter().enumerate() {
@@ -271,6 +299,9 @@ pub fn main(args: &Args) -> Res<bool> {
                 "# evicted_keys={}",
                 s.cli(&["INFO", "stats"]).lines().find_map(|l| l.strip_prefix("evicted_keys:")).unwrap_or("?").trim()
             );
+        }
+        if let Some(g) = &group {
+            print_report(&g.node_report());
         }
         teardown(&cfg).await;
         Ok::<_, String>((total, history))
