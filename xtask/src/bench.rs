@@ -15,6 +15,7 @@ use sea_orm::{
 use crate::Args;
 use crate::redis_server::{OwnRedis, info_field};
 use crate::schema::{WORKLOAD_DDL, post};
+use crate::topology::{Group, print_report};
 use crate::util::{Rng, e, pg_schema_url, pg_url, redis_url, runtime, summarize, unique};
 
 /// The PostgreSQL schema the workload's tables live in (dropped and recreated per backend).
@@ -35,10 +36,12 @@ pub fn main(args: &Args) -> Res<bool> {
     let seed: u64 = args.value("--seed", 42)?;
     let which = args.string("--backend", "all")?;
     let backends: Vec<&str> = match which.as_str() {
-        "all" => vec!["redis", "memory"],
+        "all" => vec!["redis", "memory", "cluster"],
         "redis" => vec!["redis"],
         "memory" => vec!["memory"],
-        other => return Err(format!("unknown backend {other:?} (redis, memory, all)")),
+        "cluster" => vec!["cluster"],
+        "sentinel" => vec!["sentinel"],
+        other => return Err(format!("unknown backend {other:?} (redis, memory, cluster, sentinel, all)")),
     };
     let extras = !args.flag("--no-extras");
     // XTASK_WORKERS: tokio worker threads (default 2, one per core of the reference machine).
@@ -49,7 +52,17 @@ pub fn main(args: &Args) -> Res<bool> {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         for b in &backends {
-            workload(b, n, seed).await?;
+            // A cluster or a Sentinel group of our own, for the length of its block.
+            let group = match *b {
+                "cluster" => Some(tokio::task::block_in_place(Group::cluster)?),
+                "sentinel" => Some(tokio::task::block_in_place(Group::sentinel)?),
+                _ => None,
+            };
+            let url = group.as_ref().map_or_else(redis_url, Group::url);
+            workload(b, &url, n, seed).await?;
+            if let Some(g) = &group {
+                print_report(&g.node_report());
+            }
         }
         if extras {
             extra_figures(n, seed, &backends).await?;
@@ -82,16 +95,17 @@ async fn redis_backend(url: &str) -> Res<RedisBackend> {
     RedisBackend::builder().url(url).build().await.map_err(e("Redis on 127.0.0.1:6379 (XTASK_REDIS)"))
 }
 
-/// A cache on `backend` ("redis": the shared server, unique prefix; "memory": in process), and a
-/// Redis backend whose [`RedisBackend::get`] is `redis_rtt`: a plain GET over the kind of
-/// connection a hit check uses.
-async fn cache_for(backend: &str, name: &str) -> Res<(Cache, RedisBackend)> {
-    let redis = redis_backend(&redis_url()).await?;
+/// A cache on `backend` ("memory": in process; otherwise Redis at `url`: the shared server, or a
+/// cluster or Sentinel group of our own; unique prefix), and a Redis backend whose
+/// [`RedisBackend::get`] is `redis_rtt`: a plain GET over the kind of connection a hit check
+/// uses.
+async fn cache_for(backend: &str, url: &str, name: &str) -> Res<(Cache, RedisBackend)> {
+    let redis = redis_backend(url).await?;
     let rtt = redis.clone();
     let builder = Cache::builder().prefix(unique(name)).degrade(false).profiles(profiles());
     let builder = match backend {
-        "redis" => builder.backend(Arc::new(redis)),
-        _ => builder.memory(100_000),
+        "memory" => builder.memory(100_000),
+        _ => builder.backend(Arc::new(redis)),
     };
     Ok((builder.build().await.map_err(e("cache"))?, rtt))
 }
@@ -194,9 +208,9 @@ async fn per_category<T>(
 }
 
 /// One backend's block: the workload lines, the ratios, then `#` checks.
-async fn workload(backend: &str, n: usize, seed: u64) -> Res<()> {
+async fn workload(backend: &str, url: &str, n: usize, seed: u64) -> Res<()> {
     let raw = fresh_database().await?;
-    let (cache, rtt) = cache_for(backend, "bench").await?;
+    let (cache, rtt) = cache_for(backend, url, "bench").await?;
     let db = CachedConnection::new(raw.clone(), cache.clone());
     let ids = workload_ids(n, seed);
     let mut checks = Vec::new();
