@@ -7,10 +7,9 @@ use std::sync::Arc;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
-use redis::sentinel::{SentinelClientBuilder, SentinelServerType};
 use redis::{
     AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, ConnectionInfo, IntoConnectionInfo,
-    TlsCertificates, TlsMode,
+    RedisConnectionInfo, TlsCertificates,
 };
 
 use crate::backend::{Parts, RedisBackend, RedisConnection};
@@ -631,17 +630,23 @@ impl Resolved {
             }
             Target::Sentinel(s) => {
                 let pool = if s.tls { None } else { direct(None) };
-                let client = sentinel_client(&s, self.certs).map_err(config_err)?;
+                let (sentinels, master_settings) = sentinel_infos(&s).map_err(config_err)?;
                 let config = AsyncConnectionConfig::new()
                     .set_response_timeout(Some(response))
                     .set_connection_timeout(Some(connect));
                 let conn = SentinelConnection::new(SentinelSettings {
-                    client,
+                    sentinels,
+                    master_settings,
+                    tls: s.tls,
+                    certs: self.certs,
                     service: s.service,
                     db: s.db,
                     config,
                     acks: s.acks,
                     ack_timeout: s.ack_timeout,
+                    // One Sentinel: a connection and two queries; the master: two connections and
+                    // a query.
+                    step_timeout: connect.saturating_mul(3).saturating_add(response.saturating_mul(3)),
                     direct: pool.clone(),
                 });
                 (RedisConnection::Sentinel(conn), pool, WaitSource::Sentinel)
@@ -658,31 +663,29 @@ impl Resolved {
     }
 }
 
-fn sentinel_client(
-    s: &SentinelTarget,
-    certs: Option<TlsCertificates>,
-) -> Result<redis::sentinel::SentinelClient, redis::RedisError> {
-    let mut b = SentinelClientBuilder::new(s.sentinels.clone(), &s.service, SentinelServerType::Master)?
-        .set_client_to_redis_db(s.db);
-    if let Some(u) = &s.username {
-        b = b.set_client_to_redis_username(u);
-    }
-    if let Some(p) = &s.password {
-        b = b.set_client_to_redis_password(p);
-    }
+/// The Sentinels' connection infos (their credentials) and the master's settings (db,
+/// credentials) of a Sentinel target.
+fn sentinel_infos(s: &SentinelTarget) -> Result<(Vec<ConnectionInfo>, RedisConnectionInfo), redis::RedisError> {
+    let mut sentinel_settings = RedisConnectionInfo::default();
     if let Some(u) = &s.sentinel_username {
-        b = b.set_client_to_sentinel_username(u);
+        sentinel_settings = sentinel_settings.set_username(u);
     }
     if let Some(p) = &s.sentinel_password {
-        b = b.set_client_to_sentinel_password(p);
+        sentinel_settings = sentinel_settings.set_password(p);
     }
-    if s.tls {
-        b = b.set_client_to_redis_tls_mode(TlsMode::Secure).set_client_to_sentinel_tls_mode(TlsMode::Secure);
-        if let Some(certs) = certs {
-            b = b.set_client_to_redis_certificates(certs.clone()).set_client_to_sentinel_certificates(certs);
-        }
+    let sentinels = s
+        .sentinels
+        .iter()
+        .map(|addr| Ok(addr.clone().into_connection_info()?.set_redis_settings(sentinel_settings.clone())))
+        .collect::<Result<Vec<_>, redis::RedisError>>()?;
+    let mut master = RedisConnectionInfo::default().set_db(s.db);
+    if let Some(u) = &s.username {
+        master = master.set_username(u);
     }
-    b.build()
+    if let Some(p) = &s.password {
+        master = master.set_password(p);
+    }
+    Ok((sentinels, master))
 }
 
 fn is_tls(addr: &ConnectionAddr) -> bool {

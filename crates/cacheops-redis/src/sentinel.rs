@@ -11,14 +11,14 @@
 //! replica the Sentinels know, the old master included, follows it — and then the old master no
 //! longer serves hits (its boot key names the new master: `verify_boot`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::sentinel::SentinelClient;
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, ScriptInvocation, Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionInfo, FromRedisValue, IntoConnectionInfo, Pipeline,
+    RedisConnectionInfo, RedisError, RedisFuture, ScriptInvocation, TlsCertificates, Value,
 };
 
 use crate::direct::{DirectPool, DirectTarget};
@@ -60,12 +60,24 @@ impl std::fmt::Debug for SentinelConnection {
 }
 
 struct Shared {
-    client: tokio::sync::Mutex<SentinelClient>,
+    /// The Sentinels (their addresses and credentials).
+    sentinels: Vec<ConnectionInfo>,
+    /// The Sentinel that answered last: asked first next time.
+    last_good: AtomicUsize,
+    /// The master's db and credentials.
+    master_settings: RedisConnectionInfo,
+    tls: bool,
+    certs: Option<TlsCertificates>,
+    /// One lookup at a time.
+    looking_up: tokio::sync::Mutex<()>,
     service: String,
     db: i64,
     config: AsyncConnectionConfig,
     acks: ReplicaAcks,
     ack_timeout: Duration,
+    /// Bounds what one Sentinel may take to name the master and the master to answer (a
+    /// Sentinel that accepts connections but never answers costs this, then the next is asked).
+    step_timeout: Duration,
     current: Mutex<Option<Arc<Master>>>,
     generation: AtomicU64,
     direct: Option<Arc<DirectPool>>,
@@ -74,6 +86,7 @@ struct Shared {
 /// The master found by one resolution.
 pub(crate) struct Master {
     generation: u64,
+    found: Instant,
     /// To open more connections to it (the dog-pile lock's waits).
     pub(crate) client: Client,
     main: MultiplexedConnection,
@@ -83,13 +96,25 @@ pub(crate) struct Master {
 }
 
 pub(crate) struct SentinelSettings {
-    pub(crate) client: SentinelClient,
+    pub(crate) sentinels: Vec<ConnectionInfo>,
+    pub(crate) master_settings: RedisConnectionInfo,
+    pub(crate) tls: bool,
+    pub(crate) certs: Option<TlsCertificates>,
     pub(crate) service: String,
     pub(crate) db: i64,
     pub(crate) config: AsyncConnectionConfig,
     pub(crate) acks: ReplicaAcks,
     pub(crate) ack_timeout: Duration,
+    pub(crate) step_timeout: Duration,
     pub(crate) direct: Option<Arc<DirectPool>>,
+}
+
+/// A write its replicas did not acknowledge looks the master up again (the group may have
+/// changed) at most this often; other failures that may mean a failover do so at once.
+const RELOOKUP_AFTER_UNACKNOWLEDGED: Duration = Duration::from_secs(1);
+
+fn io_error(kind: std::io::ErrorKind, message: &'static str) -> RedisError {
+    RedisError::from(std::io::Error::new(kind, message))
 }
 
 /// Whether an error may mean that the master moved: look it up again.
@@ -105,12 +130,18 @@ impl SentinelConnection {
     pub(crate) fn new(s: SentinelSettings) -> Self {
         SentinelConnection {
             shared: Arc::new(Shared {
-                client: tokio::sync::Mutex::new(s.client),
+                sentinels: s.sentinels,
+                last_good: AtomicUsize::new(0),
+                master_settings: s.master_settings,
+                tls: s.tls,
+                certs: s.certs,
+                looking_up: tokio::sync::Mutex::new(()),
                 service: s.service,
                 db: s.db,
                 config: s.config,
                 acks: s.acks,
                 ack_timeout: s.ack_timeout,
+                step_timeout: s.step_timeout,
                 current: Mutex::new(None),
                 generation: AtomicU64::new(0),
                 direct: s.direct,
@@ -171,8 +202,11 @@ impl SentinelConnection {
             }
         };
         if acked < wanted {
-            // The group may have changed (a failover, a replica gone): look it up again.
-            self.shared.forget(master);
+            // The group may have changed (a failover, a replica gone): look it up again, but
+            // not on every write while a replica is down.
+            if master.found.elapsed() >= RELOOKUP_AFTER_UNACKNOWLEDGED {
+                self.shared.forget(master);
+            }
             return Err(RedisBackendError::NotAcknowledged { wanted, acked });
         }
         Ok(())
@@ -185,31 +219,87 @@ impl Shared {
             return Ok(m);
         }
         // One lookup at a time; whoever waited finds the result.
-        let mut client = self.client.lock().await;
+        let _one = self.looking_up.lock().await;
         if let Some(m) = self.current() {
             return Ok(m);
         }
-        let master_client = client.async_get_client().await?;
-        let main = master_client.get_multiplexed_async_connection_with_config(&self.config).await?;
-        let acked = master_client.get_multiplexed_async_connection_with_config(&self.config).await?;
+        let n = self.sentinels.len().max(1);
+        let first = self.last_good.load(Ordering::Relaxed);
+        let mut last_err = None;
+        for i in 0..n {
+            let at = first.saturating_add(i) % n;
+            match tokio::time::timeout(self.step_timeout, self.ask(at)).await {
+                Ok(Ok(master)) => {
+                    self.last_good.store(at, Ordering::Relaxed);
+                    return Ok(self.install(master));
+                }
+                Ok(Err(e)) => last_err = Some(e),
+                Err(_) => {
+                    last_err = Some(io_error(
+                        std::io::ErrorKind::TimedOut,
+                        "a Sentinel or the master it named did not answer in time",
+                    ))
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| io_error(std::io::ErrorKind::NotFound, "no Sentinel configured")))
+    }
+
+    fn client(&self, info: ConnectionInfo) -> Result<Client, RedisError> {
+        match &self.certs {
+            Some(certs) => Client::build_with_tls(info, certs.clone()),
+            None => Client::open(info),
+        }
+    }
+
+    /// Asks Sentinel `at` for the master, connects to it and checks that it is one.
+    async fn ask(&self, at: usize) -> Result<Master, RedisError> {
+        let info =
+            self.sentinels.get(at).cloned().ok_or_else(|| io_error(std::io::ErrorKind::NotFound, "no Sentinel"))?;
+        let mut conn = self.client(info)?.get_multiplexed_async_connection_with_config(&self.config).await?;
+        let addr: Option<(String, u16)> =
+            redis::cmd("SENTINEL").arg("GET-MASTER-ADDR-BY-NAME").arg(&self.service).query_async(&mut conn).await?;
+        let (host, port) =
+            addr.ok_or_else(|| io_error(std::io::ErrorKind::NotFound, "the Sentinel knows no master of this service"))?;
         let wanted_acks = match self.acks {
             ReplicaAcks::AtLeast(n) => u64::from(n),
             ReplicaAcks::All => {
-                let sentinel = client.async_get_sentinel_client().await?;
-                let mut conn = sentinel.get_multiplexed_async_connection_with_config(&self.config).await?;
                 let replicas: Vec<Value> =
                     redis::cmd("SENTINEL").arg("REPLICAS").arg(&self.service).query_async(&mut conn).await?;
                 u64::try_from(replicas.len()).unwrap_or(u64::MAX)
             }
         };
-        drop(client);
-        if let Some(pool) = &self.direct {
-            pool.retarget(DirectTarget::of(master_client.get_connection_info()));
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let url = if host.contains(':') {
+            format!("{scheme}://[{host}]:{port}")
+        } else {
+            format!("{scheme}://{host}:{port}")
+        };
+        let master_info = url.into_connection_info()?.set_redis_settings(self.master_settings.clone());
+        let master_client = self.client(master_info)?;
+        let mut main = master_client.get_multiplexed_async_connection_with_config(&self.config).await?;
+        // The Sentinels may lag behind a failover: the node itself must say it is the master.
+        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut main).await?;
+        let is_master = match role.first() {
+            Some(Value::BulkString(r)) => r.as_slice() == b"master",
+            Some(Value::SimpleString(r)) => r == "master",
+            _ => false,
+        };
+        if !is_master {
+            return Err(io_error(std::io::ErrorKind::ConnectionRefused, "the node the Sentinel names is not a master"));
         }
-        let generation = self.generation.fetch_add(1, Ordering::AcqRel).saturating_add(1);
-        let master = Arc::new(Master { generation, client: master_client, main, acked, wanted_acks });
+        let acked = master_client.get_multiplexed_async_connection_with_config(&self.config).await?;
+        Ok(Master { generation: 0, found: Instant::now(), client: master_client, main, acked, wanted_acks })
+    }
+
+    fn install(&self, mut master: Master) -> Arc<Master> {
+        if let Some(pool) = &self.direct {
+            pool.retarget(DirectTarget::of(master.client.get_connection_info()));
+        }
+        master.generation = self.generation.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+        let master = Arc::new(master);
         *self.lock() = Some(master.clone());
-        Ok(master)
+        master
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Arc<Master>>> {

@@ -372,6 +372,12 @@ impl CacheBuilder {
         let tls = TlsFiles {
             root_cert: self.redis_tls_root_cert.as_ref().map(|p| read("redis_tls_root_cert", p)).transpose()?,
             client_cert: match &self.redis_tls_client_cert {
+                Some((cert, key)) if cert.as_os_str().is_empty() || key.as_os_str().is_empty() => {
+                    return Err(invalid(
+                        "redis_tls_client_cert",
+                        "needs both a certificate and a key file (CACHEOPS_REDIS_TLS_CERT and CACHEOPS_REDIS_TLS_KEY)",
+                    ));
+                }
                 Some((cert, key)) => Some((read("redis_tls_client_cert", cert)?, read("redis_tls_client_cert", key)?)),
                 None => None,
             },

@@ -148,6 +148,19 @@ async fn plain_sentinel_by_url() {
     lock_is_shared(cache, other).await;
 }
 
+/// A Sentinel that accepts connections but never answers (frozen) costs one bounded step; the
+/// next one names the master.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_that_does_not_answer_is_skipped() {
+    let group = SentinelGroup::start(None);
+    group.sentinels[0].signal("STOP");
+    // A hang guard, not a measurement: without the bounded step the build never returns.
+    let build = builder().redis_url(group.url(0)).prefix(unique_prefix("frozen")).degrade(false).build();
+    let cache = tokio::time::timeout(Duration::from_secs(60), build).await.expect("the lookup hangs").unwrap();
+    caches_and_invalidates(&cache).await;
+    group.sentinels[0].signal("CONT");
+}
+
 /// A custom backend (built by the application) gets the shared lock too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_built_by_the_application_shares_the_lock() {

@@ -192,6 +192,13 @@ impl Node {
         std::fs::read_to_string(self.dir.0.join("log")).unwrap_or_default()
     }
 
+    /// Sends `sig` (`STOP`: frozen, connections accepted but never answered; `CONT`: thawed).
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").arg(format!("-{sig}")).arg(c.id().to_string()).status();
+        }
+    }
+
     /// `SIGKILL`.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -209,6 +216,7 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        self.signal("CONT");
         self.kill();
     }
 }
