@@ -14,6 +14,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, ScriptInvocation, Value};
 
 use crate::builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisBackendBuilder};
+use crate::cluster_direct::{ClusterDirect, parse_slots};
 use crate::direct::{DirectPool, Reply};
 use crate::error::RedisBackendError;
 use crate::lock::{WaitPool, WaitSource};
@@ -150,6 +151,9 @@ pub struct RedisBackend {
     target: String,
     /// Plain connections for the hit check (standalone targets built by the builder).
     direct: Option<Arc<DirectPool>>,
+    /// A cluster's plain connections for the hit check, per master (cluster targets built by
+    /// the builder, not over TLS).
+    cluster_direct: Option<Arc<ClusterDirect>>,
     /// Where the dog-pile lock's waits get connections of their own, and those kept.
     wait_source: Arc<WaitSource>,
     waits: Arc<WaitPool>,
@@ -162,6 +166,7 @@ pub(crate) struct Parts {
     pub(crate) conn: RedisConnection,
     pub(crate) target: String,
     pub(crate) direct: Option<Arc<DirectPool>>,
+    pub(crate) cluster_direct: Option<ClusterDirect>,
     pub(crate) wait_source: WaitSource,
     pub(crate) response_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -173,6 +178,7 @@ impl fmt::Debug for RedisBackend {
             .field("target", &self.target)
             .field("conn", &self.conn)
             .field("direct", &self.direct)
+            .field("cluster_direct", &self.cluster_direct)
             .finish()
     }
 }
@@ -196,6 +202,7 @@ impl RedisBackend {
             conn: p.conn,
             target: p.target,
             direct: p.direct,
+            cluster_direct: p.cluster_direct.map(Arc::new),
             wait_source: Arc::new(p.wait_source),
             waits: Arc::new(WaitPool::default()),
             response_timeout: p.response_timeout,
@@ -208,6 +215,7 @@ impl RedisBackend {
             conn,
             target: target.into(),
             direct: None,
+            cluster_direct: None,
             wait_source: WaitSource::Poll,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -315,15 +323,15 @@ impl RedisBackend {
         // Only a direct connection knows which server process answers: over the shared
         // connection (which reconnects silently) or a cluster, `read.lua` decides, having
         // verified the server itself.
-        let Some(reply) = self.query_direct(
-            [b"MGET".as_slice(), req.value_key.as_bytes()]
-                .into_iter()
-                .chain(stamp_keys.iter().map(|k| k.as_bytes()))
-                .chain(std::iter::once(boot.as_bytes())),
-        ) else {
+        let args: Vec<&[u8]> = [b"MGET".as_slice(), req.value_key.as_bytes()]
+            .into_iter()
+            .chain(stamp_keys.iter().map(|k| k.as_bytes()))
+            .chain(std::iter::once(boot.as_bytes()))
+            .collect();
+        let Some(reply) = self.query_direct(&req.value_key, &args).await else {
             return Ok(None);
         };
-        let (reply, server_id) = reply.await?;
+        let (reply, server_id) = reply?;
         let mut values = match reply {
             Reply::Array(values) => values,
             other => return Err(RedisBackendError::Protocol(format!("MGET answered {other:?}"))),
@@ -341,24 +349,51 @@ impl RedisBackend {
         Ok(if verified { value.take().and_then(|v| hit_data(v, stamps)) } else { None })
     }
 
-    /// A command over a free direct connection: `None` when there is none (no pool, or every
-    /// connection busy). Only for read-only commands (a failed reused connection is retried).
-    fn query_direct<'a>(
-        &'a self,
-        args: impl Iterator<Item = &'a [u8]>,
-    ) -> Option<impl Future<Output = DirectReply> + 'a> {
-        let pool = self.direct.as_ref()?;
+    /// A command over a free direct connection to the server holding `key`: `None` when there
+    /// is none (no pool, every connection busy, a cluster slot whose master is not known or
+    /// that answered with a redirection). Only for read-only commands (a failed reused
+    /// connection is retried).
+    async fn query_direct(&self, key: &str, args: &[&[u8]]) -> Option<DirectReply> {
+        let pool = match (&self.direct, &self.cluster_direct) {
+            (Some(pool), _) => pool.clone(),
+            (None, Some(cluster)) => {
+                if cluster.wants_refresh() {
+                    self.refresh_slots(cluster).await;
+                }
+                cluster.pool_for(key_slot(key))?
+            }
+            (None, None) => return None,
+        };
         let lease = pool.take()?;
-        let args: Vec<&'a [u8]> = args.collect();
-        Some(async move { pool.query(lease, args.iter().copied()).await })
+        let out = pool.query(lease, args.iter().copied()).await;
+        match (&self.cluster_direct, &out) {
+            // MOVED / ASK (slots migrating), CLUSTERDOWN, a node gone: the cluster connection
+            // knows better; the map is read again later.
+            (Some(cluster), Err(_)) => {
+                cluster.invalidate();
+                None
+            }
+            _ => Some(out),
+        }
+    }
+
+    /// Reads the slot map (`CLUSTER SLOTS`) for the cluster's direct connections.
+    async fn refresh_slots(&self, cluster: &ClusterDirect) {
+        cluster.refreshing();
+        let mut conn = self.conn.clone();
+        if let Ok(reply) = redis::cmd("CLUSTER").arg("SLOTS").query_async::<Value>(&mut conn).await
+            && let Some(ranges) = parse_slots(&reply)
+        {
+            cluster.install(ranges);
+        }
     }
 
     /// A plain `GET` over the connection a hit check uses: a direct connection when one is free,
     /// else the shared connection. This is the round trip a hit cannot go below (the benchmark's
     /// `redis_rtt`), and [`Backend::get`] of the simple cache.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, RedisBackendError> {
-        if let Some(reply) = self.query_direct([b"GET".as_slice(), key.as_bytes()].into_iter()) {
-            return match reply.await?.0 {
+        if let Some(reply) = self.query_direct(key, &[b"GET".as_slice(), key.as_bytes()]).await {
+            return match reply?.0 {
                 Reply::Bulk(value) => Ok(value),
                 other => Err(RedisBackendError::Protocol(format!("GET answered {other:?}"))),
             };

@@ -13,6 +13,7 @@ use redis::{
 };
 
 use crate::backend::{Parts, RedisBackend, RedisConnection};
+use crate::cluster_direct::ClusterDirect;
 use crate::direct::{DirectPool, DirectTarget};
 use crate::error::{RedisBackendError, redact_url};
 use crate::lock::WaitSource;
@@ -485,11 +486,6 @@ impl RedisBackendBuilder {
             if me.db.is_some_and(|db| db != 0) {
                 return Err(RedisBackendError::Config("a Redis Cluster has only db 0".into()));
             }
-            if me.direct_connections.is_some_and(|n| n > 0) {
-                return Err(RedisBackendError::Config(
-                    "direct_connections applies to a standalone server; a cluster backend has none".into(),
-                ));
-            }
             let mut infos = Vec::with_capacity(nodes.len());
             for node in nodes {
                 let url = node_url(node, tls, 6379)?;
@@ -594,6 +590,7 @@ impl Resolved {
         let direct = |target: Option<DirectTarget>| {
             (self.direct_max > 0).then(|| Arc::new(DirectPool::new(target, self.direct_max, connect, response)))
         };
+        let mut cluster_direct = None;
         let (conn, direct, wait_source) = match self.target {
             Target::Single(info) => {
                 let pool = DirectTarget::of(&info).and_then(|t| direct(Some(t)));
@@ -611,6 +608,21 @@ impl Resolved {
                 (RedisConnection::Standalone(manager), pool, WaitSource::Client(Box::new(client)))
             }
             Target::Cluster(nodes) => {
+                // Direct connections per master, with the first seed's credentials (redis-rs
+                // uses them for every node too); none over TLS.
+                if let Some(first) = nodes.first()
+                    && !is_tls(first.addr())
+                    && self.direct_max > 0
+                {
+                    let settings = first.redis_settings();
+                    cluster_direct = Some(ClusterDirect::new(
+                        settings.username().map(str::to_owned),
+                        settings.password().map(str::to_owned),
+                        self.direct_max,
+                        connect,
+                        response,
+                    ));
+                }
                 // The lock's waits block for up to the lock wait: their connections need a
                 // response timeout of their own (the wait bounds them).
                 let mut waits = cluster_builder(nodes.clone(), WAIT_RESPONSE_TIMEOUT, connect, self.retries);
@@ -656,6 +668,7 @@ impl Resolved {
             conn,
             target: self.description,
             direct,
+            cluster_direct,
             wait_source,
             response_timeout: response,
             connect_timeout: connect,

@@ -267,6 +267,11 @@ enum DirectAddr {
 }
 
 impl DirectTarget {
+    /// A TCP target (a cluster master), db 0.
+    pub(crate) fn tcp(host: String, port: u16, username: Option<String>, password: Option<String>) -> DirectTarget {
+        DirectTarget { addr: DirectAddr::Tcp(host, port), username, password, db: 0 }
+    }
+
     /// The direct-connection form of a standalone target (`None` for a TLS one: hit checks over
     /// TLS go through the shared connection).
     pub(crate) fn of(info: &ConnectionInfo) -> Option<DirectTarget> {

@@ -15,6 +15,7 @@
 
 mod backend;
 mod builder;
+mod cluster_direct;
 mod direct;
 mod error;
 mod lock;

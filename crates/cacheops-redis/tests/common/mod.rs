@@ -359,7 +359,12 @@ static CLUSTER: OnceLock<Cluster> = OnceLock::new();
 
 /// The 3-master cluster shared by every test of this binary (started on first use).
 pub fn cluster() -> &'static Cluster {
-    CLUSTER.get_or_init(|| {
+    CLUSTER.get_or_init(new_cluster)
+}
+
+/// A 3-master cluster of its own (for tests that count commands).
+pub fn new_cluster() -> Cluster {
+    {
         let servers: Vec<Server> = (0..3).map(|_| spawn_cluster_node()).collect();
         let addrs: Vec<String> = servers.iter().map(|s| format!("127.0.0.1:{}", s.port)).collect();
         let mut cmd = Command::new("redis-cli");
@@ -383,7 +388,7 @@ pub fn cluster() -> &'static Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         Cluster { servers }
-    })
+    }
 }
 
 fn spawn_cluster_node() -> Server {
