@@ -314,15 +314,16 @@ impl RedisBackend {
     /// [`RedisBackendBuilder::direct_connections`](crate::RedisBackendBuilder::direct_connections)),
     /// which knows the identity (`run_id`) of the server it is connected to, and also reads the
     /// namespace's boot key: a hit requires the namespace to have been verified on that server
-    /// (see `verify_boot` in `common.lua`). Without a free direct connection (every one busy, a
-    /// cluster, a backend built from a connection) it answers `None`, and `read.lua` — which
-    /// verifies the server first — decides, in one round trip still.
+    /// (see `verify_boot` in `common.lua`). Without a free direct connection (every one busy,
+    /// TLS, a backend built from a connection, a cluster slot whose master is not known or that
+    /// answered with a redirection) it answers `None`, and `read.lua` — which verifies the
+    /// server first — decides, in one round trip still.
     pub async fn read_hit(&self, req: &ReadRequest) -> Result<Option<Vec<u8>>, RedisBackendError> {
         let stamp_keys = req.stamp_keys();
         let boot = cacheops_core::keys::boot_of_epoch(&req.epoch_key);
         // Only a direct connection knows which server process answers: over the shared
-        // connection (which reconnects silently) or a cluster, `read.lua` decides, having
-        // verified the server itself.
+        // connection (which reconnects silently), `read.lua` decides, having verified the
+        // server itself.
         let args: Vec<&[u8]> = [b"MGET".as_slice(), req.value_key.as_bytes()]
             .into_iter()
             .chain(stamp_keys.iter().map(|k| k.as_bytes()))

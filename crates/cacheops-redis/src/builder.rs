@@ -311,9 +311,9 @@ impl RedisBackendBuilder {
     /// direct connection knows which server process answers, see `docs/redis-data-model.md`,
     /// "Restarts and server identity"). The simple cache's `GET` uses them
     /// too; everything else (misses, writes, scripts) always uses the shared connection. A
-    /// Sentinel backend keeps them to the current master. Cluster and TLS backends have no
-    /// direct connections (setting a non-zero number for a cluster is a configuration error; over
-    /// TLS every hit check is decided by `read.lua`).
+    /// Sentinel backend keeps them to the current master, a cluster backend this many per
+    /// master (found from the slot map). Over TLS there are none: every hit check is decided by
+    /// `read.lua`.
     ///
     /// ```no_run
     /// use cacheops_redis::RedisBackend;
