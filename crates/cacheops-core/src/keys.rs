@@ -1,6 +1,11 @@
-//! Key derivation: every key of one namespace shares one Redis Cluster hash tag.
+//! Key derivation: each table of a namespace has a Redis Cluster hash tag of its own, so that a
+//! namespace's tables spread over a cluster's nodes, while every key one call of the protocol
+//! touches for one table shares one slot.
 //!
-//! Layout (see `docs/redis-data-model.md`): `{co:<prefix>}:<version>:<kind>:<rest>`.
+//! Layout (see `docs/redis-data-model.md`): a table's keys `{ct:<prefix length>:<prefix>:<table>}:<version>:<kind>[:<rest>]`
+//! (its epoch copy, server identity, sequence counter, stamps, schemes, writers, conj stamps, and
+//! the values whose first table it is); the namespace's own keys `{co:<prefix>}:<version>:<kind>:<rest>`
+//! (the epoch of values that read no table, the table registry, locks, simple-cache entries).
 
 use std::time::Duration;
 
@@ -8,7 +13,7 @@ use crate::dnf::Conj;
 
 /// Version of the key layout and value format. Bumped on any incompatible change, so that an old
 /// and a new deployment sharing one Redis never read each other's data.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Characters a prefix may not contain: they would break the hash tag or the key structure.
 pub const FORBIDDEN_PREFIX_CHARS: &[char] = &['{', '}', ' ', '\n', '\r', '\t'];
@@ -18,14 +23,17 @@ pub const FORBIDDEN_PREFIX_CHARS: &[char] = &['{', '}', ' ', '\n', '\r', '\t'];
 /// ```
 /// use cacheops_core::KeySpace;
 /// let ks = KeySpace::new("tenant1").unwrap();
-/// assert_eq!(ks.epoch(), "{co:tenant1}:3:e");
-/// assert_eq!(ks.boot(), "{co:tenant1}:3:b");
-/// assert_eq!(ks.table("post"), "{co:tenant1}:3:t:post");
+/// assert_eq!(ks.epoch(), "{co:tenant1}:4:e");
+/// assert_eq!(ks.table("post"), "{ct:7:tenant1:post}:4:t");
+/// assert_eq!(ks.table_epoch("post"), "{ct:7:tenant1:post}:4:e");
+/// assert_eq!(ks.value_of(Some("post"), "ab12"), "{ct:7:tenant1:post}:4:q:ab12");
 /// assert!(KeySpace::new("bad{prefix").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeySpace {
     base: String,
+    /// `ct:<prefix length>:<prefix>:`, the beginning of every table tag.
+    table_tag: String,
 }
 
 /// A prefix that cannot be used.
@@ -42,7 +50,40 @@ impl KeySpace {
         if prefix.contains(FORBIDDEN_PREFIX_CHARS) {
             return Err(InvalidPrefix { prefix: prefix.to_owned() });
         }
-        Ok(KeySpace { base: format!("{{co:{prefix}}}:{SCHEMA_VERSION}:") })
+        Ok(KeySpace {
+            base: format!("{{co:{prefix}}}:{SCHEMA_VERSION}:"),
+            table_tag: format!("ct:{}:{prefix}:", prefix.len()),
+        })
+    }
+
+    /// The common beginning of every key of `table` (its own hash tag included).
+    pub fn table_base(&self, table: &str) -> String {
+        format!("{{{}{}}}:{SCHEMA_VERSION}:", self.table_tag, escape_table(table))
+    }
+
+    /// The table's copy of the epoch: part of the stamp vector of every value that reads the
+    /// table; `invalidate_all` deletes every copy (see [`KeySpace::registry`]).
+    pub fn table_epoch(&self, table: &str) -> String {
+        format!("{}e", self.table_base(table))
+    }
+
+    /// The scheme registration counter of the table's slot.
+    pub fn table_seq(&self, table: &str) -> String {
+        format!("{}n", self.table_base(table))
+    }
+
+    /// The set of the table epoch keys of this namespace ([`KeySpace::table_epoch`]): a table is
+    /// added before it is first read, so that `invalidate_all` reaches every copy.
+    pub fn registry(&self) -> String {
+        format!("{}T", self.base)
+    }
+
+    /// A cached query result, placed with its first table (`None`: it reads no table).
+    pub fn value_of(&self, first_table: Option<&str>, hash: &str) -> String {
+        match first_table {
+            Some(t) => format!("{}q:{hash}", self.table_base(t)),
+            None => self.value(hash),
+        }
     }
 
     /// The common beginning of every key of this namespace (hash tag included).
@@ -50,7 +91,8 @@ impl KeySpace {
         &self.base
     }
 
-    /// The epoch stamp: part of every value's stamp vector, deleted by `invalidate_all`.
+    /// The namespace's epoch: the stamp vector of a value that reads no table, deleted by
+    /// `invalidate_all` (with every table's copy).
     pub fn epoch(&self) -> String {
         format!("{}e", self.base)
     }
@@ -63,34 +105,34 @@ impl KeySpace {
         format!("{}b", self.base)
     }
 
-    /// The scheme registration counter.
+    /// The namespace's sequence counter (unused by tables, which have their own).
     pub fn seq(&self) -> String {
         format!("{}n", self.base)
     }
 
-    /// A cached query result.
+    /// A cached query result that reads no table (in the namespace's slot).
     pub fn value(&self, hash: &str) -> String {
         format!("{}q:{hash}", self.base)
     }
 
     /// A table's stamp, deleted by `invalidate_model`.
     pub fn table(&self, table: &str) -> String {
-        format!("{}t:{}", self.base, escape_table(table))
+        format!("{}t", self.table_base(table))
     }
 
     /// A table's schemes (hash: scheme → registration sequence number).
     pub fn schemes(&self, table: &str) -> String {
-        format!("{}s:{}", self.base, escape_table(table))
+        format!("{}s", self.table_base(table))
     }
 
     /// A table's in-flight writers (hash: writer id → `"<mark seq> <expiry ms>"`).
     pub fn writers(&self, table: &str) -> String {
-        format!("{}w:{}", self.base, escape_table(table))
+        format!("{}w", self.table_base(table))
     }
 
     /// The beginning of every conj key of a table; the rendered conj follows.
     pub fn conj_prefix(&self, table: &str) -> String {
-        format!("{}c:{}:", self.base, escape_table(table))
+        format!("{}c:", self.table_base(table))
     }
 
     /// The conj stamp key of a conj.
@@ -130,6 +172,21 @@ pub fn boot_of_epoch(epoch_key: &str) -> String {
     k
 }
 
+/// A value key in the slot of `value_key` (same table), for `name` instead of its hash: the
+/// probes whose value is never written.
+///
+/// ```
+/// let ks = cacheops_core::KeySpace::new("p").unwrap();
+/// let v = ks.value_of(Some("post"), "ab12");
+/// assert_eq!(cacheops_core::keys::sibling_value(&v, "probe"), ks.value_of(Some("post"), "probe"));
+/// ```
+pub fn sibling_value(value_key: &str, name: &str) -> String {
+    match value_key.rsplit_once(":q:") {
+        Some((base, _)) => format!("{base}:q:{name}"),
+        None => format!("{value_key}:{name}"),
+    }
+}
+
 /// The TTL of conj stamps referenced by a value that lives `timeout`: they must outlive it.
 pub fn conj_ttl(timeout: Duration) -> Duration {
     crate::time::cap(timeout.saturating_mul(2).saturating_add(Duration::from_secs(10)))
@@ -160,6 +217,20 @@ mod tests {
     #[test]
     fn tables_with_colons_are_escaped() {
         let ks = KeySpace::new("").unwrap();
-        assert_eq!(ks.table("a:b"), "{co:}:3:t:a%3Ab");
+        assert_eq!(ks.table("a:b"), "{ct:0::a%3Ab}:4:t");
+        assert_eq!(ks.table("x}y"), "{ct:0::x%7Dy}:4:t");
+    }
+
+    #[test]
+    fn table_tags_never_collide() {
+        // Prefix "a" + table "b:c" and prefix "a:b" + table "c"; a namespace tag that looks like
+        // a table tag.
+        let one = KeySpace::new("a").unwrap();
+        let two = KeySpace::new("a:b").unwrap();
+        assert_ne!(one.table_base("b:c"), two.table_base("c"));
+        assert_ne!(one.table_base("b"), KeySpace::new("a:b").unwrap().base().to_owned());
+        let tricky = KeySpace::new("ct:1:a:b").unwrap();
+        assert_ne!(tricky.epoch(), one.table_epoch("b"));
+        assert!(one.table_base("b").starts_with("{ct:1:a:b}:"));
     }
 }

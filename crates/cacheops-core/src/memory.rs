@@ -154,8 +154,12 @@ struct State {
     stamps: StampMap,
     schemes: HashMap<String, BTreeMap<String, u64>>,
     writers: HashMap<String, HashMap<String, (u64, Instant)>>,
+    /// One counter for every table: a refinement of the per-table counters of Redis (any
+    /// order it gives within a table is one they could give).
     seq: u64,
     max_stamps: usize,
+    /// Sets of [`Backend::register`].
+    registries: HashMap<String, std::collections::BTreeSet<String>>,
 }
 
 /// The in-process backend.
@@ -199,6 +203,7 @@ impl MemoryBackend {
                 schemes: HashMap::new(),
                 writers: HashMap::new(),
                 seq: 0,
+                registries: HashMap::new(),
                 max_stamps: max_entries.max(1).saturating_mul(4).max(1024),
             }),
         }
@@ -339,19 +344,23 @@ impl Backend for MemoryBackend {
         let mut st = self.lock();
         let mut stamps: Vec<String> = Vec::new();
         let mut pending = false;
-        let epoch = match st.get_stamp(&req.epoch_key, now) {
+        // The epoch: each table's copy, or the namespace's for a value that reads no table.
+        let epoch = |st: &mut State, key: &str, pending: &mut bool| match st.get_stamp(key, now) {
             Some(Content::Stamp(e)) => e,
             Some(Content::Marker(_)) => {
-                pending = true;
+                *pending = true;
                 MARKER_PLACEHOLDER.to_owned()
             }
             None => {
-                st.set_stamp(&req.epoch_key, req.new_stamp.clone(), None, now);
+                st.set_stamp(key, req.new_stamp.clone(), None, now);
                 req.new_stamp.clone()
             }
         };
-        stamps.push(epoch);
+        if req.tables.is_empty() {
+            stamps.push(epoch(&mut st, &req.epoch_key, &mut pending));
+        }
         for t in req.tables.iter() {
+            stamps.push(epoch(&mut st, &t.epoch_key, &mut pending));
             let registered = st.schemes.contains_key(&t.schemes_key);
             let ts = match st.get_stamp(&t.table_key, now) {
                 Some(Content::Marker(_)) => {
@@ -541,6 +550,15 @@ impl Backend for MemoryBackend {
     async fn ping(&self) -> Result<(), BackendError> {
         Ok(())
     }
+
+    async fn register(&self, registry: &str, members: &[String]) -> Result<(), BackendError> {
+        self.lock().registries.entry(registry.to_owned()).or_default().extend(members.iter().cloned());
+        Ok(())
+    }
+
+    async fn registered(&self, registry: &str) -> Result<Vec<String>, BackendError> {
+        Ok(self.lock().registries.get(registry).map(|s| s.iter().cloned().collect()).unwrap_or_default())
+    }
 }
 
 #[cfg(test)]
@@ -554,6 +572,8 @@ mod tests {
             epoch_key: "e".into(),
             seq_key: "n".into(),
             tables: vec![TableRead {
+                epoch_key: "te".into(),
+                seq_key: "tn".into(),
                 table_key: "t".into(),
                 schemes_key: "s".into(),
                 writers_key: "w".into(),

@@ -64,6 +64,10 @@ pub struct ConjRef {
 /// One table a read depends on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableRead {
+    /// The table's copy of the epoch (in the table's slot).
+    pub epoch_key: String,
+    /// The scheme sequence key of the table's slot.
+    pub seq_key: String,
     /// The table stamp key.
     pub table_key: String,
     /// The table's schemes key.
@@ -77,11 +81,11 @@ pub struct TableRead {
 /// A read-check: is the value there and current?
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadRequest {
-    /// The value key.
+    /// The value key (in the slot of the first table).
     pub value_key: String,
-    /// The epoch key.
+    /// The namespace's epoch key: the stamp vector of a value that reads no table.
     pub epoch_key: String,
-    /// The scheme sequence key.
+    /// The namespace's sequence key (unused by tables, which carry their own).
     pub seq_key: String,
     /// The tables read (shared: a request is copied per lookup with a fresh stamp, its keys are
     /// not).
@@ -103,10 +107,15 @@ pub const DEFAULT_MAX_SCHEMES: u32 = 64;
 pub const MAX_AFFECTED_KEYS: usize = 1024;
 
 impl ReadRequest {
-    /// The stamp keys in stamp-vector order: epoch, then per table its table key and conj keys.
+    /// The stamp keys in stamp-vector order: per table its epoch copy, its table key and its conj
+    /// keys; for a value that reads no table, the namespace's epoch.
     pub fn stamp_keys(&self) -> Vec<&str> {
-        let mut keys = vec![self.epoch_key.as_str()];
+        if self.tables.is_empty() {
+            return vec![self.epoch_key.as_str()];
+        }
+        let mut keys = Vec::new();
         for t in self.tables.iter() {
+            keys.push(t.epoch_key.as_str());
             keys.push(t.table_key.as_str());
             keys.extend(t.conjs.iter().map(|c| c.key.as_str()));
         }
@@ -146,6 +155,8 @@ pub enum ReadReply {
 /// One table touched by a write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableWrite {
+    /// The scheme sequence key of the table's slot.
+    pub seq_key: String,
     /// The table stamp key.
     pub table_key: String,
     /// The table's schemes key.
@@ -165,9 +176,7 @@ pub struct TableWrite {
 pub struct WriteRequest {
     /// The writer's id; `None` for an explicit invalidation that is not part of a write.
     pub writer: Option<String>,
-    /// The scheme sequence key.
-    pub seq_key: String,
-    /// Tables touched.
+    /// Tables touched (each with its own sequence key).
     pub tables: Vec<TableWrite>,
     /// How long markers and the writer record live (the lease): their entries' expiry is
     /// `now + lease`, kept in the value, never as a TTL.
@@ -314,7 +323,8 @@ pub trait Backend: Send + Sync + Debug {
     /// the backend's clock); such a key is deleted when met, and treated exactly like a missing
     /// key. "Marker" means a live one (at least one entry with `expiry > now`).
     ///
-    /// 1. Epoch: `GET`; if absent, `SET` it to `new_stamp` (no TTL).
+    /// 1. Epoch: for each table its epoch copy (for a value that reads no table, the namespace's
+    ///    epoch): `GET`; if absent, `SET` it to `new_stamp` (no TTL).
     /// 2. For each table: if the schemes key does not exist (never registered, or evicted), `SET`
     ///    the table key to `new_stamp` unless it holds a marker (an evicted registration
     ///    invalidates the table; a table-level lease stays in force); else `GET`
@@ -324,7 +334,7 @@ pub trait Backend: Send + Sync + Debug {
     ///    `\n`) equals the stamps joined by `' '`: [`ReadReply::Hit`] with the bytes after it.
     /// 5. Otherwise register schemes: for each table, drop expired writers (`expiry ≤ now`) from
     ///    the writers hash (the hash goes with its last entry); for each distinct scheme, `HGET` its sequence number or register it with
-    ///    `seq = max(now_us, GET seq_key + 1)` (`SET seq_key seq`, `HSET schemes scheme seq`); if a
+    ///    `seq = max(now_us, GET seq_key + 1)` with the table's `seq_key` (`SET seq_key seq`, `HSET schemes scheme seq`); if a
     ///    live writer has `mark_seq < seq` ⇒ [`BypassReason::NewScheme`]. A new scheme that would
     ///    exceed `max_schemes` first **resets the table**: the schemes hash is deleted and the table
     ///    key replaced by a new stamp (unless it holds a marker) — every value of the table and
@@ -336,6 +346,14 @@ pub trait Backend: Send + Sync + Debug {
     /// stamp present, none a marker, the header equal to them) without the schemes check of
     /// step 2, and run the steps above otherwise: a write to a table without registered schemes
     /// is table-level (see [`Backend::mark`]), so a missing registry cannot hide a change.
+    ///
+    /// A backend whose tables live apart (Redis Cluster slots) may run steps 1–5 for each table
+    /// as an atomic step of its own, the other tables first and the value's table last (which
+    /// compares the header with all the stamps); likewise `store` checks the other tables'
+    /// stamps first and writes the value in the last step, and `mark` / `finish` run per table.
+    /// Every step reads its keys after the read began, so each confirms that no write affecting
+    /// its table committed before (`docs/protocol.md`, "Tables in several slots"; the model
+    /// checks this composition).
     async fn read(&self, req: &ReadRequest) -> Result<ReadReply, BackendError>;
 
     /// Store: if the current values of [`ReadRequest::stamp_keys`] joined by `' '` equal `stamps`
@@ -347,7 +365,8 @@ pub trait Backend: Send + Sync + Debug {
 
     /// Mark (begin or renew a write lease). `req.writer` must be `Some`.
     ///
-    /// `seq = max(now_us, GET seq_key)` and `SET seq_key seq` (stored, so that a scheme registered
+    /// Per table, `seq = max(now_us, GET seq_key)` and `SET seq_key seq` with the table's
+    /// `seq_key` (stored, so that a scheme registered
     /// later in the same microsecond, or after the clock stepped back, gets `seq + 1` or more and
     /// is seen as newer than this mark; the model check finds a stale hit without the store).
     /// For each table: its affected keys are the table key when
@@ -400,6 +419,13 @@ pub trait Backend: Send + Sync + Debug {
 
     /// Checks the backend is reachable.
     async fn ping(&self) -> Result<(), BackendError>;
+
+    /// Adds `members` (table epoch keys) to the set `registry` (`SADD`): done before a table is
+    /// first read, so that `invalidate_all` reaches every table's epoch copy.
+    async fn register(&self, registry: &str, members: &[String]) -> Result<(), BackendError>;
+
+    /// The members of the set `registry` (`SMEMBERS`).
+    async fn registered(&self, registry: &str) -> Result<Vec<String>, BackendError>;
 
     /// Whether this backend holds dog-pile locks that every process sharing it sees
     /// ([`Backend::lock_acquire`] and its companions). The in-process backend does not: the

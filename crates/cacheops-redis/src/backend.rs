@@ -1,14 +1,10 @@
 //! [`RedisBackend`]: the stamp protocol over Redis, one Lua script call per step.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cacheops_core::protocol::{
-    Backend, BackendError, BypassReason, HEADER_END, LockAttempt, ReadReply, ReadRequest, Stamps, TableWrite,
-    WriteRequest,
-};
+use cacheops_core::protocol::{Backend, BackendError, LockAttempt, ReadReply, ReadRequest, Stamps, WriteRequest};
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, ScriptInvocation, Value};
@@ -18,9 +14,10 @@ use crate::cluster_direct::{ClusterDirect, parse_slots};
 use crate::direct::{DirectPool, Reply};
 use crate::error::RedisBackendError;
 use crate::lock::{WaitPool, WaitSource};
+use crate::ops::ms;
 use crate::scripts::SCRIPTS;
 use crate::sentinel::SentinelConnection;
-use crate::slot::{check_same_slot, key_slot};
+use crate::slot::key_slot;
 
 /// A direct command's reply and the server's `run_id` when the connection learned it.
 type DirectReply = Result<(Reply, Option<Arc<str>>), RedisBackendError>;
@@ -183,14 +180,6 @@ impl fmt::Debug for RedisBackend {
     }
 }
 
-/// Longest TTL sent to Redis (100 years): keeps every millisecond count exact in Lua's doubles.
-const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3600 * 1000;
-
-fn ms(d: Duration) -> u64 {
-    // PX/PEXPIRE reject 0; a sub-millisecond TTL is rounded up to 1 ms.
-    u64::try_from(d.as_millis()).unwrap_or(MAX_TTL_MS).clamp(1, MAX_TTL_MS)
-}
-
 impl RedisBackend {
     /// A builder (standalone, unix socket or cluster; eager or lazy).
     pub fn builder() -> RedisBackendBuilder {
@@ -269,14 +258,20 @@ impl RedisBackend {
         Ok(())
     }
 
-    async fn invoke<T: redis::FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T, RedisBackendError> {
+    pub(crate) async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, RedisBackendError> {
         let mut conn = self.conn.clone();
         Ok(inv.invoke_async(&mut conn).await?)
     }
 
     /// A script that writes protocol state: on a Sentinel master, acknowledged by its replicas
     /// (see [`ReplicaAcks`](crate::ReplicaAcks)).
-    async fn invoke_write<T: redis::FromRedisValue>(&self, inv: &ScriptInvocation<'_>) -> Result<T, RedisBackendError> {
+    pub(crate) async fn invoke_write<T: redis::FromRedisValue>(
+        &self,
+        inv: &ScriptInvocation<'_>,
+    ) -> Result<T, RedisBackendError> {
         match &self.conn {
             RedisConnection::Sentinel(s) => s.invoke_acked(inv).await,
             _ => self.invoke(inv).await,
@@ -288,73 +283,11 @@ impl RedisBackend {
         Ok(cmd.query_async(&mut conn).await?)
     }
 
-    /// [`Backend::read`], with this crate's error type.
-    ///
-    /// A hit costs one round trip and no Lua: one `MGET` of the value and its stamps
-    /// ([`RedisBackend::read_hit`]). Anything else (a missing key, a marker, a stamp mismatch)
-    /// falls back to `read.lua`, which decides miss or bypass and creates what is missing.
-    pub async fn read_checked(&self, req: &ReadRequest) -> Result<ReadReply, RedisBackendError> {
-        check_same_slot(read_keys(req))?;
-        if let Some(data) = self.read_hit(req).await? {
-            return Ok(ReadReply::Hit(data));
-        }
-        self.read_script(req).await
-    }
-
-    /// The hit branch of `read.lua` as one read-only command: `MGET` of the value and every
-    /// stamp, in stamp-vector order. It is a hit when every stamp is present and not a marker
-    /// and the value's header equals the stamps — when `read.lua` would return a hit, or when
-    /// the only difference is a missing schemes registry, which `read.lua` treats as a table
-    /// invalidation but which can only matter once a write has run: and a write to a table
-    /// without a registry is table-level (`affected_keys`), so it replaces the table stamp this
-    /// check reads. A hit writes nothing in `read.lua` either. `None`: not a hit (the script
-    /// decides what it is).
-    ///
-    /// The `MGET` goes over a direct connection when one is free (see
-    /// [`RedisBackendBuilder::direct_connections`](crate::RedisBackendBuilder::direct_connections)),
-    /// which knows the identity (`run_id`) of the server it is connected to, and also reads the
-    /// namespace's boot key: a hit requires the namespace to have been verified on that server
-    /// (see `verify_boot` in `common.lua`). Without a free direct connection (every one busy,
-    /// TLS, a backend built from a connection, a cluster slot whose master is not known or that
-    /// answered with a redirection) it answers `None`, and `read.lua` — which verifies the
-    /// server first — decides, in one round trip still.
-    pub async fn read_hit(&self, req: &ReadRequest) -> Result<Option<Vec<u8>>, RedisBackendError> {
-        let stamp_keys = req.stamp_keys();
-        let boot = cacheops_core::keys::boot_of_epoch(&req.epoch_key);
-        // Only a direct connection knows which server process answers: over the shared
-        // connection (which reconnects silently), `read.lua` decides, having verified the
-        // server itself.
-        let args: Vec<&[u8]> = [b"MGET".as_slice(), req.value_key.as_bytes()]
-            .into_iter()
-            .chain(stamp_keys.iter().map(|k| k.as_bytes()))
-            .chain(std::iter::once(boot.as_bytes()))
-            .collect();
-        let Some(reply) = self.query_direct(&req.value_key, &args).await else {
-            return Ok(None);
-        };
-        let (reply, server_id) = reply?;
-        let mut values = match reply {
-            Reply::Array(values) => values,
-            other => return Err(RedisBackendError::Protocol(format!("MGET answered {other:?}"))),
-        };
-        // The namespace must have been verified on the server that answered: after a restart
-        // (from an older snapshot, say) the first script deletes the epoch before anything is
-        // served.
-        let verified = match (values.pop(), server_id) {
-            (Some(Some(stored)), Some(id)) => stored == id.as_bytes(),
-            _ => false,
-        };
-        let Some((value, stamps)) = values.split_first_mut() else {
-            return Ok(None);
-        };
-        Ok(if verified { value.take().and_then(|v| hit_data(v, stamps)) } else { None })
-    }
-
     /// A command over a free direct connection to the server holding `key`: `None` when there
     /// is none (no pool, every connection busy, a cluster slot whose master is not known or
     /// that answered with a redirection). Only for read-only commands (a failed reused
     /// connection is retried).
-    async fn query_direct(&self, key: &str, args: &[&[u8]]) -> Option<DirectReply> {
+    pub(crate) async fn query_direct(&self, key: &str, args: &[&[u8]]) -> Option<DirectReply> {
         let pool = match (&self.direct, &self.cluster_direct) {
             (Some(pool), _) => pool.clone(),
             (None, Some(cluster)) => {
@@ -400,172 +333,6 @@ impl RedisBackend {
             };
         }
         self.query(redis::cmd("GET").arg(key)).await
-    }
-
-    /// `read.lua`: the full read-check (miss and bypass decisions, stamp creation, scheme
-    /// registration).
-    async fn read_script(&self, req: &ReadRequest) -> Result<ReadReply, RedisBackendError> {
-        let mut inv = SCRIPTS.read.prepare_invoke();
-        inv.key(&req.value_key).key(&req.epoch_key).key(&req.seq_key);
-        inv.arg(&req.new_stamp).arg(ms(req.conj_ttl)).arg(req.tables.len()).arg(req.max_schemes);
-        for t in req.tables.iter() {
-            inv.key(&t.table_key).key(&t.schemes_key).key(&t.writers_key);
-            inv.arg(t.conjs.len());
-            for c in &t.conjs {
-                inv.key(&c.key);
-                inv.arg(&c.scheme);
-            }
-        }
-        let (kind, payload): (i64, Vec<u8>) = self.invoke(&inv).await?;
-        match kind {
-            1 => Ok(ReadReply::Hit(payload)),
-            2 => String::from_utf8(payload)
-                .map(|s| ReadReply::Miss(Stamps(s)))
-                .map_err(|_| RedisBackendError::Protocol("stamps are not UTF-8".into())),
-            3 => match payload.as_slice() {
-                b"pending" => Ok(ReadReply::Bypass(BypassReason::Pending)),
-                b"new_scheme" => Ok(ReadReply::Bypass(BypassReason::NewScheme)),
-                b"scheme_cap" => Ok(ReadReply::Bypass(BypassReason::SchemeCap)),
-                other => Err(RedisBackendError::Protocol(format!(
-                    "unknown bypass reason {:?}",
-                    String::from_utf8_lossy(other)
-                ))),
-            },
-            other => Err(RedisBackendError::Protocol(format!("read returned kind {other}"))),
-        }
-    }
-
-    /// [`Backend::store`], with this crate's error type.
-    pub async fn store_checked(
-        &self,
-        req: &ReadRequest,
-        stamps: &Stamps,
-        data: &[u8],
-        ttl: Duration,
-    ) -> Result<bool, RedisBackendError> {
-        check_same_slot(read_keys(req))?;
-        let mut inv = SCRIPTS.store.prepare_invoke();
-        inv.key(&req.value_key);
-        let mut kinds = String::new();
-        inv.key(&req.epoch_key);
-        kinds.push('s');
-        for t in req.tables.iter() {
-            inv.key(&t.table_key);
-            kinds.push('s');
-            for c in &t.conjs {
-                inv.key(&c.key);
-                kinds.push('c');
-            }
-        }
-        inv.arg(&stamps.0).arg(data).arg(ms(ttl)).arg(ms(req.conj_ttl)).arg(kinds);
-        let stored: i64 = self.invoke(&inv).await?;
-        Ok(stored == 1)
-    }
-
-    /// [`Backend::mark`], returning the number of keys marked.
-    pub async fn mark_counted(&self, req: &WriteRequest) -> Result<u64, RedisBackendError> {
-        let Some(writer) = req.writer.as_deref() else {
-            return Err(RedisBackendError::Config("mark needs a writer id".into()));
-        };
-        check_same_slot(write_keys(req))?;
-        let mut inv = SCRIPTS.mark.prepare_invoke();
-        inv.arg(writer).arg(ms(req.lease));
-        write_args(&mut inv, req);
-        let marked: i64 = self.invoke_write(&inv).await?;
-        Ok(u64::try_from(marked).unwrap_or(0))
-    }
-
-    /// [`Backend::finish`], returning what it did (see [`FinishStats`]).
-    pub async fn finish_counted(&self, req: &WriteRequest) -> Result<FinishStats, RedisBackendError> {
-        check_same_slot(write_keys(req))?;
-        let mut inv = SCRIPTS.finish.prepare_invoke();
-        match req.writer.as_deref() {
-            Some(w) => inv.arg("1").arg(w),
-            None => inv.arg("0").arg(""),
-        };
-        write_args(&mut inv, req);
-        let (deleted, touched): (i64, i64) = self.invoke_write(&inv).await?;
-        Ok(FinishStats { deleted: u64::try_from(deleted).unwrap_or(0), touched: u64::try_from(touched).unwrap_or(0) })
-    }
-
-    /// [`Backend::delete_stamps`], returning how many stamps were deleted. Keys are grouped by
-    /// hash slot, one script call per slot.
-    pub async fn delete_stamps_counted(&self, keys: &[String]) -> Result<u64, RedisBackendError> {
-        let mut by_slot: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
-        for key in keys {
-            by_slot.entry(key_slot(key)).or_default().push(key);
-        }
-        let mut deleted = 0;
-        for group in by_slot.values() {
-            let mut inv = SCRIPTS.delete_stamps.prepare_invoke();
-            for key in group {
-                inv.key(*key);
-            }
-            let n: i64 = self.invoke_write(&inv).await?;
-            deleted += u64::try_from(n).unwrap_or(0);
-        }
-        Ok(deleted)
-    }
-}
-
-/// The data of a stored value (`header \n data`) if its header equals the current stamps joined
-/// by spaces and none of them is absent or a marker; `None` otherwise.
-fn hit_data(mut value: Vec<u8>, stamps: &[Option<Vec<u8>>]) -> Option<Vec<u8>> {
-    let end = value.iter().position(|&b| b == HEADER_END)?;
-    let mut rest = &value[..end];
-    for (i, stamp) in stamps.iter().enumerate() {
-        let stamp = stamp.as_deref()?;
-        if stamp.first() == Some(&MARKER_BYTE) {
-            return None;
-        }
-        if i > 0 {
-            rest = rest.strip_prefix(b" ")?;
-        }
-        rest = rest.strip_prefix(stamp)?;
-    }
-    if !rest.is_empty() {
-        return None;
-    }
-    value.drain(..=end);
-    Some(value)
-}
-
-/// [`MARKER_PREFIX`](cacheops_core::protocol::MARKER_PREFIX) as a byte.
-const MARKER_BYTE: u8 = cacheops_core::protocol::MARKER_PREFIX as u8;
-
-fn read_keys(req: &ReadRequest) -> impl Iterator<Item = &str> {
-    [req.value_key.as_str(), req.epoch_key.as_str(), req.seq_key.as_str()].into_iter().chain(
-        req.tables.iter().flat_map(|t| {
-            [t.table_key.as_str(), t.schemes_key.as_str(), t.writers_key.as_str()]
-                .into_iter()
-                .chain(t.conjs.iter().map(|c| c.key.as_str()))
-        }),
-    )
-}
-
-fn write_keys(req: &WriteRequest) -> impl Iterator<Item = &str> {
-    std::iter::once(req.seq_key.as_str()).chain(req.tables.iter().flat_map(|t| {
-        // The conj keys are built from the prefix inside the script: it must carry the tag too.
-        [t.table_key.as_str(), t.schemes_key.as_str(), t.writers_key.as_str(), t.conj_prefix.as_str()]
-    }))
-}
-
-fn write_args(inv: &mut ScriptInvocation<'_>, req: &WriteRequest) {
-    inv.key(&req.seq_key);
-    inv.arg(req.tables.len());
-    for t in req.tables.iter() {
-        table_args(inv, t);
-    }
-}
-
-fn table_args(inv: &mut ScriptInvocation<'_>, t: &TableWrite) {
-    inv.key(&t.table_key).key(&t.schemes_key).key(&t.writers_key);
-    inv.arg(&t.conj_prefix).arg(if t.table_level { "1" } else { "0" }).arg(t.rows.len());
-    for row in &t.rows {
-        inv.arg(row.len());
-        for (col, val) in row {
-            inv.arg(col).arg(val);
-        }
     }
 }
 
@@ -629,6 +396,20 @@ impl Backend for RedisBackend {
         Ok(())
     }
 
+    async fn register(&self, registry: &str, members: &[String]) -> Result<(), BackendError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let mut cmd = redis::cmd("SADD");
+        cmd.arg(registry).arg(members);
+        let _: i64 = self.query(&cmd).await?;
+        Ok(())
+    }
+
+    async fn registered(&self, registry: &str) -> Result<Vec<String>, BackendError> {
+        Ok(self.query(redis::cmd("SMEMBERS").arg(registry)).await?)
+    }
+
     fn shares_locks(&self) -> bool {
         true
     }
@@ -655,34 +436,5 @@ impl Backend for RedisBackend {
 
     async fn lock_wait(&self, signal_key: &str, timeout: Duration) -> Result<bool, BackendError> {
         Ok(self.lock_wait_checked(signal_key, timeout).await?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::hit_data;
-
-    fn stamps(s: &[Option<&str>]) -> Vec<Option<Vec<u8>>> {
-        s.iter().map(|x| x.map(|x| x.as_bytes().to_vec())).collect()
-    }
-
-    #[test]
-    fn hit_requires_the_exact_stamp_vector() {
-        let value = b"e1 t1 c1\ndata\nwith newline".to_vec();
-        let current = stamps(&[Some("e1"), Some("t1"), Some("c1")]);
-        assert_eq!(hit_data(value.clone(), &current).as_deref(), Some(&b"data\nwith newline"[..]));
-        // A changed, missing, extra, or marker stamp is not a hit.
-        for other in [
-            stamps(&[Some("e1"), Some("t1"), Some("c2")]),
-            stamps(&[Some("e1"), None, Some("c1")]),
-            stamps(&[Some("e1"), Some("t1")]),
-            stamps(&[Some("e1"), Some("t1"), Some("c1"), Some("c9")]),
-            stamps(&[Some("e1"), Some("t1"), Some("!w@99")]),
-            stamps(&[Some("e1"), Some("t1"), Some("c")]),
-        ] {
-            assert_eq!(hit_data(value.clone(), &other), None, "{other:?}");
-        }
-        // No header at all.
-        assert_eq!(hit_data(b"e1 t1 c1".to_vec(), &current), None);
     }
 }

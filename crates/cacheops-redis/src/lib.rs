@@ -19,6 +19,7 @@ mod cluster_direct;
 mod direct;
 mod error;
 mod lock;
+mod ops;
 pub mod scripts;
 mod sentinel;
 mod slot;

@@ -54,7 +54,7 @@ async fn conj_stamp_outlives_value(env: Env) {
         assert!(conj_pttl > value_pttl, "conj PTTL {conj_pttl} must exceed value PTTL {value_pttl}");
         assert!(conj_pttl > 200_000, "extended to conj_ttl(100 s) = 210 s, got {conj_pttl}");
         // Epoch and table stamps have no TTL.
-        assert_eq!(env.pttl(&long.epoch_key).await, -1);
+        assert_eq!(env.pttl(&long.tables[0].epoch_key).await, -1);
         assert_eq!(env.pttl(&long.tables[0].table_key).await, -1);
     }
 }
@@ -201,12 +201,14 @@ async fn invalidate_all_respects_prefix(env: Env) {
     let deps = [dep("post", &[("id", 1)])];
     env.read_store("v", &deps, b"a", MIN).await;
     other.read_store("v", &deps, b"b", MIN).await;
-    env.backend.delete_stamps(&[env.ks.epoch()]).await.expect("delete_stamps");
+    // `invalidate_all` deletes the namespace's epoch and every table's copy of it.
+    env.backend.delete_stamps(&[env.ks.epoch(), env.ks.table_epoch("post")]).await.expect("delete_stamps");
     assert!(is_miss(&env.read("v", &deps).await));
     assert_eq!(hit(&other.read("v", &deps).await), Some(&b"b"[..]));
     // Several namespaces at once (several slots on a cluster).
     env.read_store("v", &deps, b"a", MIN).await;
-    env.backend.delete_stamps(&[env.ks.epoch(), other.ks.epoch()]).await.expect("delete_stamps");
+    let all = [env.ks.epoch(), env.ks.table_epoch("post"), other.ks.epoch(), other.ks.table_epoch("post")];
+    env.backend.delete_stamps(&all).await.expect("delete_stamps");
     assert!(is_miss(&env.read("v", &deps).await));
     assert!(is_miss(&other.read("v", &deps).await));
 }
@@ -266,7 +268,7 @@ async fn stamp_eviction_only_misses(env: Env) {
     }
     let deps = [dep("post", &[("category_id", 3)])];
     let req = env.read_req("v", &deps);
-    for key in [req.epoch_key.clone(), req.tables[0].table_key.clone(), req.tables[0].conjs[0].key.clone()] {
+    for key in [req.tables[0].epoch_key.clone(), req.tables[0].table_key.clone(), req.tables[0].conjs[0].key.clone()] {
         env.read_store("v", &deps, b"x", MIN).await;
         assert!(hit(&env.read("v", &deps).await).is_some());
         env.del(&key).await;
@@ -329,7 +331,7 @@ async fn stored_numbers_and_lease_ttls(env: Env) {
 
     let mut conn = env.redis.as_ref().expect("redis").connection();
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let seq: String = redis::cmd("GET").arg(env.ks.seq()).query_async(&mut conn).await.expect("GET seq");
+    let seq: String = redis::cmd("GET").arg(env.ks.table_seq("post")).query_async(&mut conn).await.expect("GET seq");
     assert!(digits(&seq) && seq.len() >= 16, "seq {seq:?} must be integer microseconds");
     let schemes = env.hgetall(&env.ks.schemes("post")).await;
     assert_eq!(schemes.len(), 2, "{schemes:?}");
@@ -546,30 +548,48 @@ suite!(
 // Redis-specific checks.
 
 #[tokio::test]
-async fn cluster_keys_of_a_namespace_share_the_servers_slot() {
+async fn cluster_keys_of_a_table_share_the_servers_slot() {
     let env = Env::new(Kind::Cluster).await;
     let ks = &env.ks;
-    let keys = [
-        ks.epoch(),
-        ks.seq(),
-        ks.value("abc"),
-        ks.table("post"),
-        ks.schemes("post"),
-        ks.writers("post"),
-        ks.conj_prefix("post") + "id=1",
-        ks.lock("abc"),
-        ks.simple("x"),
-    ];
     let mut conn = env.redis.as_ref().expect("redis").connection();
-    let mut slots = Vec::new();
-    for k in &keys {
-        let server_slot: i64 =
-            redis::cmd("CLUSTER").arg("KEYSLOT").arg(k).query_async(&mut conn).await.expect("KEYSLOT");
-        assert_eq!(server_slot, i64::from(cacheops_redis::key_slot(k)), "{k}");
-        slots.push(server_slot);
+    let mut slots_of = async |keys: &[String]| {
+        let mut slots = Vec::new();
+        for k in keys {
+            let server_slot: i64 =
+                redis::cmd("CLUSTER").arg("KEYSLOT").arg(k).query_async(&mut conn).await.expect("KEYSLOT");
+            assert_eq!(server_slot, i64::from(cacheops_redis::key_slot(k)), "{k}");
+            slots.push(server_slot);
+        }
+        slots.dedup();
+        slots
+    };
+    // A table's keys, and the values whose first table it is.
+    let table = |t: &str| {
+        vec![
+            ks.table_epoch(t),
+            ks.table_seq(t),
+            ks.table_base(t) + "b",
+            ks.value_of(Some(t), "abc"),
+            ks.table(t),
+            ks.schemes(t),
+            ks.writers(t),
+            ks.conj_prefix(t) + "id=1",
+        ]
+    };
+    let post = slots_of(&table("post")).await;
+    assert_eq!(post.len(), 1, "one table, one slot");
+    // The namespace's own keys.
+    let namespace =
+        slots_of(&[ks.epoch(), ks.seq(), ks.value("abc"), ks.registry(), ks.lock("abc"), ks.simple("x")]).await;
+    assert_eq!(namespace.len(), 1, "the namespace's keys share a slot");
+    // Tables spread: of 20 tables, more than one slot (all in one would happen with p = 2^-266).
+    let mut spread = Vec::new();
+    for i in 0..20 {
+        spread.extend(slots_of(&[ks.table(&format!("t{i}"))]).await);
     }
-    slots.dedup();
-    assert_eq!(slots.len(), 1, "one namespace, one slot");
+    spread.sort();
+    spread.dedup();
+    assert!(spread.len() > 1, "{spread:?}");
 }
 
 #[tokio::test]
@@ -580,7 +600,7 @@ async fn cross_slot_requests_are_rejected_before_sending() {
     let mut tables = req.tables.to_vec();
     tables[0].conjs[0].key = other.ks.conj("post", &common::conj(&[("id", 1)]));
     req.tables = tables.into();
-    if cacheops_redis::key_slot(&env.ks.epoch()) == cacheops_redis::key_slot(&other.ks.epoch()) {
+    if cacheops_redis::key_slot(&env.ks.table("post")) == cacheops_redis::key_slot(&other.ks.table("post")) {
         return; // astronomically unlikely: both random prefixes hash to one slot
     }
     let err = env.backend.read(&req).await.expect_err("cross-slot");

@@ -205,7 +205,7 @@ async fn volatile_lru_never_evicts_leases() {
     assert_eq!(writers.len(), writes.len(), "writer records evicted: {writers:?}");
     assert_eq!(env.hgetall(&env.ks.schemes("post")).await.len(), 2, "schemes hash");
     assert!(env.get_raw(&env.ks.table("post")).await.is_some(), "table stamp");
-    assert!(env.get_raw(&env.ks.epoch()).await.is_some(), "epoch");
+    assert!(env.get_raw(&env.ks.table_epoch("post")).await.is_some(), "epoch");
 
     // COMMIT, then finish: the overlapping writer of row 0 still holds it after w0's finish.
     for r in 0..MARKED {

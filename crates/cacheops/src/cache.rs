@@ -56,7 +56,9 @@ pub(crate) struct Counters {
 pub(crate) struct Inner {
     pub(crate) backend: Arc<dyn Backend>,
     /// The epoch keys of every prefix this cache has served (a fence replaces them all).
-    pub(crate) epochs: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    pub(crate) namespaces: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// Table epoch keys known to be in their namespace's registry (`KeySpace::registry`).
+    pub(crate) registered: std::sync::Mutex<std::collections::HashSet<String>>,
     pub(crate) profiles: Profiles,
     pub(crate) analyzer: Analyzer,
     pub(crate) health: Health,
@@ -103,7 +105,8 @@ impl Inner {
     ) -> Self {
         Inner {
             backend,
-            epochs: std::sync::Mutex::new(std::iter::once(keys.epoch()).collect()),
+            namespaces: std::sync::Mutex::new(std::iter::once((keys.registry(), keys.epoch())).collect()),
+            registered: std::sync::Mutex::new(std::collections::HashSet::new()),
             profiles,
             analyzer,
             health,
@@ -375,13 +378,17 @@ impl Cache {
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
     /// let cache = cacheops::Cache::builder().prefix("app").build().await.unwrap();
     /// let tenant = cache.with_prefix("app-tenant7").unwrap();
-    /// assert_eq!(tenant.keys().epoch(), "{co:app-tenant7}:3:e");
+    /// assert_eq!(tenant.keys().epoch(), "{co:app-tenant7}:4:e");
     /// assert!(cache.with_prefix("bad{prefix}").is_err());
     /// # });
     /// ```
     pub fn with_prefix(&self, prefix: &str) -> Result<Cache, Error> {
         let keys = KeySpace::new(prefix).map_err(cacheops_core::ConfigError::from)?;
-        self.inner.epochs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(keys.epoch());
+        self.inner
+            .namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((keys.registry(), keys.epoch()));
         Ok(Cache { inner: self.inner.clone(), keys: Arc::new(keys) })
     }
 
@@ -454,14 +461,22 @@ impl Cache {
             .unwrap_or(self.inner.default_timeout)
     }
 
-    pub(crate) fn shape_request(&self, shape: &Shape, value_key: String, timeout: Duration) -> ReadRequest {
+    /// The key of the value `hash` with the dependencies `shape`: in the slot of its first table.
+    pub(crate) fn value_key(&self, shape: &Shape, hash: &str) -> String {
+        self.keys.value_of(shape.tables.first().map(|(t, _)| t.as_str()), hash)
+    }
+
+    pub(crate) fn shape_request(&self, shape: &Shape, hash: &str, timeout: Duration) -> ReadRequest {
         let ks = &self.keys;
+        let value_key = self.value_key(shape, hash);
         let tables = shape
             .tables
             .iter()
             .map(|(table, conjs)| {
                 let prefix = ks.conj_prefix(table);
                 TableRead {
+                    epoch_key: ks.table_epoch(table),
+                    seq_key: ks.table_seq(table),
                     table_key: ks.table(table),
                     schemes_key: ks.schemes(table),
                     writers_key: ks.writers(table),
@@ -488,7 +503,7 @@ impl Cache {
 
     /// A read-check request whose value key is never written: it answers with stamps, never a hit.
     pub(crate) fn probe_request(&self, shape: &Shape) -> ReadRequest {
-        self.shape_request(shape, self.keys.value("auto-deps-probe"), self.inner.default_timeout)
+        self.shape_request(shape, "auto-deps-probe", self.inner.default_timeout)
     }
 
     /// Sends a probe; `None` when the cache is disabled, unavailable, or out of sync.
@@ -499,7 +514,7 @@ impl Cache {
         if self.inner.unmarked.load(Ordering::Acquire) > 0 {
             return None;
         }
-        match self.inner.backend.read(req).await {
+        match self.backend_read(req).await {
             Ok(r) => {
                 self.inner.health.succeeded();
                 Some(r)
@@ -560,7 +575,7 @@ impl Cache {
     /// Derives a query's keys in this cache's key space.
     fn prepare(&self, q: &Query) -> Prepared {
         let shape = Shape::of(&q.deps);
-        let mut req = self.shape_request(&shape, self.keys.value(&q.hash), q.timeout);
+        let mut req = self.shape_request(&shape, &q.hash, q.timeout);
         req.new_stamp = String::new();
         Prepared { keys: Arc::clone(&self.keys), shape, req }
     }
@@ -573,7 +588,7 @@ impl Cache {
         timeout: Duration,
         source: ReadSource,
     ) -> Result<Lookup, Error> {
-        let req = self.shape_request(shape, self.keys.value(hash), timeout);
+        let req = self.shape_request(shape, hash, timeout);
         let function = matches!(source, ReadSource::Function { .. });
         self.lookup_request(shape, req, timeout, (function, || source), false).await
     }
@@ -641,7 +656,7 @@ impl Cache {
                 Err(shared) => req = shared,
             }
         }
-        match self.inner.backend.read(&req).await {
+        match self.backend_read(&req).await {
             Ok(ReadReply::Hit(data)) => {
                 self.inner.health.succeeded();
                 self.count(|c| &c.hits);
@@ -758,9 +773,22 @@ impl Cache {
         }
         let (items, fence) = self.inner.health.take();
         if fence {
-            let epochs: Vec<String> =
-                self.inner.epochs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().cloned().collect();
-            if let Err(e) = self.inner.backend.delete_stamps(&epochs).await {
+            let namespaces: Vec<(String, String)> = self
+                .inner
+                .namespaces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .cloned()
+                .collect();
+            let mut fenced = Ok(());
+            for (registry, epoch) in &namespaces {
+                fenced = self.delete_epochs(registry, epoch).await;
+                if fenced.is_err() {
+                    break;
+                }
+            }
+            if let Err(e) = fenced {
                 self.inner.health.put_back(items, true);
                 self.backend_failed(e)?;
                 return Ok(false);
@@ -775,6 +803,7 @@ impl Cache {
             let res = match &item {
                 Pending::Finish(req) => self.inner.backend.finish(req).await,
                 Pending::DeleteStamps(keys) => self.inner.backend.delete_stamps(keys).await,
+                Pending::InvalidateAll { registry, epoch } => self.delete_epochs(registry, epoch).await,
             };
             if let Err(e) = res {
                 let mut back = vec![item];
@@ -818,13 +847,13 @@ impl Cache {
         let changes = Self::with_relatives(&catalog, changes);
         WriteRequest {
             writer,
-            seq_key: ks.seq(),
             tables: changes
                 .iter()
                 .map(|c| {
                     // More rows than keys a write may touch: table-level, and the rows are not sent.
                     let over = c.rows.len() > cacheops_core::protocol::MAX_AFFECTED_KEYS;
                     TableWrite {
+                        seq_key: ks.table_seq(&c.table),
                         table_key: ks.table(&c.table),
                         schemes_key: ks.schemes(&c.table),
                         writers_key: ks.writers(&c.table),
@@ -842,6 +871,28 @@ impl Cache {
         }
     }
 
+    /// Deletes a namespace's epoch and every table's copy of it (those its registry names).
+    async fn delete_epochs(&self, registry: &str, epoch: &str) -> Result<(), BackendError> {
+        let mut keys = self.inner.backend.registered(registry).await?;
+        keys.push(epoch.to_owned());
+        self.inner.backend.delete_stamps(&keys).await
+    }
+
+    /// Registers the tables of `req` (their epoch keys) in the namespace's registry before
+    /// their first read by this process, then reads: `invalidate_all` then reaches every copy
+    /// of the epoch a value could carry.
+    pub(crate) async fn backend_read(&self, req: &ReadRequest) -> Result<ReadReply, BackendError> {
+        let missing: Vec<String> = {
+            let known = self.inner.registered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            req.tables.iter().map(|t| &t.epoch_key).filter(|k| !known.contains(*k)).cloned().collect()
+        };
+        if !missing.is_empty() {
+            self.inner.backend.register(&self.keys.registry(), &missing).await?;
+            self.inner.registered.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(missing);
+        }
+        self.inner.backend.read(req).await
+    }
+
     pub(crate) async fn deliver(&self, pending: Pending) -> Result<(), Error> {
         if !self.inner.enabled {
             return Ok(());
@@ -850,6 +901,7 @@ impl Cache {
             let res = match &pending {
                 Pending::Finish(req) => self.inner.backend.finish(req).await,
                 Pending::DeleteStamps(keys) => self.inner.backend.delete_stamps(keys).await,
+                Pending::InvalidateAll { registry, epoch } => self.delete_epochs(registry, epoch).await,
             };
             match res {
                 Ok(()) => {
@@ -934,8 +986,11 @@ impl Cache {
             return Ok(());
         }
         let span = tracing::debug_span!("cacheops.invalidate", table = "*");
-        let res =
-            tracing::Instrument::instrument(self.deliver(Pending::DeleteStamps(vec![self.keys.epoch()])), span).await;
+        let res = tracing::Instrument::instrument(
+            self.deliver(Pending::InvalidateAll { registry: self.keys.registry(), epoch: self.keys.epoch() }),
+            span,
+        )
+        .await;
         if self.inner.enabled {
             self.emit_invalidate(&InvalidateEvent::All);
         }

@@ -411,8 +411,10 @@ impl<S: Serializer> CachedAs<S> {
                             return Ok(v);
                         }
                         Err(_) => {
-                            let _ =
-                                self.cache.gate(self.cache.inner.backend.delete(&self.cache.keys().value(&hash))).await;
+                            let _ = self
+                                .cache
+                                .gate(self.cache.inner.backend.delete(&self.cache.value_key(shape, &hash)))
+                                .await;
                         }
                     },
                     Lookup::Bypass(_) => {
@@ -468,7 +470,7 @@ impl<S: Serializer> CachedAs<S> {
                 self.cache.simple_set_raw(&self.deps_key(hash), &rec, Some(ttl)).await?;
                 self.remember_shape(self.deps_key(hash), &shape);
             }
-            let req = self.cache.shape_request(&shape, self.cache.keys().value(hash), timeout);
+            let req = self.cache.shape_request(&shape, hash, timeout);
             let vector: Option<Vec<&str>> =
                 req.stamp_keys().iter().map(|k| stamps.get(*k).map(String::as_str)).collect();
             if let Some(vector) = vector {
@@ -556,8 +558,18 @@ impl<S: Serializer> FnKey<S> {
         if !self.f.cache.is_enabled() {
             return Ok(false);
         }
-        let hash = self.hash()?;
-        let key = self.f.cache.keys().value(hash);
-        self.f.cache.simple_delete_raw(&key).await
+        let hash = self.hash()?.to_owned();
+        let f = &self.f;
+        // The value lives with its first table: the dependencies given, or those recorded (an
+        // `auto` function stores nothing before it has recorded them).
+        let shape = match f.query(hash.clone())? {
+            Some(q) => Shape::of(&q.deps),
+            None => match f.stored_shape(&hash).await {
+                Some(shape) => shape,
+                None => return Ok(false),
+            },
+        };
+        let key = f.cache.value_key(&shape, &hash);
+        f.cache.simple_delete_raw(&key).await
     }
 }

@@ -39,8 +39,15 @@ pub struct HealthReport {
 pub(crate) enum Pending {
     /// A finish (end of a write lease) or an immediate row invalidation.
     Finish(WriteRequest),
-    /// Deleting table stamps or the epoch.
+    /// Deleting table stamps.
     DeleteStamps(Vec<String>),
+    /// `invalidate_all`: the namespace's epoch and every table's copy (its registry's members).
+    InvalidateAll {
+        /// The registry key.
+        registry: String,
+        /// The namespace's epoch key.
+        epoch: String,
+    },
 }
 
 /// Circuit breaker + replay queue.

@@ -68,8 +68,9 @@ impl Cache {
     ) -> Result<Result<Lookup, ReadRequest>, Error> {
         // Check the local copy's stamps: a read-check of a key that is never stored returns
         // the current stamps (a miss) without transferring any value.
-        let value_key = std::mem::replace(&mut req.value_key, self.keys.value(LOCAL_PROBE));
-        match self.inner.backend.read(&req).await {
+        let probe = cacheops_core::keys::sibling_value(&req.value_key, LOCAL_PROBE);
+        let value_key = std::mem::replace(&mut req.value_key, probe);
+        match self.backend_read(&req).await {
             Ok(ReadReply::Miss(stamps)) => {
                 self.inner.health.succeeded();
                 if stamps.0 == entry.stamps {

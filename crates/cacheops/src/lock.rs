@@ -260,7 +260,8 @@ where
                     return Ok(v);
                 }
                 tracing::warn!(hash = %q.hash, "cacheops: a cached value could not be decoded; dropping it");
-                let _ = cache.gate(cache.inner.backend.delete(&cache.keys().value(&q.hash))).await;
+                let key = cache.value_key(&crate::cache::Shape::of(&q.deps), &q.hash);
+                let _ = cache.gate(cache.inner.backend.delete(&key)).await;
                 let out = compute().await.map(|(v, _)| v);
                 release(guard).await;
                 return out;

@@ -3,20 +3,27 @@
 -- rendered with string.format('%d', x), never tostring (which gives "1.7e+15").
 if redis.replicate_commands then redis.replicate_commands() end
 
--- Server identity (see KeySpace::boot): the namespace's boot key holds the run_id of the Redis
--- process it was last verified on. On another one (a restart, maybe from an older RDB/AOF
--- snapshot that brought old stamps and values back), the epoch goes: every value stored before
--- is dead. Every script calls it first; hits (a client-side MGET) also compare the boot key
--- with the run_id of the server that answered. KEYS[1] is always a key of the namespace.
-local function verify_boot()
-  local base = KEYS[1] and string.match(KEYS[1], '^(%b{}:%d+:)')
-  if not base then return end
-  local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-  if not id then return end
+-- Server identity (see KeySpace::boot): each slot group's boot key (`<base>b`, the base being
+-- the `{tag}:<version>:` of a table or of the namespace) holds the run_id of the Redis process it
+-- was last verified on. On another one (a restart, maybe from an older RDB/AOF snapshot that
+-- brought old stamps and values back; a promoted replica), that group's epoch (`<base>e`) goes:
+-- every value stored with it is dead. Scripts call it for the base of every group they touch,
+-- first; hits (a client-side MGET) also compare the boot key with the run_id of the server that
+-- answered.
+local run_id = nil
+local verified = {}
+local function verify_boot(key)
+  local base = key and string.match(key, '^(%b{}:%d+:)')
+  if not base or verified[base] then return end
+  verified[base] = true
+  if run_id == nil then
+    run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') or false
+  end
+  if not run_id then return end
   local boot = base .. 'b'
-  if redis.call('GET', boot) ~= id then
+  if redis.call('GET', boot) ~= run_id then
     redis.call('DEL', base .. 'e')
-    redis.call('SET', boot, id)
+    redis.call('SET', boot, run_id)
   end
 end
 
@@ -101,20 +108,22 @@ local function live_writers(writers_key, now_ms)
   return live
 end
 
--- Reads the write description shared by mark.lua and finish.lua.
--- KEYS: seq, then per table: table key, schemes key, writers key.
+-- Reads the write description shared by mark.lua and finish.lua, and verifies each table's
+-- server identity.
+-- KEYS: per table: seq key, table key, schemes key, writers key (the table's slot).
 -- ARGV from `ai`: ntables, then per table: conj_prefix, table_level ('0'|'1'), nrows,
 --   per row: ncols, then ncols pairs (column, rendered value).
 local function parse_tables(ai)
   local ntables = tonumber(ARGV[ai]); ai = ai + 1
   local tables = {}
-  local ki = 2
+  local ki = 1
   for t = 1, ntables do
+    verify_boot(KEYS[ki])
     local tbl = {
-      table_key = KEYS[ki], schemes_key = KEYS[ki + 1], writers_key = KEYS[ki + 2],
+      seq_key = KEYS[ki], table_key = KEYS[ki + 1], schemes_key = KEYS[ki + 2], writers_key = KEYS[ki + 3],
       conj_prefix = ARGV[ai], table_level = ARGV[ai + 1] == '1', rows = {},
     }
-    ki = ki + 3
+    ki = ki + 4
     local nrows = tonumber(ARGV[ai + 2]); ai = ai + 3
     for r = 1, nrows do
       local ncols = tonumber(ARGV[ai]); ai = ai + 1

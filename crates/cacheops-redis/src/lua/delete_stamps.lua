@@ -2,7 +2,7 @@
 -- invalidate_model (table keys) and invalidate_all (epoch). A marker whose entries all expired is
 -- absent, and is deleted as well (not counted).
 -- KEYS: the keys (all in one hash slot). Returns the number of stamps deleted.
-verify_boot()
+for _, key in ipairs(KEYS) do verify_boot(key) end
 local _, now_ms = now_us_ms()
 local deleted = 0
 for _, key in ipairs(KEYS) do

@@ -1,9 +1,8 @@
 -- Finish a write, or invalidate immediately (protocol.rs `Backend::finish`).
--- KEYS: seq, then per table: table key, schemes key, writers key.
+-- KEYS: per table: seq key, table key, schemes key, writers key.
 -- ARGV: has_writer ('1'|'0'), writer, then the tables (see parse_tables in common.lua).
 -- Returns {deleted, touched}: stamp keys deleted, and keys examined (affected keys + writer
 -- records). Neither depends on how many cached values depend on those keys.
-verify_boot()
 local has_writer = ARGV[1] == '1'
 local writer = ARGV[2]
 local tables = parse_tables(3)

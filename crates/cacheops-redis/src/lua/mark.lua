@@ -1,21 +1,20 @@
 -- Mark: begin or renew a write lease (protocol.rs `Backend::mark`).
--- KEYS: seq, then per table: table key, schemes key, writers key.
+-- KEYS: per table: seq key, table key, schemes key, writers key.
 -- ARGV: writer, lease_ms, then the tables (see parse_tables in common.lua).
 -- Returns the number of keys marked.
-verify_boot()
 local writer = ARGV[1]
 local lease = tonumber(ARGV[2])
 local tables = parse_tables(3)
 
 local now_us, now_ms = now_us_ms()
-local seq = math.max(now_us, tonumber(redis.call('GET', KEYS[1]) or '0') or 0)
--- Persist it, so that a scheme registered later (even within the same microsecond or after a
--- clock step back) gets a strictly greater sequence number: `max(now_us, seq + 1)`.
-redis.call('SET', KEYS[1], fmt(seq))
 local expiry = now_ms + lease
 
 local marked = 0
 for _, tbl in ipairs(tables) do
+  local seq = math.max(now_us, tonumber(redis.call('GET', tbl.seq_key) or '0') or 0)
+  -- Persist it, so that a scheme registered later (even within the same microsecond or after a
+  -- clock step back) gets a strictly greater sequence number: `max(now_us, seq + 1)`.
+  redis.call('SET', tbl.seq_key, fmt(seq))
   for _, key in ipairs(affected_keys(tbl)) do
     -- A stamp, nothing, or a marker whose entries all expired: a new marker.
     local v = get_stamp(key, now_ms)

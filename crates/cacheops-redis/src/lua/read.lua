@@ -1,33 +1,48 @@
--- Read-check (protocol.rs `Backend::read`).
--- KEYS: value, epoch, seq, then per table: table key, schemes key, writers key, its conj keys.
--- ARGV: new_stamp, conj_ttl_ms, ntables, max_schemes (0: none), then per table: nconjs, then the
--- scheme of each conj.
--- Returns {1, data} (hit), {2, stamps} (miss) or {3, 'pending' | 'new_scheme' | 'scheme_cap'} (bypass).
-verify_boot()
+-- Read-check (protocol.rs `Backend::read`), or the part of it for one slot group when the
+-- tables of a read live in several slots (the value's own group is checked last).
+-- KEYS: [value, when has_value], then per table: epoch copy, seq, table key, schemes key,
+-- writers key, its conj keys; with no table: [value,] the namespace's epoch.
+-- ARGV: new_stamp, conj_ttl_ms, ntables, max_schemes (0: none), has_value ('1'|'0'), suffix
+-- (the other groups' stamps, checked before: the value's header is these stamps .. ' ' ..
+-- suffix), then per table: nconjs, then the scheme of each conj.
+-- Returns {1, data} (hit), {2, stamps} (miss: this call's stamps) or
+-- {3, 'pending' | 'new_scheme' | 'scheme_cap'} (bypass).
 local new_stamp = ARGV[1]
 local conj_ttl = tonumber(ARGV[2])
 local ntables = tonumber(ARGV[3])
 local max_schemes = tonumber(ARGV[4]) or 0
+local has_value = ARGV[5] == '1'
+local suffix = ARGV[6] or ''
 
 local stamps = {}
 local pending = false
 local now_us, now_ms = now_us_ms()
+local ki = 1
+if has_value then ki = 2 end
+local ai = 7
 
--- 1. Epoch.
-local epoch = get_stamp(KEYS[2], now_ms)
-if not epoch then
-  redis.call('SET', KEYS[2], new_stamp)
-  epoch = new_stamp
+-- 1. An epoch: the table's copy, or the namespace's.
+local function epoch(key)
+  verify_boot(key)
+  local e = get_stamp(key, now_ms)
+  if not e then
+    redis.call('SET', key, new_stamp)
+    e = new_stamp
+  end
+  if is_marker(e) then pending = true end
+  stamps[#stamps + 1] = e
 end
-if is_marker(epoch) then pending = true end
-stamps[#stamps + 1] = epoch
+
+if ntables == 0 then
+  epoch(KEYS[ki])
+end
 
 -- 2-3. Tables and conj keys.
 local tables = {}
-local ki, ai = 4, 5
 for t = 1, ntables do
-  local tbl = { table_key = KEYS[ki], schemes_key = KEYS[ki + 1], writers_key = KEYS[ki + 2], schemes = {} }
-  ki = ki + 3
+  epoch(KEYS[ki])
+  local tbl = { seq_key = KEYS[ki + 1], table_key = KEYS[ki + 2], schemes_key = KEYS[ki + 3], writers_key = KEYS[ki + 4], schemes = {} }
+  ki = ki + 5
   local nconjs = tonumber(ARGV[ai]); ai = ai + 1
   local registered = redis.call('EXISTS', tbl.schemes_key) == 1
   -- An expired marker counts as absent (get_stamp deletes it; a fresh stamp replaces it).
@@ -55,11 +70,13 @@ end
 local joined = table.concat(stamps, ' ')
 
 -- 4. Hit?
-if not pending then
+if has_value and not pending then
+  local header = joined
+  if suffix ~= '' then header = header .. ' ' .. suffix end
   local v = redis.call('GET', KEYS[1])
   if v then
     local pos = string.find(v, '\n', 1, true)
-    if pos and string.sub(v, 1, pos - 1) == joined then
+    if pos and string.sub(v, 1, pos - 1) == header then
       return { 1, string.sub(v, pos + 1) }
     end
   end
@@ -84,9 +101,9 @@ for _, tbl in ipairs(tables) do
           if not (ts and is_marker(ts)) then redis.call('SET', tbl.table_key, new_stamp .. 'r') end
           reset = true
         end
-        local last = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+        local last = tonumber(redis.call('GET', tbl.seq_key) or '0') or 0
         seq = math.max(now_us, last + 1)
-        redis.call('SET', KEYS[3], fmt(seq))
+        redis.call('SET', tbl.seq_key, fmt(seq))
         redis.call('HSET', tbl.schemes_key, scheme, fmt(seq))
       end
       for _, mark_seq in ipairs(live) do

@@ -139,6 +139,8 @@ impl Env {
             match tables.iter_mut().find(|t| t.table_key == table_key) {
                 Some(t) => t.conjs.push(cref),
                 None => tables.push(TableRead {
+                    epoch_key: self.ks.table_epoch(d.table),
+                    seq_key: self.ks.table_seq(d.table),
                     table_key,
                     schemes_key: self.ks.schemes(d.table),
                     writers_key: self.ks.writers(d.table),
@@ -147,7 +149,8 @@ impl Env {
             }
         }
         ReadRequest {
-            value_key: self.ks.value(value),
+            // With the first table, as the engine places it.
+            value_key: self.ks.value_of(deps.first().map(|d| d.table), value),
             epoch_key: self.ks.epoch(),
             seq_key: self.ks.seq(),
             tables: tables.into(),
@@ -167,8 +170,8 @@ impl Env {
     ) -> WriteRequest {
         WriteRequest {
             writer: writer.map(str::to_owned),
-            seq_key: self.ks.seq(),
             tables: vec![TableWrite {
+                seq_key: self.ks.table_seq(table),
                 table_key: self.ks.table(table),
                 schemes_key: self.ks.schemes(table),
                 writers_key: self.ks.writers(table),
