@@ -381,6 +381,12 @@ impl cacheops::Backend for FailingStores {
     async fn ping(&self) -> Result<(), cacheops::BackendError> {
         self.0.ping().await
     }
+    async fn register(&self, registry: &str, members: &[String]) -> Result<(), cacheops::BackendError> {
+        self.0.register(registry, members).await
+    }
+    async fn registered(&self, registry: &str) -> Result<Vec<String>, cacheops::BackendError> {
+        self.0.registered(registry).await
+    }
 }
 
 #[tokio::test]

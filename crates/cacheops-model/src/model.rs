@@ -188,6 +188,10 @@ pub struct Variant {
     /// The server's identity is not checked (broken): after a restart the backend serves what
     /// its snapshot brought back. Only matters with [`Config::restarts`].
     pub no_boot_check: bool,
+    /// A composed read-check decides the hit with the value's own slot only, not comparing the
+    /// header with the stamp the other part read (broken). Only matters with
+    /// [`Config::two_slots`].
+    pub composed_hit_own_slot_only: bool,
 }
 
 impl Variant {
@@ -202,6 +206,7 @@ impl Variant {
         markers_evictable: false,
         finish_on_drop: false,
         no_boot_check: false,
+        composed_hit_own_slot_only: false,
     };
     /// The correct protocol with an unconditional re-mark before COMMIT.
     pub const CORRECT_ALWAYS_REMARK: Variant = Variant { remark: Remark::Always, ..Variant::CORRECT };
@@ -227,6 +232,8 @@ impl Variant {
     /// The protocol on Redis: the re-mark before COMMIT is unconditional (a restart may have lost
     /// the marks), and every operation verifies the server's identity first.
     pub const REDIS_RESTARTS: Variant = Variant::CORRECT_ALWAYS_REMARK;
+    /// A composed read-check that compares the value's header with its own slot's stamp only.
+    pub const COMPOSED_HIT_OWN_SLOT_ONLY: Variant = Variant { composed_hit_own_slot_only: true, ..Variant::CORRECT };
     /// Restarts without the identity check.
     pub const NO_BOOT_CHECK: Variant = Variant { no_boot_check: true, ..Variant::CORRECT_ALWAYS_REMARK };
 }
@@ -265,6 +272,18 @@ pub struct Config {
     /// snapshot's keys, and the first operation on it verifies the server's identity
     /// (`verify_boot`): the epoch goes, so every value and every read in flight is dead.
     pub restarts: bool,
+    /// Whether the read-check and the store are composed of two atomic steps, as on a Redis
+    /// Cluster where a read's tables live in different slots: the *table part* (the table key,
+    /// scheme registration, the new-scheme rule) and the *conj part* (the conj key, and the
+    /// value, placed with it). A read-check runs its two parts in either order and decides
+    /// after the second (hit when nothing was pending and the value's header equals both
+    /// stamps); a store checks the table part first and writes the value with the conj part.
+    /// Writes stay atomic. This is finer than the real composition (there a table's keys share
+    /// one slot, and only different tables are apart), so safety here implies safety there.
+    pub two_slots: bool,
+    /// Whether writes are table-level (`UPDATE t SET …` without a condition the analysis can
+    /// narrow, `invalidate_model`): they mark and finish the table key only.
+    pub table_level_writes: bool,
     /// The distinct queries (one value key each); derived by [`Config::new`].
     queries: Vec<Query>,
 }
@@ -297,6 +316,8 @@ impl Config {
             eviction: false,
             cancellation: false,
             restarts: false,
+            two_slots: false,
+            table_level_writes: false,
             queries,
         }
     }
@@ -442,6 +463,17 @@ struct Reader {
     /// Stamps from the Miss: `[table, conj]`.
     stamps: [Slot; 2],
     data: Data,
+    /// [`Config::two_slots`]: which parts of the read-check (bit 0: table, bit 1: conj) or of
+    /// the store (bit 0: the table's stamp checked) are done, what they saw, and the value the
+    /// conj part read (`[table, conj, data]`).
+    parts: u8,
+    part_pending: bool,
+    part_new_scheme: bool,
+    cand: [u8; 3],
+    /// The query's results committed while the composed read-check runs (bit `d` for data
+    /// `d`), from its first part on: a hit may return any of them — the newest version
+    /// committed before the read began, or a later one — and nothing older.
+    seen: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -504,6 +536,12 @@ pub struct State {
 pub enum Action {
     /// Reader: `Backend::read`.
     ReadCheck(u8),
+    /// Reader ([`Config::two_slots`]): the table part of `Backend::read`.
+    ReadTablePart(u8),
+    /// Reader ([`Config::two_slots`]): the conj part of `Backend::read` (conj key and value).
+    ReadConjPart(u8),
+    /// Reader ([`Config::two_slots`]): the store's check of the table stamp (the other slot).
+    StoreTablePart(u8),
     /// Reader: the database query (an atomic snapshot of committed data).
     DbRead(u8),
     /// Reader (variant `stamps_after_db_read`): `Backend::read` again after the DB read, to
@@ -652,6 +690,8 @@ impl State {
         self.readers.iter().for_each(|r| {
             see(r.stamps[0]);
             see(r.stamps[1]);
+            see(r.cand[0]);
+            see(r.cand[1]);
         });
         if let Some(sv) = &self.saved {
             see(sv.table);
@@ -688,6 +728,9 @@ impl State {
         }
         for r in self.readers.iter_mut() {
             let [t, c] = &mut r.stamps;
+            f(t);
+            f(c);
+            let [t, c, _] = &mut r.cand;
             f(t);
             f(c);
         }
@@ -781,6 +824,44 @@ impl State {
         ReadReply::Miss(stamps)
     }
 
+    /// The table part of a composed read-check ([`Config::two_slots`]): the table key (reset
+    /// when the table has no registered scheme, unless a marker), the scheme's registration and
+    /// the new-scheme rule. Returns the table stamp, whether it is pending, and whether the rule
+    /// says bypass.
+    pub fn read_table_part(&mut self, cfg: &Config, q: Query) -> (Slot, bool, bool) {
+        let new_stamp = self.fresh_stamp();
+        let registered = self.schemes.iter().any(|s| *s != 0);
+        let t = eff(self.table);
+        if !(is_marker(t) || (registered && is_stamp(t))) {
+            self.table = new_stamp;
+        }
+        let pending = is_marker(eff(self.table));
+        self.drop_expired_records();
+        let s = q.scheme();
+        if self.schemes[s] == 0 {
+            self.seq = match cfg.variant.seq_rule {
+                SeqRule::Counter => self.seq + 1,
+                SeqRule::RedisDocumented | SeqRule::RedisFixed => self.clock.max(self.seq + 1),
+            };
+            self.schemes[s] = self.seq;
+        }
+        let seq = self.schemes[s];
+        let new_scheme = !cfg.variant.no_new_scheme_rule
+            && self.writer_rec.iter().any(|rec| *rec != 0 && *rec & REC_EXPIRED == 0 && *rec - 1 < seq);
+        (self.table, pending, new_scheme)
+    }
+
+    /// The conj part of a composed read-check: the conj key (created when absent) and the value
+    /// stored with it. Returns the conj stamp, whether it is pending, and the value.
+    pub fn read_conj_part(&mut self, cfg: &Config, q: Query) -> (Slot, bool, [u8; 3]) {
+        let new_stamp = self.fresh_stamp();
+        let c = q.conj();
+        if eff(self.conj[c]) == ABSENT {
+            self.conj[c] = new_stamp;
+        }
+        (self.conj[c], is_marker(eff(self.conj[c])), self.values[cfg.value_index(q)])
+    }
+
     /// `Backend::store`: stores when the current stamps equal the reader's (a marker, live or
     /// expired, never equals a stamp).
     pub fn store(&mut self, cfg: &Config, q: Query, stamps: [Slot; 2], data: Data) -> bool {
@@ -807,13 +888,13 @@ impl State {
         let bit = 1u8 << w;
         let keys = self.affected_keys(cfg, w);
         for (i, k) in keys.iter().enumerate() {
-            if *k {
+            if *k && !cfg.table_level_writes {
                 let e = eff(self.conj[i]);
                 self.conj[i] = if is_marker(e) { e | bit } else { MARKER | bit };
             }
         }
         // No registered scheme: the write is table-level (`affected_keys` in protocol.rs).
-        if !self.any_registered() {
+        if !self.any_registered() || cfg.table_level_writes {
             let e = eff(self.table);
             self.table = if is_marker(e) { e | bit } else { MARKER | bit };
         }
@@ -839,15 +920,15 @@ impl State {
         let bit = 1u8 << w;
         let keys = self.affected_keys(cfg, w);
         for (i, k) in keys.iter().enumerate() {
-            if !*k {
+            if !*k || cfg.table_level_writes {
                 continue;
             }
             self.conj[i] = finish_slot(self.conj[i], bit, true, cfg);
         }
-        // The table key: affected when no scheme is registered; otherwise a marker (this
-        // writer's, from a mark made before a scheme was registered) still loses this writer's
-        // entry.
-        self.table = finish_slot(self.table, bit, !self.any_registered(), cfg);
+        // The table key: affected when no scheme is registered (or the write is table-level);
+        // otherwise a marker (this writer's, from a mark made before a scheme was registered)
+        // still loses this writer's entry.
+        self.table = finish_slot(self.table, bit, !self.any_registered() || cfg.table_level_writes, cfg);
         self.writer_rec[w] = 0;
         self.drop_expired_records();
         self.writers[w].lease = L_NONE;
@@ -936,6 +1017,69 @@ impl State {
         rd.phase = R_IDLE;
         rd.stamps = [ABSENT; 2];
         rd.data = NO_DATA;
+        rd.parts = 0;
+        rd.part_pending = false;
+        rd.part_new_scheme = false;
+        rd.cand = [0; 3];
+        rd.seen = 0;
+    }
+
+    /// A commit became visible: readers in the middle of a composed read-check may return it.
+    fn note_commit(&mut self, cfg: &Config) {
+        for r in 0..cfg.readers.len() {
+            let rd = self.readers[r];
+            if rd.phase == R_IDLE && rd.parts != 0 && (rd.round as usize) < cfg.readers[r].len() {
+                let q = Self::reader_query(cfg, r, rd.round);
+                self.readers[r].seen |= 1u16 << self.result(q);
+            }
+        }
+    }
+
+    /// What a reader does with a read-check's reply (the observable event).
+    fn on_read_reply(&mut self, cfg: &Config, r: usize, q: Query, reply: ReadReply) -> Event {
+        match reply {
+            ReadReply::Hit(d) => {
+                let ev = Event::Read { reply, fresh: d == self.result(q) };
+                self.next_round(r);
+                ev
+            }
+            ReadReply::Bypass(_) => {
+                // Queries the database and stores nothing: nothing observable.
+                self.next_round(r);
+                Event::Read { reply, fresh: true }
+            }
+            ReadReply::Miss(stamps) => {
+                let rd = &mut self.readers[r];
+                rd.phase = R_MISSED;
+                rd.parts = 0;
+                // Stamps taken after the DB read: the read-check's stamps are not used.
+                rd.stamps = if cfg.variant.stamps_after_db_read { [ABSENT; 2] } else { stamps };
+                Event::Read { reply, fresh: true }
+            }
+        }
+    }
+
+    /// The decision of a composed read-check, once both parts ran: a hit when nothing was
+    /// pending and the value the conj part read has both stamps in its header (the most
+    /// permissive answer the composition can give: the client-side `MGET` check does not look
+    /// at the registry), else the script's answers.
+    fn decide_composed_read(&mut self, cfg: &Config, r: usize, q: Query) -> Event {
+        let rd = self.readers[r];
+        let v = rd.cand;
+        let other_slot = cfg.variant.composed_hit_own_slot_only || v[0] == rd.stamps[0];
+        if !rd.part_pending && v[2] != NO_DATA && other_slot && v[1] == rd.stamps[1] {
+            let reply = ReadReply::Hit(v[2]);
+            self.next_round(r);
+            return Event::Read { reply, fresh: rd.seen & (1u16 << v[2]) != 0 };
+        }
+        let reply = if rd.part_new_scheme {
+            ReadReply::Bypass(Bypass::NewScheme)
+        } else if rd.part_pending {
+            ReadReply::Bypass(Bypass::Pending)
+        } else {
+            ReadReply::Miss(rd.stamps)
+        };
+        self.on_read_reply(cfg, r, q, reply)
     }
 
     fn writer_may_start(&self, cfg: &Config, w: usize) -> bool {
@@ -962,6 +1106,24 @@ impl State {
                 continue;
             }
             let r8 = r as u8;
+            if cfg.two_slots {
+                match rd.phase {
+                    R_IDLE => {
+                        // The two parts of the read-check, in either order.
+                        if rd.parts & 1 == 0 {
+                            out.push(Action::ReadTablePart(r8));
+                        }
+                        if rd.parts & 2 == 0 {
+                            out.push(Action::ReadConjPart(r8));
+                        }
+                    }
+                    R_MISSED => out.push(Action::DbRead(r8)),
+                    R_FETCHED if rd.parts & 1 == 0 => out.push(Action::StoreTablePart(r8)),
+                    R_FETCHED => out.push(Action::Store(r8)),
+                    _ => unreachable!(),
+                }
+                continue;
+            }
             out.push(match (rd.phase, v.stamps_after_db_read) {
                 (R_IDLE, _) => Action::ReadCheck(r8),
                 (R_MISSED, _) => Action::DbRead(r8),
@@ -1081,23 +1243,46 @@ impl State {
                 let r = r as usize;
                 let q = Self::reader_query(cfg, r, s.readers[r].round);
                 let reply = s.read_check(cfg, q);
-                match reply {
-                    ReadReply::Hit(d) => {
-                        ev = Event::Read { reply, fresh: d == s.result(q) };
-                        s.next_round(r);
-                    }
-                    ReadReply::Bypass(_) => {
-                        // Queries the database and stores nothing: nothing observable.
-                        ev = Event::Read { reply, fresh: true };
-                        s.next_round(r);
-                    }
-                    ReadReply::Miss(stamps) => {
-                        ev = Event::Read { reply, fresh: true };
-                        let rd = &mut s.readers[r];
-                        rd.phase = R_MISSED;
-                        // Stamps taken after the DB read: the read-check's stamps are not used.
-                        rd.stamps = if cfg.variant.stamps_after_db_read { [ABSENT; 2] } else { stamps };
-                    }
+                ev = s.on_read_reply(cfg, r, q, reply);
+            }
+            Action::ReadTablePart(r) => {
+                let r = r as usize;
+                let q = Self::reader_query(cfg, r, s.readers[r].round);
+                let (t, pending, new_scheme) = s.read_table_part(cfg, q);
+                let now = 1u16 << s.result(q);
+                let rd = &mut s.readers[r];
+                rd.seen |= now;
+                rd.stamps[0] = t;
+                rd.part_pending |= pending;
+                rd.part_new_scheme |= new_scheme;
+                rd.parts |= 1;
+                if rd.parts == 3 {
+                    ev = s.decide_composed_read(cfg, r, q);
+                }
+            }
+            Action::ReadConjPart(r) => {
+                let r = r as usize;
+                let q = Self::reader_query(cfg, r, s.readers[r].round);
+                let (c, pending, cand) = s.read_conj_part(cfg, q);
+                let now = 1u16 << s.result(q);
+                let rd = &mut s.readers[r];
+                rd.seen |= now;
+                rd.stamps[1] = c;
+                rd.part_pending |= pending;
+                rd.cand = cand;
+                rd.parts |= 2;
+                if rd.parts == 3 {
+                    ev = s.decide_composed_read(cfg, r, q);
+                }
+            }
+            Action::StoreTablePart(r) => {
+                let r = r as usize;
+                let rd = s.readers[r];
+                if is_stamp(s.table) && s.table == rd.stamps[0] {
+                    s.readers[r].parts |= 1;
+                } else {
+                    ev = Event::Stored(false);
+                    s.next_round(r);
                 }
             }
             Action::DbRead(r) => {
@@ -1126,7 +1311,19 @@ impl State {
                 let r = r as usize;
                 let q = Self::reader_query(cfg, r, s.readers[r].round);
                 let rd = s.readers[r];
-                ev = Event::Stored(s.store(cfg, q, rd.stamps, rd.data));
+                let stored = if cfg.two_slots {
+                    // The conj part: its stamp checked, the value written (the table's stamp was
+                    // checked by the table part, before).
+                    let c = s.conj[q.conj()];
+                    let ok = is_stamp(c) && c == rd.stamps[1];
+                    if ok {
+                        s.values[cfg.value_index(q)] = [rd.stamps[0], rd.stamps[1], rd.data];
+                    }
+                    ok
+                } else {
+                    s.store(cfg, q, rd.stamps, rd.data)
+                };
+                ev = Event::Stored(stored);
                 s.next_round(r);
             }
             Action::PreImage(w) => {
@@ -1151,6 +1348,7 @@ impl State {
                 s.db_ver += 1;
                 s.row_lock = 0;
                 s.writers[w].phase = W_ENDED;
+                s.note_commit(cfg);
             }
             Action::Rollback(w) => {
                 let w = w as usize;
@@ -1164,6 +1362,7 @@ impl State {
                 s.db_ver += 1;
                 s.row_lock = 0;
                 s.writers[w].phase = if s.writers[w].phase == W_IN_FLIGHT { W_DROPPED } else { W_DONE };
+                s.note_commit(cfg);
             }
             Action::Finish(w) => {
                 let w = w as usize;
@@ -1289,6 +1488,15 @@ impl State {
                 format!("{who}: DB read -> {}", data_name(d))
             }
             Action::TakeStamps(r) => format!("{}: take stamps (read_check) -> {}", reader(r).0, reply(ev)),
+            Action::ReadTablePart(r) => format!("{}: read_check, table part {}", reader(r).0, reply(ev)),
+            Action::ReadConjPart(r) => {
+                let (who, q) = reader(r);
+                format!("{who}: read_check, {} part {}", conj_name(q.conj()), reply(ev))
+            }
+            Action::StoreTablePart(r) => {
+                let refused = matches!(ev, Event::Stored(false));
+                format!("{}: store, table part -> {}", reader(r).0, if refused { "refused" } else { "current" })
+            }
             Action::Store(r) => {
                 let (who, _) = reader(r);
                 let rd = self.readers[r as usize];

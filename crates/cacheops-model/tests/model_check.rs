@@ -264,3 +264,78 @@ fn broken_restarts_without_unconditional_remark() {
     cfg.restarts = true;
     assert_stale_hit("small/restarts+remark_if_expired", &cfg);
 }
+
+// --- tables in several slots (Redis Cluster) -------------------------------------------------
+
+fn two_slots(mut cfg: Config) -> Config {
+    cfg.two_slots = true;
+    cfg
+}
+
+/// Two readers: `a = 0` and the table-level query.
+fn table_level_small(variant: Variant) -> Config {
+    Config::new(
+        variant,
+        vec![vec![Query::A(0), Query::A(0)], vec![Query::All, Query::All]],
+        vec![Op::SetA(1), Op::SetA(2)],
+    )
+}
+
+/// The read-check and the store composed of per-slot steps (either order for the read, the
+/// other slot first for the store), writes atomic: no stale hit (a hit returns a version at
+/// least as new as the one committed when the read began), no servable stale value.
+#[test]
+fn correct_two_slots_small() {
+    assert_safe("small, two slots/correct", &two_slots(Config::small(Variant::CORRECT)));
+}
+
+#[test]
+fn correct_two_slots_small_with_eviction() {
+    let mut cfg = two_slots(Config::small(Variant::CORRECT));
+    cfg.eviction = true;
+    assert_safe("small + eviction, two slots/correct", &cfg);
+}
+
+#[test]
+fn correct_two_slots_table_level() {
+    assert_safe("table-level (2 readers), two slots/correct", &two_slots(table_level_small(Variant::CORRECT)));
+}
+
+/// Table-level writes (they change the table key only, which the value's own slot does not
+/// hold).
+#[test]
+fn correct_two_slots_table_level_writes() {
+    let mut cfg = two_slots(table_level_small(Variant::CORRECT));
+    cfg.table_level_writes = true;
+    assert_safe("table-level writes (2 readers), two slots/correct", &cfg);
+}
+
+#[test]
+fn correct_two_slots_overlapping_writers_with_rollbacks() {
+    let mut cfg = two_slots(Config::overlapping_writers(Variant::CORRECT));
+    cfg.readers.truncate(2);
+    cfg.rollbacks = true;
+    assert_safe("overlapping (2 readers) + rollbacks, two slots/correct", &cfg);
+}
+
+/// The largest two-slot configurations (tens of millions of states; `--release --ignored`).
+#[test]
+#[ignore]
+fn correct_two_slots_design() {
+    assert_safe("design, two slots/correct", &two_slots(Config::design(Variant::CORRECT)));
+}
+
+#[test]
+#[ignore]
+fn correct_two_slots_table_level_three_readers() {
+    assert_safe("table-level, two slots/correct", &two_slots(with_table_level(Variant::CORRECT)));
+}
+
+/// The value's slot alone deciding the hit (not comparing the other slot's stamp) serves a
+/// value a table-level write has changed.
+#[test]
+fn broken_composed_hit_own_slot_only() {
+    let mut cfg = two_slots(table_level_small(Variant::COMPOSED_HIT_OWN_SLOT_ONLY));
+    cfg.table_level_writes = true;
+    assert_stale_hit("table-level writes, two slots/COMPOSED_HIT_OWN_SLOT_ONLY", &cfg);
+}
