@@ -528,8 +528,8 @@ async fn extra_figures(_n: usize, _seed: u64, _backends: &[&str]) -> Res<()> {
         let ks = cache.keys();
         let req = cacheops_core::protocol::WriteRequest {
             writer: None,
-            seq_key: ks.seq(),
             tables: vec![cacheops_core::protocol::TableWrite {
+                seq_key: ks.table_seq("post"),
                 table_key: ks.table("post"),
                 schemes_key: ks.schemes("post"),
                 writers_key: ks.writers("post"),
