@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cacheops::{Cache, CacheBuilder, LockOpts, TableChange};
-use support::history::{CATEGORIES, Db, WriteFailure, read_once, write_once, write_target};
+use support::history::{CATEGORIES, Db, WriteFailure, read_join, read_once, write_once, write_target};
 use support::topology::{Certs, Cluster, Node, SentinelGroup};
 use support::*;
 
@@ -327,6 +327,108 @@ async fn sentinel_failover_during_a_stress_run_is_stale_free() {
     tokio::time::sleep(LEASE + Duration::from_millis(500)).await;
     caches_and_invalidates(&caches[1]).await;
     lock_is_shared(caches[0].clone(), caches[1].clone()).await;
+}
+
+/// One namespace over a 3-master cluster: its tables' keys (and the values placed with them)
+/// live on every node, while readers of one table and of two-table joins, and writers, in two
+/// caches (two processes) stay stale-free; a hit of a join is composed of one check per table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_namespace_spreads_over_the_cluster_and_stays_stale_free() {
+    let cluster = Cluster::start(None);
+    let prefix = unique_prefix("spread");
+    let ks = cacheops::KeySpace::new(&prefix).unwrap();
+    // Twelve tables, four on each master (table names are what decide the slots).
+    let mut per_node: std::collections::HashMap<u16, usize> = std::collections::HashMap::new();
+    let mut tables = Vec::new();
+    for i in 0..10_000 {
+        let name = format!("t{i}");
+        let Some(node) = cluster.owner(cacheops_redis::key_slot(&ks.table(&name))) else { continue };
+        let n = per_node.entry(node).or_default();
+        if *n < 4 {
+            *n += 1;
+            tables.push(name);
+        }
+        if tables.len() == 12 {
+            break;
+        }
+    }
+    assert_eq!(tables.len(), 12, "tables on every node: {per_node:?}");
+    let int = cacheops::ColumnClass::Integer;
+    let mut caches = Vec::new();
+    for _ in 0..2 {
+        let mut b = builder().redis_url(cluster.url()).prefix(&prefix).degrade(false);
+        for t in &tables {
+            b = b.table_schema(cacheops::TableSchema::new(t).column("id", int).column("category_id", int));
+        }
+        caches.push(b.build().await.unwrap());
+    }
+    let seq = Arc::new(AtomicU64::new(0));
+    let dbs: Arc<Vec<Db>> = Arc::new(tables.iter().map(|t| Db::table(t, seq.clone())).collect());
+    let stop = Arc::new(AtomicBool::new(false));
+    let counts = Arc::new([(); 6].map(|_| AtomicU64::new(0))); // reads, hits, join reads, join hits, stale, writes
+    let mut tasks = Vec::new();
+    for (c, cache) in caches.iter().enumerate() {
+        for w in 0..2u64 {
+            let (cache, dbs, stop, counts) = (cache.clone(), dbs.clone(), stop.clone(), counts.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let salt = c as u64 * 10 + w;
+                    let db = &dbs[(salt as usize + i * 5) % dbs.len()];
+                    let (id, cat) = write_target(salt, i);
+                    i += 1;
+                    write_once(&cache, db, id, cat).await.expect("no fault: every write completes");
+                    counts[5].fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(3)).await;
+                }
+            }));
+        }
+        for r in 0..3usize {
+            let (cache, dbs, stop, counts) = (cache.clone(), dbs.clone(), stop.clone(), counts.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut i = 0usize;
+                while !stop.load(Ordering::SeqCst) {
+                    let cat = ((r + i) % CATEGORIES as usize) as i64 + 1;
+                    let k = (r * 7 + i / 3) % dbs.len();
+                    let join = i % 2 == 1;
+                    i += 1;
+                    let (hit, stale) = if join {
+                        read_join(&cache, &[&dbs[k], &dbs[(k + 1) % dbs.len()]], cat).await
+                    } else {
+                        read_join(&cache, &[&dbs[k]], cat).await
+                    };
+                    let base = if join { 2 } else { 0 };
+                    counts[base].fetch_add(1, Ordering::SeqCst);
+                    counts[base + 1].fetch_add(u64::from(hit), Ordering::SeqCst);
+                    counts[4].fetch_add(u64::from(stale), Ordering::SeqCst);
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let c: Vec<u64> = counts.iter().map(|a| a.load(Ordering::SeqCst)).collect();
+    let keys = cluster.keys_per_node();
+    let commands = cluster.commands_per_node();
+    println!(
+        "reads={} hits={} join reads={} join hits={} stale={} writes={}; keys per node {keys:?}, commands per node {commands:?}",
+        c[0], c[1], c[2], c[3], c[4], c[5]
+    );
+    assert_eq!(c[4], 0, "stale reads");
+    assert!(c[1] > 0 && c[3] > 0, "one-table and join reads hit: {c:?}");
+    assert!(keys.iter().all(|k| *k > 0), "every node holds part of the namespace: {keys:?}");
+    // invalidate_all reaches every table's epoch copy, on every node.
+    let db = &dbs[0];
+    let (_, _) = read_join(&caches[0], &[db], 1).await;
+    assert!(read_join(&caches[0], &[db], 1).await.0, "cached");
+    let (_, _) = read_join(&caches[0], &[&dbs[11], &dbs[5]], 2).await;
+    assert!(read_join(&caches[0], &[&dbs[11], &dbs[5]], 2).await.0, "cached");
+    caches[1].invalidate_all().await.unwrap();
+    assert!(!read_join(&caches[0], &[db], 1).await.0, "invalidate_all reached the first table");
+    assert!(!read_join(&caches[0], &[&dbs[11], &dbs[5]], 2).await.0, "and the join's");
 }
 
 /// A Sentinel URL is validated at build; a lazy cache starts while no Sentinel answers.

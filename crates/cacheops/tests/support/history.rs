@@ -24,7 +24,10 @@ pub struct DbState {
 
 #[derive(Clone, Default)]
 pub struct Db {
+    /// The table it stands for (`post` by default).
+    pub table: Arc<str>,
     state: Arc<Mutex<DbState>>,
+    /// The commit sequence, shared by the tables of one database.
     pub seq: Arc<AtomicU64>,
     /// Row locks, held from the pre-image read to the commit (`SELECT … FOR UPDATE`).
     row_locks: Arc<Vec<tokio::sync::Mutex<()>>>,
@@ -46,7 +49,17 @@ impl Db {
 
 impl Db {
     pub fn new() -> Db {
-        Db { row_locks: Arc::new((0..ROWS).map(|_| tokio::sync::Mutex::new(())).collect()), ..Db::default() }
+        Db::table("post", Arc::default())
+    }
+
+    /// Table `name` of a database whose commits are numbered by `seq`.
+    pub fn table(name: &str, seq: Arc<AtomicU64>) -> Db {
+        Db {
+            table: name.into(),
+            seq,
+            row_locks: Arc::new((0..ROWS).map(|_| tokio::sync::Mutex::new(())).collect()),
+            state: Arc::default(),
+        }
     }
 }
 
@@ -69,7 +82,7 @@ pub async fn write_once(cache: &Cache, db: &Db, id: i64, new_cat: i64) -> Result
     if let Some((old_cat, _)) = old {
         rows.push(row(&[("id", id), ("category_id", old_cat)]));
     }
-    lease.mark(TableChange::rows("post", rows)).await.map_err(WriteFailure::Refused)?;
+    lease.mark(TableChange::rows(&*db.table, rows)).await.map_err(WriteFailure::Refused)?;
     tokio::task::yield_now().await;
     lease.before_commit().await.map_err(WriteFailure::Refused)?;
     {
@@ -103,9 +116,42 @@ pub async fn writer(cache: Cache, db: Db, n: usize, salt: u64) {
     }
 }
 
+/// One read of category `cat` of every table of `dbs` at once (a join when there are several):
+/// (hit, stale).
+pub async fn read_join(cache: &Cache, dbs: &[&Db], cat: i64) -> (bool, bool) {
+    let mut deps = cacheops::Dependencies::new();
+    let mut identity = format!("cat{cat}");
+    for db in dbs {
+        deps.extend(&deps_eq(&db.table, "category_id", cat), 64);
+        identity.push_str(&format!(" {}", db.table));
+    }
+    let Some(first) = dbs.first() else { return (false, false) };
+    let began = first.seq.load(Ordering::SeqCst);
+    let q = cache.query(identity.as_bytes(), deps);
+    // The value: the commit sequence number the snapshot reflects.
+    let (got, hit) = match cache.lookup(&q).await.unwrap() {
+        Lookup::Hit(d) => (String::from_utf8(d).unwrap().parse::<u64>().unwrap(), true),
+        Lookup::Miss(t) => {
+            let snap = snapshot(dbs);
+            tokio::task::yield_now().await;
+            cache.store(t, snap.to_string().as_bytes()).await.unwrap();
+            (snap, false)
+        }
+        Lookup::Bypass(_) => (snapshot(dbs), false),
+    };
+    (hit, dbs.iter().any(|db| got < db.newest_commit(cat, began)))
+}
+
+/// A consistent read of several tables (no commit in progress on any of them): the commit
+/// sequence number it reflects. Locks are taken in the order given (always the same).
+fn snapshot(dbs: &[&Db]) -> u64 {
+    let _guards: Vec<_> = dbs.iter().map(|d| d.state.lock().unwrap()).collect();
+    dbs.first().map_or(0, |d| d.seq.load(Ordering::SeqCst))
+}
+
 /// One read of category `cat`: (hit, stale).
 pub async fn read_once(cache: &Cache, db: &Db, cat: i64) -> (bool, bool) {
-    let q = cache.query(format!("cat{cat}").as_bytes(), deps_eq("post", "category_id", cat));
+    let q = cache.query(format!("cat{cat}").as_bytes(), deps_eq(&db.table, "category_id", cat));
     let began = db.seq.load(Ordering::SeqCst);
     let (got, hit) = match cache.lookup(&q).await.unwrap() {
         Lookup::Hit(d) => (String::from_utf8(d).unwrap().parse::<u64>().unwrap(), true),

@@ -351,6 +351,55 @@ impl Cluster {
         cluster
     }
 
+    /// The port of the master serving `slot` (from `CLUSTER NODES`).
+    pub fn owner(&self, slot: u16) -> Option<u16> {
+        let out = self.nodes.first()?.cli(&["CLUSTER", "NODES"]);
+        for line in out.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") {
+                continue;
+            }
+            let port = fields[1].split('@').next()?.rsplit(':').next()?.parse().ok()?;
+            for range in &fields[8..] {
+                let (a, b) = range.split_once('-').unwrap_or((range, range));
+                if let (Ok(a), Ok(b)) = (a.parse::<u16>(), b.parse::<u16>())
+                    && (a..=b).contains(&slot)
+                {
+                    return Some(port);
+                }
+            }
+        }
+        None
+    }
+
+    /// Keys per node (`INFO keyspace`, db 0), in the order of `nodes`.
+    pub fn keys_per_node(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.info("keyspace", "db0")
+                    .and_then(|v| {
+                        v.strip_prefix("keys=").and_then(|r| r.split(',').next()).and_then(|k| k.parse().ok())
+                    })
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    /// Commands run per node (`INFO commandstats`, all calls), in the order of `nodes`.
+    pub fn commands_per_node(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .map(|n| {
+                n.cli(&["INFO", "commandstats"])
+                    .lines()
+                    .filter(|l| l.starts_with("cmdstat_"))
+                    .filter_map(|l| l.split_once("calls=").and_then(|(_, r)| r.split(',').next()?.parse::<u64>().ok()))
+                    .sum()
+            })
+            .collect()
+    }
+
     /// `redis-cluster://…` (`rediss-cluster://` over TLS).
     pub fn url(&self) -> String {
         let scheme = if self.tls { "rediss-cluster" } else { "redis-cluster" };
