@@ -6,7 +6,8 @@
 //!   [`RedisBackend::builder`] (eager [`build`](RedisBackendBuilder::build) or lazy
 //!   [`build_lazy`](RedisBackendBuilder::build_lazy)) or wrap your own connection with
 //!   [`RedisBackend::from_connection_manager`] / [`RedisBackend::from_cluster_connection`].
-//! * Every call's keys share one hash tag (`{co:<prefix>}`), hence one cluster slot; see
+//! * Each script call's keys share one hash tag (a table's, `{ct:…}`, or the namespace's,
+//!   `{co:<prefix>}`), hence one cluster slot; a namespace's tables spread over a cluster. See
 //!   `docs/redis-data-model.md` for the key layout and what eviction can and cannot do.
 //! * [`RedisBackendError`] is the one error type; trait methods convert it to
 //!   [`cacheops_core::BackendError`].

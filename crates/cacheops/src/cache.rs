@@ -980,7 +980,8 @@ impl Cache {
         res
     }
 
-    /// Invalidates everything under this cache's prefix (other prefixes are untouched): O(1).
+    /// Invalidates everything under this cache's prefix (other prefixes are untouched): the
+    /// namespace's epoch and every table's copy of it, O(tables).
     pub async fn invalidate_all(&self) -> Result<(), Error> {
         if invalidation_suppressed() {
             return Ok(());
