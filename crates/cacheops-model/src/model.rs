@@ -802,19 +802,7 @@ impl State {
         }
         // 5. Drop expired writer records; register the scheme; a live writer that marked before
         // it was registered ⇒ bypass.
-        self.drop_expired_records();
-        let s = q.scheme();
-        if self.schemes[s] == 0 {
-            self.seq = match cfg.variant.seq_rule {
-                SeqRule::Counter => self.seq + 1,
-                SeqRule::RedisDocumented | SeqRule::RedisFixed => self.clock.max(self.seq + 1),
-            };
-            self.schemes[s] = self.seq;
-        }
-        let seq = self.schemes[s];
-        if !cfg.variant.no_new_scheme_rule
-            && self.writer_rec.iter().any(|rec| *rec != 0 && *rec & REC_EXPIRED == 0 && *rec - 1 < seq)
-        {
+        if self.register_scheme(cfg, q) {
             return ReadReply::Bypass(Bypass::NewScheme);
         }
         // 6.
@@ -836,6 +824,13 @@ impl State {
             self.table = new_stamp;
         }
         let pending = is_marker(eff(self.table));
+        let new_scheme = self.register_scheme(cfg, q);
+        (self.table, pending, new_scheme)
+    }
+
+    /// Step 5 of a read-check: drops expired writer records, registers the query's scheme if
+    /// needed; whether a live writer marked before it was registered (the new-scheme rule).
+    fn register_scheme(&mut self, cfg: &Config, q: Query) -> bool {
         self.drop_expired_records();
         let s = q.scheme();
         if self.schemes[s] == 0 {
@@ -846,9 +841,8 @@ impl State {
             self.schemes[s] = self.seq;
         }
         let seq = self.schemes[s];
-        let new_scheme = !cfg.variant.no_new_scheme_rule
-            && self.writer_rec.iter().any(|rec| *rec != 0 && *rec & REC_EXPIRED == 0 && *rec - 1 < seq);
-        (self.table, pending, new_scheme)
+        !cfg.variant.no_new_scheme_rule
+            && self.writer_rec.iter().any(|rec| *rec != 0 && *rec & REC_EXPIRED == 0 && *rec - 1 < seq)
     }
 
     /// The conj part of a composed read-check: the conj key (created when absent) and the value
