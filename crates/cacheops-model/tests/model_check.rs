@@ -318,13 +318,8 @@ fn correct_two_slots_overlapping_writers_with_rollbacks() {
     assert_safe("overlapping (2 readers) + rollbacks, two slots/correct", &cfg);
 }
 
-/// The largest two-slot configurations (tens of millions of states; `--release --ignored`).
-#[test]
-#[ignore]
-fn correct_two_slots_design() {
-    assert_safe("design, two slots/correct", &two_slots(Config::design(Variant::CORRECT)));
-}
-
+/// The largest two-slot configuration that fits in memory here (36 M states;
+/// `--release --ignored`). The design configuration with two slots does not: it exceeds 22 GiB.
 #[test]
 #[ignore]
 fn correct_two_slots_table_level_three_readers() {

@@ -55,7 +55,8 @@ pub(crate) struct Counters {
 
 pub(crate) struct Inner {
     pub(crate) backend: Arc<dyn Backend>,
-    /// The epoch keys of every prefix this cache has served (a fence replaces them all).
+    /// The registry and epoch keys of every prefix this cache has served (a fence deletes every
+    /// epoch of each: the namespace's and its tables' copies).
     pub(crate) namespaces: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Table epoch keys known to be in their namespace's registry (`KeySpace::registry`).
     pub(crate) registered: std::sync::Mutex<std::collections::HashSet<String>>,
