@@ -10,13 +10,13 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, ScriptInvocation, Value};
 
 use crate::builder::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisBackendBuilder};
-use crate::cluster_direct::{ClusterDirect, parse_slots};
+use crate::cluster_direct::{ClusterDirect, parse_nodes};
 use crate::direct::{DirectPool, Reply};
 use crate::error::RedisBackendError;
 use crate::lock::{WaitPool, WaitSource};
 use crate::ops::ms;
 use crate::scripts::SCRIPTS;
-use crate::sentinel::SentinelConnection;
+use crate::sentinel::{ReplicaAcks, SentinelConnection};
 use crate::slot::key_slot;
 
 /// A direct command's reply and the server's `run_id` when the connection learned it.
@@ -151,6 +151,8 @@ pub struct RedisBackend {
     /// A cluster's plain connections for the hit check, per master (cluster targets built by
     /// the builder, not over TLS).
     cluster_direct: Option<Arc<ClusterDirect>>,
+    /// A cluster's replica acknowledgements (see [`ReplicaAcks`]).
+    cluster_acks: Option<(ReplicaAcks, Duration)>,
     /// Where the dog-pile lock's waits get connections of their own, and those kept.
     wait_source: Arc<WaitSource>,
     waits: Arc<WaitPool>,
@@ -164,6 +166,7 @@ pub(crate) struct Parts {
     pub(crate) target: String,
     pub(crate) direct: Option<Arc<DirectPool>>,
     pub(crate) cluster_direct: Option<ClusterDirect>,
+    pub(crate) cluster_acks: Option<(ReplicaAcks, Duration)>,
     pub(crate) wait_source: WaitSource,
     pub(crate) response_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -192,6 +195,7 @@ impl RedisBackend {
             target: p.target,
             direct: p.direct,
             cluster_direct: p.cluster_direct.map(Arc::new),
+            cluster_acks: p.cluster_acks,
             wait_source: Arc::new(p.wait_source),
             waits: Arc::new(WaitPool::default()),
             response_timeout: p.response_timeout,
@@ -205,6 +209,7 @@ impl RedisBackend {
             target: target.into(),
             direct: None,
             cluster_direct: None,
+            cluster_acks: None,
             wait_source: WaitSource::Poll,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
@@ -271,11 +276,55 @@ impl RedisBackend {
     pub(crate) async fn invoke_write<T: redis::FromRedisValue>(
         &self,
         inv: &ScriptInvocation<'_>,
+        key: &str,
     ) -> Result<T, RedisBackendError> {
         match &self.conn {
             RedisConnection::Sentinel(s) => s.invoke_acked(inv).await,
-            _ => self.invoke(inv).await,
+            RedisConnection::Cluster(c) => {
+                let out = self.invoke(inv).await?;
+                self.wait_for_cluster_replicas(c, key_slot(key)).await?;
+                Ok(out)
+            }
+            RedisConnection::Standalone(_) => self.invoke(inv).await,
         }
+    }
+
+    /// After a write to `slot`: `WAIT` on the connection to its master until the replicas the
+    /// slot map lists (or [`ReplicaAcks::AtLeast`]) have it; fewer is
+    /// [`RedisBackendError::NotAcknowledged`] (a promoted replica could lack the write).
+    async fn wait_for_cluster_replicas(&self, conn: &ClusterConnection, slot: u16) -> Result<(), RedisBackendError> {
+        let (Some((acks, timeout)), Some(map)) = (self.cluster_acks, &self.cluster_direct) else {
+            return Ok(());
+        };
+        let wanted = match acks {
+            ReplicaAcks::AtLeast(n) => u64::from(n),
+            ReplicaAcks::All => {
+                if map.replicas_for(slot).is_none() {
+                    self.refresh_slots(map).await;
+                }
+                // Unknown (the map cannot be read): do not count the write as safe.
+                map.replicas_for(slot).ok_or(RedisBackendError::NotAcknowledged { wanted: 1, acked: 0 })?
+            }
+        };
+        if wanted == 0 {
+            return Ok(());
+        }
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)));
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(wanted).arg(timeout_ms);
+        let reply = conn.clone().route_command(cmd, routing).await?;
+        let acked = match reply {
+            Value::Int(n) => u64::try_from(n).unwrap_or(0),
+            other => return Err(RedisBackendError::Protocol(format!("WAIT answered {other:?}"))),
+        };
+        if acked < wanted {
+            // The topology may have changed: read the map again.
+            map.invalidate();
+            return Err(RedisBackendError::NotAcknowledged { wanted, acked });
+        }
+        Ok(())
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisBackendError> {
@@ -311,12 +360,13 @@ impl RedisBackend {
         }
     }
 
-    /// Reads the slot map (`CLUSTER SLOTS`) for the cluster's direct connections.
+    /// Reads the slot map (`CLUSTER NODES`): the masters for the direct connections, and their
+    /// replicas for the acknowledgements.
     async fn refresh_slots(&self, cluster: &ClusterDirect) {
         cluster.refreshing();
         let mut conn = self.conn.clone();
-        if let Ok(reply) = redis::cmd("CLUSTER").arg("SLOTS").query_async::<Value>(&mut conn).await
-            && let Some(ranges) = parse_slots(&reply)
+        if let Ok(reply) = redis::cmd("CLUSTER").arg("NODES").query_async::<String>(&mut conn).await
+            && let Some(ranges) = parse_nodes(&reply)
         {
             cluster.install(ranges);
         }

@@ -143,6 +143,8 @@ struct Resolved {
     connect_timeout: Duration,
     retries: usize,
     direct_max: usize,
+    /// A cluster's replica acknowledgements.
+    cluster_acks: Option<(ReplicaAcks, Duration)>,
 }
 
 impl RedisBackendBuilder {
@@ -231,12 +233,13 @@ impl RedisBackendBuilder {
         self
     }
 
-    /// How many replicas of a Sentinel-managed master must acknowledge each write of the cache
-    /// protocol (a lease marker, an invalidation) within `timeout` (default
-    /// [`ReplicaAcks::All`] within [`DEFAULT_REPLICA_ACK_TIMEOUT`]). A write acknowledged by
-    /// fewer fails: a mark is then refused (the database write does not happen), an
-    /// invalidation is replayed. Only Sentinel targets wait; `timeout` must be shorter than the
-    /// response timeout.
+    /// How many replicas of a Sentinel-managed master, or of a cluster master, must acknowledge
+    /// each write of the cache protocol (a lease marker, an invalidation) within `timeout`
+    /// (default [`ReplicaAcks::All`] within [`DEFAULT_REPLICA_ACK_TIMEOUT`]). A write
+    /// acknowledged by fewer fails: a mark is then refused (the database write does not happen),
+    /// an invalidation is replayed. On a cluster, *all* means the replicas the slot map lists for
+    /// the master (a master without replicas does not wait). Standalone targets do not wait;
+    /// `timeout` must be shorter than the response timeout.
     pub fn replica_acks(mut self, acks: ReplicaAcks, timeout: Duration) -> Self {
         self.replica_acks = Some(acks);
         self.replica_ack_timeout = Some(timeout);
@@ -418,10 +421,18 @@ impl RedisBackendBuilder {
         if me.sentinel.is_none() && (me.sentinel_username.is_some() || me.sentinel_password.is_some()) {
             return Err(RedisBackendError::Config("sentinel_username/sentinel_password need a sentinel target".into()));
         }
-        if me.sentinel.is_none() && me.replica_acks.is_some() {
+        if me.sentinel.is_none() && me.cluster.is_none() && me.replica_acks.is_some() {
             return Err(RedisBackendError::Config(
-                "replica_acks applies to a Sentinel target (standalone and cluster writes do not wait)".into(),
+                "replica_acks applies to Sentinel and Cluster targets (standalone writes do not wait)".into(),
             ));
+        }
+        let ack_timeout = me.replica_ack_timeout.unwrap_or(DEFAULT_REPLICA_ACK_TIMEOUT);
+        if (me.sentinel.is_some() || me.cluster.is_some()) && (ack_timeout.is_zero() || ack_timeout >= response_timeout)
+        {
+            return Err(RedisBackendError::Config(format!(
+                "the replica acknowledgement timeout ({ack_timeout:?}) must be greater than zero and \
+                 shorter than the response timeout ({response_timeout:?})"
+            )));
         }
         if me.unix.is_some() && me.tls == Some(true) {
             return Err(RedisBackendError::Config("TLS over a unix socket is not supported".into()));
@@ -437,6 +448,7 @@ impl RedisBackendBuilder {
             connect_timeout,
             retries,
             direct_max: me.direct_connections.unwrap_or(DEFAULT_DIRECT_CONNECTIONS),
+            cluster_acks: None,
         };
         let tls = me.tls == Some(true);
 
@@ -446,13 +458,6 @@ impl RedisBackendBuilder {
             }
             if service.trim().is_empty() {
                 return Err(RedisBackendError::Config("sentinel needs the monitored service's name".into()));
-            }
-            let ack_timeout = me.replica_ack_timeout.unwrap_or(DEFAULT_REPLICA_ACK_TIMEOUT);
-            if ack_timeout.is_zero() || ack_timeout >= response_timeout {
-                return Err(RedisBackendError::Config(format!(
-                    "the replica acknowledgement timeout ({ack_timeout:?}) must be greater than zero and \
-                     shorter than the response timeout ({response_timeout:?})"
-                )));
             }
             let mut addrs = Vec::with_capacity(sentinels.len());
             for node in sentinels {
@@ -505,6 +510,7 @@ impl RedisBackendBuilder {
             }
             r.description = format!("cluster [{}]", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "));
             r.target = Target::Cluster(infos);
+            r.cluster_acks = Some((me.replica_acks.unwrap_or_default(), ack_timeout));
             r.check_certs_have_tls()?;
             return Ok(r);
         }
@@ -608,14 +614,13 @@ impl Resolved {
                 (RedisConnection::Standalone(manager), pool, WaitSource::Client(Box::new(client)))
             }
             Target::Cluster(nodes) => {
-                // Direct connections per master, with the first seed's credentials (redis-rs
-                // uses them for every node too); none over TLS.
-                if let Some(first) = nodes.first()
-                    && !is_tls(first.addr())
-                    && self.direct_max > 0
-                {
+                // The slot map (for the replicas' acknowledgements), and direct connections per
+                // master with the first seed's credentials (redis-rs uses them for every node
+                // too); none over TLS.
+                if let Some(first) = nodes.first() {
                     let settings = first.redis_settings();
                     cluster_direct = Some(ClusterDirect::new(
+                        !is_tls(first.addr()) && self.direct_max > 0,
                         settings.username().map(str::to_owned),
                         settings.password().map(str::to_owned),
                         self.direct_max,
@@ -669,6 +674,7 @@ impl Resolved {
             target: self.description,
             direct,
             cluster_direct,
+            cluster_acks: self.cluster_acks,
             wait_source,
             response_timeout: response,
             connect_timeout: connect,

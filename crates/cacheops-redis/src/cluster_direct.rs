@@ -1,15 +1,15 @@
-//! Direct connections on a Redis Cluster: one [`DirectPool`] per master, found from the slot
-//! map (`CLUSTER SLOTS`), so that a hit check is one `MGET` on the node that holds its slot —
+//! The slot map of a Redis Cluster (`CLUSTER NODES`): each range's master and how many replicas
+//! it has (the writes of the protocol wait for them), and direct connections: one
+//! [`DirectPool`] per master, so that a hit check is one `MGET` on the node that holds its slot —
 //! no Lua, no hand-off to the cluster connection's driver. Anything unexpected (a `MOVED` or
 //! `ASK` while slots migrate, `CLUSTERDOWN`, an unknown slot) drops the map, and the caller lets
 //! `read.lua` decide over the cluster connection (which follows redirections); the map is read
 //! again on a later call, at most every [`REFRESH_EVERY`].
 
 use std::collections::HashMap;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use redis::Value;
 
 use crate::direct::{DirectPool, DirectTarget};
 
@@ -23,10 +23,14 @@ pub(crate) struct Range {
     pub(crate) end: u16,
     pub(crate) host: String,
     pub(crate) port: u16,
+    /// Replicas of the master, as the map lists them.
+    pub(crate) replicas: u64,
 }
 
 /// The masters' direct pools, by slot.
 pub(crate) struct ClusterDirect {
+    /// Whether hit checks use direct connections (not over TLS, not with 0 connections).
+    pools: bool,
     username: Option<String>,
     password: Option<String>,
     max: usize,
@@ -49,35 +53,62 @@ impl std::fmt::Debug for ClusterDirect {
     }
 }
 
-/// `CLUSTER SLOTS` → the masters' ranges (`None`: a reply of another shape).
-pub(crate) fn parse_slots(reply: &Value) -> Option<Vec<Range>> {
-    let Value::Array(entries) = reply else { return None };
-    let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let Value::Array(parts) = entry else { return None };
-        let int = |v: &Value| match v {
-            Value::Int(i) => u16::try_from(*i).ok(),
-            _ => None,
-        };
-        let start = int(parts.first()?)?;
-        let end = int(parts.get(1)?)?;
-        let Value::Array(master) = parts.get(2)? else { return None };
-        let host = match master.first()? {
-            Value::BulkString(b) => String::from_utf8(b.clone()).ok()?,
-            Value::SimpleString(s) => s.clone(),
-            _ => return None,
-        };
-        let port = int(master.get(1)?)?;
-        if start > end || host.is_empty() {
+/// `CLUSTER NODES` → the masters' ranges, each with the number of replicas the cluster knows for
+/// its master — failed ones included: `CLUSTER SLOTS` leaves out a replica that has not yet
+/// received data (its offset is 0), which would make a write not wait for it. `None`: a reply
+/// of another shape.
+pub(crate) fn parse_nodes(text: &str) -> Option<Vec<Range>> {
+    struct Master<'a> {
+        id: &'a str,
+        host: String,
+        port: u16,
+        slots: Vec<(u16, u16)>,
+    }
+    let mut masters = Vec::new();
+    let mut replicas_of: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 {
             return None;
         }
-        out.push(Range { start, end, host, port });
+        let flags = f[2];
+        if flags.contains("slave") || flags.contains("replica") {
+            *replicas_of.entry(f[3]).or_default() += 1;
+            continue;
+        }
+        if !flags.contains("master") {
+            continue;
+        }
+        let addr = f[1].split([',', '@']).next()?;
+        let (host, port) = addr.rsplit_once(':')?;
+        let port = port.parse().ok()?;
+        let mut slots = Vec::new();
+        for range in &f[8..] {
+            if range.starts_with('[') {
+                continue; // a slot being migrated or imported
+            }
+            let (a, b) = range.split_once('-').unwrap_or((range, range));
+            let (a, b) = (a.parse::<u16>().ok()?, b.parse::<u16>().ok()?);
+            if a > b {
+                return None;
+            }
+            slots.push((a, b));
+        }
+        masters.push(Master { id: f[0], host: host.to_owned(), port, slots });
+    }
+    let mut out = Vec::new();
+    for m in masters {
+        let replicas = replicas_of.get(m.id).copied().unwrap_or(0);
+        for (start, end) in m.slots {
+            out.push(Range { start, end, host: m.host.clone(), port: m.port, replicas });
+        }
     }
     Some(out)
 }
 
 impl ClusterDirect {
     pub(crate) fn new(
+        pools: bool,
         username: Option<String>,
         password: Option<String>,
         max: usize,
@@ -85,6 +116,7 @@ impl ClusterDirect {
         response_timeout: Duration,
     ) -> Self {
         ClusterDirect {
+            pools,
             username,
             password,
             max,
@@ -94,12 +126,21 @@ impl ClusterDirect {
         }
     }
 
+    /// How many replicas the master of `slot` has, if the map knows it.
+    pub(crate) fn replicas_for(&self, slot: u16) -> Option<u64> {
+        let state = self.lock();
+        state.ranges.iter().find(|(r, _)| r.start <= slot && slot <= r.end).map(|(r, _)| r.replicas)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The pool of the master serving `slot`, if the map knows it.
     pub(crate) fn pool_for(&self, slot: u16) -> Option<Arc<DirectPool>> {
+        if !self.pools {
+            return None;
+        }
         let state = self.lock();
         state.ranges.iter().find(|(r, _)| r.start <= slot && slot <= r.end).map(|(_, p)| p.clone())
     }
@@ -151,53 +192,29 @@ impl ClusterDirect {
 mod tests {
     use super::*;
 
-    fn bulk(s: &str) -> Value {
-        Value::BulkString(s.as_bytes().to_vec())
-    }
-
     #[test]
-    fn slots_replies_are_parsed_and_odd_ones_refused() {
-        let reply = Value::Array(vec![
-            Value::Array(vec![
-                Value::Int(0),
-                Value::Int(5460),
-                Value::Array(vec![bulk("127.0.0.1"), Value::Int(7000), bulk("id1")]),
-                Value::Array(vec![bulk("127.0.0.1"), Value::Int(7003), bulk("id4")]),
-            ]),
-            Value::Array(vec![
-                Value::Int(5461),
-                Value::Int(16383),
-                Value::Array(vec![bulk("10.0.0.2"), Value::Int(7001)]),
-            ]),
-        ]);
-        let ranges = parse_slots(&reply).unwrap();
-        assert_eq!(ranges.len(), 2);
-        assert_eq!(ranges[0], Range { start: 0, end: 5460, host: "127.0.0.1".into(), port: 7000 });
-        assert_eq!(ranges[1].port, 7001);
-        for bad in [
-            Value::Nil,
-            Value::Array(vec![Value::Int(1)]),
-            Value::Array(vec![Value::Array(vec![
-                Value::Int(9),
-                Value::Int(1),
-                Value::Array(vec![bulk("h"), Value::Int(1)]),
-            ])]),
-            Value::Array(vec![Value::Array(vec![
-                Value::Int(0),
-                Value::Int(1),
-                Value::Array(vec![bulk(""), Value::Int(1)]),
-            ])]),
-            Value::Array(vec![Value::Array(vec![Value::Int(0), Value::Int(99999), Value::Array(vec![bulk("h")])])]),
-        ] {
-            assert_eq!(parse_slots(&bad), None, "{bad:?}");
-        }
+    fn nodes_replies_count_every_replica() {
+        let text = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922 [10923->-c3]
+c3 127.0.0.1:7002@17002 master - 0 0 3 connected 10923-16383
+d4 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+e5 127.0.0.1:7004@17004 slave,fail a1 0 0 1 disconnected
+f6 127.0.0.1:7005@17005 slave c3 0 0 3 connected
+";
+        let ranges = parse_nodes(text).unwrap();
+        let of = |slot: u16| ranges.iter().find(|r| r.start <= slot && slot <= r.end).map(|r| (r.port, r.replicas));
+        assert_eq!(of(0), Some((7000, 2)), "a failed replica still counts");
+        assert_eq!(of(6000), Some((7001, 0)));
+        assert_eq!(of(16383), Some((7002, 1)));
+        assert_eq!(parse_nodes("garbage"), None);
     }
 
     #[test]
     fn pools_follow_the_map() {
-        let d = ClusterDirect::new(None, None, 2, Duration::from_secs(1), Duration::from_secs(1));
+        let d = ClusterDirect::new(true, None, None, 2, Duration::from_secs(1), Duration::from_secs(1));
         assert!(d.pool_for(0).is_none() && d.wants_refresh());
-        let r = |start, end, port| Range { start, end, host: "127.0.0.1".into(), port };
+        let r = |start, end, port| Range { start, end, host: "127.0.0.1".into(), port, replicas: 0 };
         d.install(vec![r(0, 100, 1), r(101, 16383, 2)]);
         let a = d.pool_for(50).unwrap();
         let b = d.pool_for(16383).unwrap();

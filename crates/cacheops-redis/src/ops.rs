@@ -300,7 +300,7 @@ impl RedisBackend {
             let mut inv = SCRIPTS.mark.prepare_invoke();
             inv.arg(writer).arg(ms(req.lease));
             write_args(&mut inv, tables);
-            let n: i64 = self.invoke_write(&inv).await?;
+            let n: i64 = self.invoke_write(&inv, slot_key(tables)).await?;
             marked = marked.saturating_add(u64::try_from(n).unwrap_or(0));
         }
         Ok(marked)
@@ -320,7 +320,7 @@ impl RedisBackend {
                 None => inv.arg("0").arg(""),
             };
             write_args(&mut inv, tables);
-            let (deleted, touched): (i64, i64) = self.invoke_write(&inv).await?;
+            let (deleted, touched): (i64, i64) = self.invoke_write(&inv, slot_key(tables)).await?;
             stats.deleted = stats.deleted.saturating_add(u64::try_from(deleted).unwrap_or(0));
             stats.touched = stats.touched.saturating_add(u64::try_from(touched).unwrap_or(0));
         }
@@ -340,7 +340,7 @@ impl RedisBackend {
             for key in group {
                 inv.key(*key);
             }
-            let n: i64 = self.invoke_write(&inv).await?;
+            let n: i64 = self.invoke_write(&inv, group.first().copied().unwrap_or_default()).await?;
             deleted = deleted.saturating_add(u64::try_from(n).unwrap_or(0));
         }
         Ok(deleted)
@@ -385,6 +385,11 @@ fn hit_data(mut value: Vec<u8>, stamps: &[Option<Vec<u8>>]) -> Option<Vec<u8>> {
 
 /// [`MARKER_PREFIX`](cacheops_core::protocol::MARKER_PREFIX) as a byte.
 const MARKER_BYTE: u8 = cacheops_core::protocol::MARKER_PREFIX as u8;
+
+/// A key of the slot of a write call (its first table's).
+fn slot_key(tables: &[TableWrite]) -> &str {
+    tables.first().map_or("", |t| t.seq_key.as_str())
+}
 
 fn write_keys(tables: &[TableWrite]) -> impl Iterator<Item = &str> {
     tables.iter().flat_map(|t| {

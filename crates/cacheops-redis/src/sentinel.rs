@@ -25,7 +25,7 @@ use crate::direct::{DirectPool, DirectTarget};
 use crate::error::RedisBackendError;
 
 /// How many replicas must acknowledge each write of the cache protocol on a Sentinel-managed
-/// master before it counts as done (see
+/// master, or on a cluster master, before it counts as done (see
 /// [`RedisBackendBuilder::replica_acks`](crate::RedisBackendBuilder::replica_acks)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

@@ -431,6 +431,55 @@ async fn a_namespace_spreads_over_the_cluster_and_stays_stale_free() {
     assert!(!read_join(&caches[0], &[&dbs[11], &dbs[5]], 2).await.0, "and the join's");
 }
 
+/// On a cluster whose masters have replicas, every write of the protocol waits until the
+/// master's replicas have it (a promoted replica would otherwise lack the lease): with a frozen
+/// replica the write is refused, with `ReplicaAcks::AtLeast(0)` it goes through, and once the
+/// replica is back writes complete again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_writes_wait_for_the_replicas() {
+    let cluster = Cluster::start_replicated();
+    let prefix = unique_prefix("acks");
+    let cache = builder().redis_url(cluster.url()).prefix(&prefix).degrade(false).build().await.unwrap();
+    caches_and_invalidates(&cache).await;
+    let master = cluster.owner(cacheops_redis::key_slot(&cache.keys().table("post"))).expect("the table's master");
+    let replica = cluster.replica_of(master).expect("its replica");
+    let move_row = || TableChange::rows("post", vec![row(&[("id", 9), ("category_id", 1)])]);
+
+    replica.signal("STOP");
+    let mut lease = cache.write_lease();
+    let res = lease.mark(move_row()).await;
+    let err = res.expect_err("the replica cannot acknowledge");
+    assert!(matches!(err, cacheops::Error::LeaseUnavailable(_)), "{err:?}");
+    drop(lease);
+    // Without the acknowledgement the same write goes through (the window `AtLeast(0)` states).
+    let backend = cacheops_redis::RedisBackend::builder()
+        .url(cluster.url())
+        .replica_acks(cacheops_redis::ReplicaAcks::AtLeast(0), Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let unguarded = builder().backend(Arc::new(backend)).prefix(&prefix).degrade(false).build().await.unwrap();
+    let mut lease = unguarded.write_lease();
+    lease.mark(move_row()).await.expect("no acknowledgement asked");
+    lease.finish().await.unwrap();
+    replica.signal("CONT");
+
+    // Back: writes are acknowledged again (after the breaker's retry interval).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut lease = cache.write_lease();
+        match lease.mark(move_row()).await {
+            Ok(()) => {
+                lease.finish().await.unwrap();
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "writes stay refused: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    caches_and_invalidates(&cache.with_prefix(&unique_prefix("acks-after")).unwrap()).await;
+}
+
 /// A Sentinel URL is validated at build; a lazy cache starts while no Sentinel answers.
 #[tokio::test]
 async fn sentinel_and_cluster_urls_are_validated() {

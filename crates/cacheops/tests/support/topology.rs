@@ -325,6 +325,15 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(certs: Option<&Certs>) -> Cluster {
+        Self::start_with(certs, 0)
+    }
+
+    /// Three masters with one replica each.
+    pub fn start_replicated() -> Cluster {
+        Self::start_with(None, 1)
+    }
+
+    fn start_with(certs: Option<&Certs>, replicas: usize) -> Cluster {
         let mut args: Vec<String> =
             ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"]
                 .iter()
@@ -333,14 +342,15 @@ impl Cluster {
         if certs.is_some() {
             args.extend(["--tls-cluster".to_string(), "yes".to_string()]);
         }
-        let nodes: Vec<Node> = (0..3).map(|_| Node::start_on(free_bus_port(), certs, &args, None)).collect();
+        let nodes: Vec<Node> =
+            (0..3 * (1 + replicas)).map(|_| Node::start_on(free_bus_port(), certs, &args, None)).collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let out = Command::new("redis-cli")
             .args(certs.map(Certs::cli_args).unwrap_or_default())
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli --cluster create");
         assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stderr));
@@ -348,7 +358,33 @@ impl Cluster {
         wait_until(Duration::from_secs(30), "cluster_state:ok", || {
             cluster.nodes.iter().all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
         });
+        if replicas > 0 {
+            wait_until(Duration::from_secs(30), "every replica to sync and the slot map to list it", || {
+                let synced = cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| {
+                        n.info("replication", "role").as_deref() == Some("slave")
+                            && n.info("replication", "master_link_status").as_deref() == Some("up")
+                    })
+                    .count();
+                let listed =
+                    cluster.nodes[0].cli(&["CLUSTER", "NODES"]).lines().filter(|l| l.contains("slave")).count();
+                synced == 3 * replicas && listed == 3 * replicas
+            });
+        }
         cluster
+    }
+
+    /// The replica of the master on `master_port` (from `CLUSTER NODES`).
+    pub fn replica_of(&self, master_port: u16) -> Option<&Node> {
+        let out = self.nodes.first()?.cli(&["CLUSTER", "NODES"]);
+        let port_of = |addr: &str| addr.split('@').next()?.rsplit(':').next()?.parse::<u16>().ok();
+        let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+        let master_id = lines.iter().find(|f| f.len() > 2 && port_of(f[1]) == Some(master_port))?[0];
+        let replica = lines.iter().find(|f| f.len() > 3 && f[2].contains("slave") && f[3] == master_id)?;
+        let port = port_of(replica[1])?;
+        self.nodes.iter().find(|n| n.port == port)
     }
 
     /// The port of the master serving `slot` (from `CLUSTER NODES`).
