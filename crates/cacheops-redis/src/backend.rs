@@ -148,8 +148,8 @@ pub struct RedisBackend {
     target: String,
     /// Plain connections for the hit check (standalone targets built by the builder).
     direct: Option<Arc<DirectPool>>,
-    /// A cluster's plain connections for the hit check, per master (cluster targets built by
-    /// the builder, not over TLS).
+    /// A cluster's slot map (cluster targets built by the builder): each master's replicas, for
+    /// the acknowledgements, and its plain connections for the hit check (none over TLS).
     cluster_direct: Option<Arc<ClusterDirect>>,
     /// A cluster's replica acknowledgements (see [`ReplicaAcks`]).
     cluster_acks: Option<(ReplicaAcks, Duration)>,
@@ -248,6 +248,20 @@ impl RedisBackend {
         self.conn.clone()
     }
 
+    /// Whether this is a cluster backend (its operations on several tables are one call per
+    /// table).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.conn, RedisConnection::Cluster(_))
+    }
+
+    /// The Sentinel connection, for a Sentinel backend.
+    pub(crate) fn sentinel(&self) -> Option<&SentinelConnection> {
+        match &self.conn {
+            RedisConnection::Sentinel(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// Where this backend connects (password redacted).
     pub fn target(&self) -> &str {
         &self.target
@@ -271,8 +285,8 @@ impl RedisBackend {
         Ok(inv.invoke_async(&mut conn).await?)
     }
 
-    /// A script that writes protocol state: on a Sentinel master, acknowledged by its replicas
-    /// (see [`ReplicaAcks`](crate::ReplicaAcks)).
+    /// A script that writes protocol state, in the slot of `key`: on a Sentinel master or a
+    /// cluster master, acknowledged by its replicas (see [`ReplicaAcks`]).
     pub(crate) async fn invoke_write<T: redis::FromRedisValue>(
         &self,
         inv: &ScriptInvocation<'_>,
@@ -339,13 +353,14 @@ impl RedisBackend {
     pub(crate) async fn query_direct(&self, key: &str, args: &[&[u8]]) -> Option<DirectReply> {
         let pool = match (&self.direct, &self.cluster_direct) {
             (Some(pool), _) => pool.clone(),
-            (None, Some(cluster)) => {
+            // Over TLS the map has no pools: do not read it for them.
+            (None, Some(cluster)) if cluster.has_pools() => {
                 if cluster.wants_refresh() {
                     self.refresh_slots(cluster).await;
                 }
                 cluster.pool_for(key_slot(key))?
             }
-            (None, None) => return None,
+            _ => return None,
         };
         let lease = pool.take()?;
         let out = pool.query(lease, args.iter().copied()).await;

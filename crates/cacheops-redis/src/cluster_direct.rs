@@ -132,6 +132,11 @@ impl ClusterDirect {
         state.ranges.iter().find(|(r, _)| r.start <= slot && slot <= r.end).map(|(r, _)| r.replicas)
     }
 
+    /// Whether hit checks use direct connections.
+    pub(crate) fn has_pools(&self) -> bool {
+        self.pools
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

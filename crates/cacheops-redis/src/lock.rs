@@ -16,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncConnectionConfig, Client, Script};
 
-use crate::backend::{RedisBackend, RedisConnection};
+use crate::backend::RedisBackend;
 use crate::error::RedisBackendError;
 
 const ACQUIRE: &str = r"
@@ -134,9 +134,9 @@ impl RedisBackend {
                 Ok(v.is_some())
             }
             source @ (WaitSource::Client(_) | WaitSource::Sentinel) => {
-                let client = match (source, self.connection()) {
+                let client = match (source, self.sentinel()) {
                     (WaitSource::Client(c), _) => Client::clone(c),
-                    (_, RedisConnection::Sentinel(s)) => s.master().await?.client.clone(),
+                    (_, Some(s)) => s.master().await?.client.clone(),
                     _ => return self.poll_signal(signal_key, timeout).await,
                 };
                 let addr = client.get_connection_info().addr().to_string();

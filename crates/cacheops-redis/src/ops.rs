@@ -17,7 +17,7 @@ use cacheops_core::protocol::{
 };
 use redis::ScriptInvocation;
 
-use crate::backend::{FinishStats, RedisBackend, RedisConnection};
+use crate::backend::{FinishStats, RedisBackend};
 use crate::direct::Reply;
 use crate::error::RedisBackendError;
 use crate::scripts::SCRIPTS;
@@ -56,10 +56,6 @@ fn split_stamps<'a>(stamps: &'a str, tables: &[TableRead]) -> Option<Vec<String>
 }
 
 impl RedisBackend {
-    fn is_cluster(&self) -> bool {
-        matches!(self.connection(), RedisConnection::Cluster(_))
-    }
-
     /// [`Backend::read`](cacheops_core::Backend::read), with this crate's error type.
     ///
     /// A hit costs one round trip and no Lua: one `MGET` of the value and its stamps
