@@ -16,7 +16,7 @@ use crate::error::RedisBackendError;
 use crate::lock::{WaitPool, WaitSource};
 use crate::ops::ms;
 use crate::scripts::SCRIPTS;
-use crate::sentinel::{ReplicaAcks, SentinelConnection};
+use crate::sentinel::{ReplicaAcks, SentinelConnection, acknowledged, wait_command};
 use crate::slot::key_slot;
 
 /// A direct command's reply and the server's `run_id` when the connection learned it.
@@ -325,20 +325,13 @@ impl RedisBackend {
         }
         use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::new(slot, SlotAddr::Master)));
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut cmd = redis::cmd("WAIT");
-        cmd.arg(wanted).arg(timeout_ms);
-        let reply = conn.clone().route_command(cmd, routing).await?;
-        let acked = match reply {
-            Value::Int(n) => u64::try_from(n).unwrap_or(0),
-            other => return Err(RedisBackendError::Protocol(format!("WAIT answered {other:?}"))),
-        };
-        if acked < wanted {
+        let reply = conn.clone().route_command(wait_command(wanted, timeout), routing).await?;
+        let acked = acknowledged(wanted, &reply);
+        if acked.is_err() {
             // The topology may have changed: read the map again.
             map.invalidate();
-            return Err(RedisBackendError::NotAcknowledged { wanted, acked });
         }
-        Ok(())
+        acked
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T, RedisBackendError> {

@@ -18,6 +18,7 @@ use redis::{AsyncConnectionConfig, Client, Script};
 
 use crate::backend::RedisBackend;
 use crate::error::RedisBackendError;
+use crate::ops::ms;
 
 const ACQUIRE: &str = r"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -59,10 +60,6 @@ pub(crate) enum WaitSource {
 pub(crate) struct WaitPool {
     plain: Mutex<Vec<(String, MultiplexedConnection)>>,
     cluster: Mutex<Vec<ClusterConnection>>,
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(cacheops_core::time::cap(d).as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// A wait connection's config: no response timeout of its own (the wait bounds it).

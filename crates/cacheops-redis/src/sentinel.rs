@@ -43,6 +43,25 @@ pub enum ReplicaAcks {
     AtLeast(u32),
 }
 
+/// `WAIT <wanted> <timeout>`: how many replicas have every write this connection sent.
+pub(crate) fn wait_command(wanted: u64, timeout: Duration) -> redis::Cmd {
+    let mut cmd = redis::cmd("WAIT");
+    cmd.arg(wanted).arg(crate::ops::ms(timeout));
+    cmd
+}
+
+/// A `WAIT` reply: fewer than `wanted` replicas is [`RedisBackendError::NotAcknowledged`].
+pub(crate) fn acknowledged(wanted: u64, reply: &Value) -> Result<(), RedisBackendError> {
+    let acked = match reply {
+        Value::Int(n) => u64::try_from(*n).unwrap_or(0),
+        other => return Err(RedisBackendError::Protocol(format!("WAIT answered {other:?}"))),
+    };
+    if acked < wanted {
+        return Err(RedisBackendError::NotAcknowledged { wanted, acked });
+    }
+    Ok(())
+}
+
 /// A connection to the current master of a Sentinel-monitored group.
 ///
 /// The master is looked up through the Sentinels (and its `ROLE` checked) on first use, and
@@ -193,23 +212,20 @@ impl SentinelConnection {
         if wanted == 0 {
             return Ok(());
         }
-        let timeout_ms = u64::try_from(self.shared.ack_timeout.as_millis()).unwrap_or(u64::MAX).max(1);
-        let acked: u64 = match redis::cmd("WAIT").arg(wanted).arg(timeout_ms).query_async(conn).await {
-            Ok(n) => n,
+        let reply: Value = match wait_command(wanted, self.shared.ack_timeout).query_async(conn).await {
+            Ok(r) => r,
             Err(e) => {
                 self.failed(master, &e);
                 return Err(e.into());
             }
         };
-        if acked < wanted {
-            // The group may have changed (a failover, a replica gone): look it up again, but
-            // not on every write while a replica is down.
-            if master.found.elapsed() >= RELOOKUP_AFTER_UNACKNOWLEDGED {
-                self.shared.forget(master);
-            }
-            return Err(RedisBackendError::NotAcknowledged { wanted, acked });
+        let acked = acknowledged(wanted, &reply);
+        // The group may have changed (a failover, a replica gone): look it up again, but not on
+        // every write while a replica is down.
+        if acked.is_err() && master.found.elapsed() >= RELOOKUP_AFTER_UNACKNOWLEDGED {
+            self.shared.forget(master);
         }
-        Ok(())
+        acked
     }
 }
 
