@@ -7,7 +7,6 @@
 //! again on a later call, at most every [`REFRESH_EVERY`].
 
 use std::collections::HashMap;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,6 +46,13 @@ struct State {
     last_refresh: Option<Instant>,
 }
 
+impl State {
+    /// The range holding `slot`, and its master's pool.
+    fn range_of(&self, slot: u16) -> Option<&(Range, Arc<DirectPool>)> {
+        self.ranges.iter().find(|(r, _)| r.start <= slot && slot <= r.end)
+    }
+}
+
 impl std::fmt::Debug for ClusterDirect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClusterDirect").field("max", &self.max).finish()
@@ -65,7 +71,7 @@ pub(crate) fn parse_nodes(text: &str) -> Option<Vec<Range>> {
         slots: Vec<(u16, u16)>,
     }
     let mut masters = Vec::new();
-    let mut replicas_of: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    let mut replicas_of: HashMap<&str, u64> = HashMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let f: Vec<&str> = line.split_whitespace().collect();
         if f.len() < 8 {
@@ -128,8 +134,7 @@ impl ClusterDirect {
 
     /// How many replicas the master of `slot` has, if the map knows it.
     pub(crate) fn replicas_for(&self, slot: u16) -> Option<u64> {
-        let state = self.lock();
-        state.ranges.iter().find(|(r, _)| r.start <= slot && slot <= r.end).map(|(r, _)| r.replicas)
+        self.lock().range_of(slot).map(|(r, _)| r.replicas)
     }
 
     /// Whether hit checks use direct connections.
@@ -146,8 +151,7 @@ impl ClusterDirect {
         if !self.pools {
             return None;
         }
-        let state = self.lock();
-        state.ranges.iter().find(|(r, _)| r.start <= slot && slot <= r.end).map(|(_, p)| p.clone())
+        self.lock().range_of(slot).map(|(_, p)| p.clone())
     }
 
     /// Whether the map should be read (now empty or dropped, and not read recently).
@@ -164,26 +168,24 @@ impl ClusterDirect {
     /// Installs a new map; pools of masters no longer in it are dropped.
     pub(crate) fn install(&self, ranges: Vec<Range>) {
         let mut state = self.lock();
-        let mut pools = std::mem::take(&mut state.pools);
+        let old = std::mem::take(&mut state.pools);
+        let mut kept: HashMap<String, Arc<DirectPool>> = HashMap::new();
         let mut installed = Vec::with_capacity(ranges.len());
-        let mut kept = HashMap::new();
         for r in ranges {
             let addr = format!("{}:{}", r.host, r.port);
-            let pool = match kept.get(&addr).or_else(|| pools.get(&addr)) {
-                Some(p) => Arc::clone(p),
-                None => Arc::new(DirectPool::new(
-                    Some(DirectTarget::tcp(r.host.clone(), r.port, self.username.clone(), self.password.clone())),
-                    self.max,
-                    self.connect_timeout,
-                    self.response_timeout,
-                )),
-            };
-            kept.insert(addr.clone(), pool.clone());
-            pools.remove(&addr);
+            let pool =
+                kept.entry(addr).or_insert_with_key(|addr| old.get(addr).cloned().unwrap_or_else(|| self.pool(&r)));
+            let pool = Arc::clone(pool);
             installed.push((r, pool));
         }
         state.ranges = installed;
         state.pools = kept;
+    }
+
+    /// A new (empty) pool for the master of `r`.
+    fn pool(&self, r: &Range) -> Arc<DirectPool> {
+        let target = DirectTarget::tcp(r.host.clone(), r.port, self.username.clone(), self.password.clone());
+        Arc::new(DirectPool::new(Some(target), self.max, self.connect_timeout, self.response_timeout))
     }
 
     /// Drops the map (a redirection or an error): hit checks use the scripts until it is read
