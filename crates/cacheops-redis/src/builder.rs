@@ -437,107 +437,120 @@ impl RedisBackendBuilder {
         if me.unix.is_some() && me.tls == Some(true) {
             return Err(RedisBackendError::Config("TLS over a unix socket is not supported".into()));
         }
-        let certs = me.certificates();
-        let mut r = Resolved {
-            target: Target::Single(
-                ConnectionAddr::Tcp("127.0.0.1".into(), 6379).into_connection_info().map_err(config)?,
-            ),
-            description: String::new(),
-            certs,
+        let tls = me.tls == Some(true);
+        let (target, description) = if let Some((sentinels, service)) = &me.sentinel {
+            me.sentinel_target(sentinels, service, tls, ack_timeout)?
+        } else if let Some(nodes) = &me.cluster {
+            me.cluster_target(nodes, tls)?
+        } else {
+            me.single_target(tls, had_url)?
+        };
+        let cluster_acks =
+            matches!(target, Target::Cluster(_)).then(|| (me.replica_acks.unwrap_or_default(), ack_timeout));
+        let r = Resolved {
+            target,
+            description,
+            certs: me.certificates(),
             response_timeout,
             connect_timeout,
             retries,
             direct_max: me.direct_connections.unwrap_or(DEFAULT_DIRECT_CONNECTIONS),
-            cluster_acks: None,
+            cluster_acks,
         };
-        let tls = me.tls == Some(true);
-
-        if let Some((sentinels, service)) = &me.sentinel {
-            if sentinels.is_empty() {
-                return Err(RedisBackendError::Config("sentinel needs at least one Sentinel address".into()));
-            }
-            if service.trim().is_empty() {
-                return Err(RedisBackendError::Config("sentinel needs the monitored service's name".into()));
-            }
-            let mut addrs = Vec::with_capacity(sentinels.len());
-            for node in sentinels {
-                let url = node_url(node, tls, 26379)?;
-                addrs.push(parse_url(&url)?.addr().clone());
-            }
-            r.description = format!(
-                "sentinel {service:?} via [{}] (db {})",
-                sentinels.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "),
-                me.db.unwrap_or(0)
-            );
-            r.target = Target::Sentinel(SentinelTarget {
-                sentinels: addrs,
-                service: service.clone(),
-                db: me.db.unwrap_or(0),
-                username: me.username.clone(),
-                password: me.password.clone(),
-                sentinel_username: me.sentinel_username.clone(),
-                sentinel_password: me.sentinel_password.clone(),
-                tls,
-                acks: me.replica_acks.unwrap_or_default(),
-                ack_timeout,
-            });
-            return Ok(r);
+        if r.certs.is_some() && !r.uses_tls() {
+            return Err(RedisBackendError::Config(
+                "tls_root_cert / tls_client_cert need a TLS target (rediss://…, or tls(true))".into(),
+            ));
         }
+        Ok(r)
+    }
 
-        if let Some(nodes) = &me.cluster {
-            if nodes.is_empty() {
-                return Err(RedisBackendError::Config("cluster needs at least one seed node".into()));
-            }
-            if me.db.is_some_and(|db| db != 0) {
-                return Err(RedisBackendError::Config("a Redis Cluster has only db 0".into()));
-            }
-            let mut infos = Vec::with_capacity(nodes.len());
-            for node in nodes {
-                let url = node_url(node, tls, 6379)?;
-                let mut info = parse_url(&url)?;
-                if info.redis_settings().db() != 0 {
-                    return Err(RedisBackendError::Config(format!(
-                        "cluster node {} names a db; a Redis Cluster has only db 0",
-                        redact_url(&url)
-                    )));
-                }
-                info = me.apply_auth(info);
-                infos.push(info);
-            }
-            let first_tls = infos.first().is_some_and(|i| is_tls(i.addr()));
-            if infos.iter().any(|i| is_tls(i.addr()) != first_tls) {
-                return Err(RedisBackendError::Config("cluster nodes mix TLS (rediss://) and plain nodes".into()));
-            }
-            r.description = format!("cluster [{}]", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "));
-            r.target = Target::Cluster(infos);
-            r.cluster_acks = Some((me.replica_acks.unwrap_or_default(), ack_timeout));
-            r.check_certs_have_tls()?;
-            return Ok(r);
+    fn sentinel_target(
+        &self,
+        sentinels: &[String],
+        service: &str,
+        tls: bool,
+        ack_timeout: Duration,
+    ) -> Result<(Target, String), RedisBackendError> {
+        if sentinels.is_empty() {
+            return Err(RedisBackendError::Config("sentinel needs at least one Sentinel address".into()));
         }
+        if service.trim().is_empty() {
+            return Err(RedisBackendError::Config("sentinel needs the monitored service's name".into()));
+        }
+        let mut addrs = Vec::with_capacity(sentinels.len());
+        for node in sentinels {
+            let url = node_url(node, tls, 26379)?;
+            addrs.push(parse_url(&url)?.addr().clone());
+        }
+        let description = format!(
+            "sentinel {service:?} via [{}] (db {})",
+            sentinels.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "),
+            self.db.unwrap_or(0)
+        );
+        let target = Target::Sentinel(SentinelTarget {
+            sentinels: addrs,
+            service: service.to_owned(),
+            db: self.db.unwrap_or(0),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            sentinel_username: self.sentinel_username.clone(),
+            sentinel_password: self.sentinel_password.clone(),
+            tls,
+            acks: self.replica_acks.unwrap_or_default(),
+            ack_timeout,
+        });
+        Ok((target, description))
+    }
 
-        let (info, mut description) = if let Some(url) = &me.url {
+    fn cluster_target(&self, nodes: &[String], tls: bool) -> Result<(Target, String), RedisBackendError> {
+        if nodes.is_empty() {
+            return Err(RedisBackendError::Config("cluster needs at least one seed node".into()));
+        }
+        if self.db.is_some_and(|db| db != 0) {
+            return Err(RedisBackendError::Config("a Redis Cluster has only db 0".into()));
+        }
+        let mut infos = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            let url = node_url(node, tls, 6379)?;
+            let info = parse_url(&url)?;
+            if info.redis_settings().db() != 0 {
+                return Err(RedisBackendError::Config(format!(
+                    "cluster node {} names a db; a Redis Cluster has only db 0",
+                    redact_url(&url)
+                )));
+            }
+            infos.push(self.apply_auth(info));
+        }
+        let first_tls = infos.first().is_some_and(|i| is_tls(i.addr()));
+        if infos.iter().any(|i| is_tls(i.addr()) != first_tls) {
+            return Err(RedisBackendError::Config("cluster nodes mix TLS (rediss://) and plain nodes".into()));
+        }
+        let description = format!("cluster [{}]", nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(", "));
+        Ok((Target::Cluster(infos), description))
+    }
+
+    fn single_target(&self, tls: bool, had_url: bool) -> Result<(Target, String), RedisBackendError> {
+        let (info, mut description) = if let Some(url) = &self.url {
             (parse_url(url)?, redact_url(url))
-        } else if let Some(path) = &me.unix {
+        } else if let Some(path) = &self.unix {
             let info = ConnectionAddr::Unix(path.clone()).into_connection_info().map_err(config)?;
             (info, format!("unix:{}", path.display()))
         } else {
-            let host = me.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
-            let port = me.port.unwrap_or(6379);
+            let host = self.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+            let port = self.port.unwrap_or(6379);
             let url = node_url(&format!("{host}:{port}"), tls, 6379)?;
             (parse_url(&url)?, url)
         };
-        let mut info = me.apply_auth(info);
-        if let Some(db) = me.db {
+        let mut info = self.apply_auth(info);
+        if let Some(db) = self.db {
             let settings = info.redis_settings().clone().set_db(db);
             info = info.set_redis_settings(settings);
         }
-        if !had_url || me.db.is_some() {
+        if !had_url || self.db.is_some() {
             description.push_str(&format!(" (db {})", info.redis_settings().db()));
         }
-        r.description = description;
-        r.target = Target::Single(info);
-        r.check_certs_have_tls()?;
-        Ok(r)
+        Ok((Target::Single(info), description))
     }
 
     fn certificates(&self) -> Option<TlsCertificates> {
@@ -566,28 +579,18 @@ impl RedisBackendBuilder {
 }
 
 impl Resolved {
-    fn check_certs_have_tls(&self) -> Result<(), RedisBackendError> {
-        let tls = match &self.target {
+    fn uses_tls(&self) -> bool {
+        match &self.target {
             Target::Single(info) => is_tls(info.addr()),
             Target::Cluster(nodes) => nodes.iter().any(|n| is_tls(n.addr())),
             Target::Sentinel(s) => s.tls,
-        };
-        if self.certs.is_some() && !tls {
-            return Err(RedisBackendError::Config(
-                "tls_root_cert / tls_client_cert need a TLS target (rediss://…, or tls(true))".into(),
-            ));
         }
-        Ok(())
     }
 
     /// The backend; `eager`: connect now (standalone and cluster; a Sentinel group is looked up
     /// on first use either way).
     async fn into_backend(self, eager: bool) -> Result<RedisBackend, RedisBackendError> {
-        self.check_certs_have_tls()?;
-        let tls = matches!(&self.target, Target::Sentinel(s) if s.tls)
-            || matches!(&self.target, Target::Single(i) if is_tls(i.addr()))
-            || matches!(&self.target, Target::Cluster(n) if n.iter().any(|i| is_tls(i.addr())));
-        if tls {
+        if self.uses_tls() {
             install_crypto_provider();
         }
         let description = self.description.clone();
