@@ -34,20 +34,12 @@ pub struct Db {
 }
 
 impl Db {
-    /// Snapshot read of a category: the commit sequence number it reflects.
-    pub fn read(&self, _cat: i64) -> u64 {
-        let _g = self.state.lock().unwrap();
-        self.seq.load(Ordering::SeqCst)
-    }
-
     /// The newest commit affecting `cat` with sequence ≤ `upto`.
     pub fn newest_commit(&self, cat: i64, upto: u64) -> u64 {
         let g = self.state.lock().unwrap();
         g.history.get(&cat).and_then(|h| h.iter().rev().find(|s| **s <= upto).copied()).unwrap_or(0)
     }
-}
 
-impl Db {
     pub fn new() -> Db {
         Db::table("post", Arc::default())
     }
@@ -151,19 +143,7 @@ fn snapshot(dbs: &[&Db]) -> u64 {
 
 /// One read of category `cat`: (hit, stale).
 pub async fn read_once(cache: &Cache, db: &Db, cat: i64) -> (bool, bool) {
-    let q = cache.query(format!("cat{cat}").as_bytes(), deps_eq(&db.table, "category_id", cat));
-    let began = db.seq.load(Ordering::SeqCst);
-    let (got, hit) = match cache.lookup(&q).await.unwrap() {
-        Lookup::Hit(d) => (String::from_utf8(d).unwrap().parse::<u64>().unwrap(), true),
-        Lookup::Miss(t) => {
-            let snap = db.read(cat);
-            tokio::task::yield_now().await;
-            cache.store(t, snap.to_string().as_bytes()).await.unwrap();
-            (snap, false)
-        }
-        Lookup::Bypass(_) => (db.read(cat), false),
-    };
-    (hit, got < db.newest_commit(cat, began))
+    read_join(cache, &[db], cat).await
 }
 
 pub async fn reader(cache: Cache, db: Db, n: usize, salt: u64) -> (u64, u64, u64) {
