@@ -59,7 +59,7 @@ pub(crate) struct Inner {
     /// epoch of each: the namespace's and its tables' copies).
     pub(crate) namespaces: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Table epoch keys known to be in their namespace's registry (`KeySpace::registry`).
-    pub(crate) registered: std::sync::Mutex<std::collections::HashSet<String>>,
+    pub(crate) registered: std::sync::RwLock<std::collections::HashSet<String>>,
     pub(crate) profiles: Profiles,
     pub(crate) analyzer: Analyzer,
     pub(crate) health: Health,
@@ -107,7 +107,7 @@ impl Inner {
         Inner {
             backend,
             namespaces: std::sync::Mutex::new(std::iter::once((keys.registry(), keys.epoch())).collect()),
-            registered: std::sync::Mutex::new(std::collections::HashSet::new()),
+            registered: std::sync::RwLock::new(std::collections::HashSet::new()),
             profiles,
             analyzer,
             health,
@@ -883,13 +883,14 @@ impl Cache {
     /// their first read by this process, then reads: `invalidate_all` then reaches every copy
     /// of the epoch a value could carry.
     pub(crate) async fn backend_read(&self, req: &ReadRequest) -> Result<ReadReply, BackendError> {
+        // Every read looks: a read lock (nothing is written once the tables are known).
         let missing: Vec<String> = {
-            let known = self.inner.registered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let known = self.inner.registered.read().unwrap_or_else(std::sync::PoisonError::into_inner);
             req.tables.iter().map(|t| &t.epoch_key).filter(|k| !known.contains(*k)).cloned().collect()
         };
         if !missing.is_empty() {
             self.inner.backend.register(&self.keys.registry(), &missing).await?;
-            self.inner.registered.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend(missing);
+            self.inner.registered.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(missing);
         }
         self.inner.backend.read(req).await
     }
